@@ -1,0 +1,38 @@
+# organsim: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED ?= ../shared
+
+.PHONY: setup demo test test-fast lint dashboard clean
+
+setup: $(STAMP)
+
+# torch first, pinned (the CPU build on a CPU machine), then the package with dev extras under the
+# constraints file so a fresh machine gets exactly what CI got.
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python pipelines/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check organsim tests bench pipelines dashboards
+	$(BIN)/lint-imports
+
+dashboard: $(STAMP)
+	$(BIN)/streamlit run dashboards/app.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

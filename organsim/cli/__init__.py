@@ -1,0 +1,12 @@
+"""Layer 8: the ``organsim`` command line. Each module registers its commands on ``app``."""
+
+from organsim.cli import data  # noqa: F401  (registers: info)
+from organsim.cli.app import app
+
+
+def main() -> None:
+    """Entry point of the ``organsim`` console script."""
+    app()
+
+
+__all__ = ["app", "main"]
