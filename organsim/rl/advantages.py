@@ -92,7 +92,9 @@ def group_advantages(rewards: Tensor, *, scale: str = "group", eps: float = 1e-4
     elif scale == "none":
         return centred
     else:
-        raise ValueError(f"group_advantages: unknown scale {scale!r}; expected one of {GROUP_SCALINGS}")
+        raise ValueError(
+            f"group_advantages: unknown scale {scale!r}; expected one of {GROUP_SCALINGS}"
+        )
 
 
 def zero_variance_groups(rewards: Tensor) -> Tensor:

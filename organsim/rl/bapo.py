@@ -152,9 +152,9 @@ def bapo_loss(
         and ``clip/positive_share`` (rho under those bounds).
     """
     mask = mask.to(logprobs.dtype)
-    token_advantages = (advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages).expand_as(
-        logprobs
-    )
+    token_advantages = (
+        advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
+    ).expand_as(logprobs)
     with torch.no_grad():
         ratio = torch.exp(
             importance_log_weights(logprobs, old_logprobs, mask, level=importance_sampling_level)

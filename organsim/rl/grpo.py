@@ -93,7 +93,9 @@ def aggregate_loss(
     if loss_type == "grpo":
         return (masked.sum(dim=-1) / mask.sum(dim=-1).clamp(min=1.0)).mean()
     elif loss_type == "dr_grpo":
-        length = per_token_loss.shape[-1] if max_completion_length is None else max_completion_length
+        length = (
+            per_token_loss.shape[-1] if max_completion_length is None else max_completion_length
+        )
         return masked.sum() / (per_token_loss.shape[0] * length)
     elif loss_type == "dapo":
         normaliser = mask.sum() if num_items_in_batch is None else num_items_in_batch
@@ -101,7 +103,9 @@ def aggregate_loss(
     elif loss_type == "bnpo":
         return masked.sum() / mask.sum().clamp(min=1.0)
     else:
-        raise ValueError(f"aggregate_loss: unknown loss_type {loss_type!r}; expected one of {LOSS_TYPES}")
+        raise ValueError(
+            f"aggregate_loss: unknown loss_type {loss_type!r}; expected one of {LOSS_TYPES}"
+        )
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
