@@ -1,7 +1,18 @@
 """Layer 2: data. The canonical :class:`Cohort`, loaders (PhysioNet 2019, MEDS, Parquet/CSV), splits,
 normalisation and value tokenizers."""
 
-from organsim.data.cohort import SPLITS, Cohort, conform
+from organsim.data.cohort import SEPSIS_LABEL_LEAD_HOURS, SPLITS, Cohort, conform, sepsis_label_expr
+from organsim.data.physionet import read_physionet2019
 from organsim.data.schema import table_schema
+from organsim.data.validate import IngestReport
 
-__all__ = ["SPLITS", "Cohort", "conform", "table_schema"]
+__all__ = [
+    "SEPSIS_LABEL_LEAD_HOURS",
+    "SPLITS",
+    "Cohort",
+    "IngestReport",
+    "conform",
+    "read_physionet2019",
+    "sepsis_label_expr",
+    "table_schema",
+]

@@ -31,20 +31,47 @@ from organsim.utils.io import atomic_directory, atomic_write_text
 
 TABLE_FILES = {"stays": "stays.parquet", "hourly": "hourly.parquet", "treatments": "treatments.parquet"}
 SPLITS = ("train", "validation", "test")
+SEPSIS_LABEL_LEAD_HOURS = 6
+"""The PhysioNet 2019 early-warning label is 1 from this many hours before Sepsis-3 onset on."""
+
+
+def sepsis_label_expr(onset_hour: pl.Expr, hour: pl.Expr, lead_hours: int = SEPSIS_LABEL_LEAD_HOURS) -> pl.Expr:
+    """The per-hour early-warning label (Int8): 1 when ``hour >= onset_hour - lead_hours``, else 0.
+
+    Stays without an onset (null) are 0 at every hour. With ``lead_hours=6`` this is the PhysioNet
+    2019 challenge's ``SepsisLabel``.
+    """
+    return (onset_hour.is_not_null() & (hour >= onset_hour - lead_hours)).fill_null(False).cast(pl.Int8)
+
+
+def _first_bad_cast(frame: pl.DataFrame, name: str, dtype: pl.DataType) -> tuple[int, str] | None:
+    """(row index, reason) of the first value of ``frame[name]`` that ``dtype`` cannot hold exactly."""
+    values = frame[name]
+    cast = values.cast(dtype, strict=False)
+    lost = values.is_not_null() & cast.is_null()
+    if dtype.is_integer() and values.dtype.is_float():
+        lost = lost | (values.is_not_null() & (values != values.floor()))
+    hits = lost.arg_true()
+    if not len(hits):
+        return None
+    return int(hits[0]), f"{values[int(hits[0])]!r} is not a valid {dtype}"
 
 
 def conform(frame: pl.DataFrame, catalog: Catalog, table: str, *, file: str | Path | None = None) -> pl.DataFrame:
     """Return ``frame`` with exactly the table's columns, in order, with the catalog's dtypes.
 
     Catalog variable/treatment columns absent from ``frame`` are added (null for variables, the
-    treatment's default for treatments); fixed columns must be present. Unknown columns are an error.
+    treatment's default for treatments); fixed columns must be present. Unknown columns, and values
+    the column's dtype cannot hold (text in a number column, 2.5 in an integer column), are
+    a :class:`DataError` naming the column (and the row, 1-based, for values).
     """
     schema = table_schema(catalog, table)
     spec = catalog.tables[table]
     fixed = [c.name for c in spec.columns]
     unknown = [c for c in frame.columns if c not in schema]
     if unknown:
-        raise DataError(f"unknown column(s) {unknown} in the {table} table; known: {list(schema)}", file=file, column=unknown[0])
+        raise DataError(f"unknown column(s) {unknown} in the {table} table; known: {list(schema)}", file=file, row=0,
+                        column=unknown[0])
     absent_fixed = [c for c in fixed if c not in frame.columns and not next(x for x in spec.columns if x.name == c).nullable]
     if absent_fixed:
         raise DataError(f"the {table} table lacks required column(s) {absent_fixed}", file=file, column=absent_fixed[0])
@@ -58,10 +85,13 @@ def conform(frame: pl.DataFrame, catalog: Catalog, table: str, *, file: str | Pa
         fill.append(pl.lit(default, dtype=dtype).alias(name))
     if fill:
         frame = frame.with_columns(fill)
-    try:
-        return frame.select([pl.col(name).cast(dtype, strict=True) for name, dtype in schema.items()])
-    except pl.exceptions.InvalidOperationError as exc:
-        raise DataError(f"a column of the {table} table cannot be cast to its catalog dtype: {exc}", file=file) from exc
+    for name, dtype in schema.items():
+        if frame.schema[name] != dtype:
+            bad = _first_bad_cast(frame, name, dtype)
+            if bad is not None:
+                raise DataError(f"{bad[1]} (the {table} table's {name} column is {dtype})", file=file, row=bad[0] + 1,
+                                column=name)
+    return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
 
 
 @dataclass
@@ -105,7 +135,10 @@ class Cohort:
         """
         catalog = catalog or load_catalog()
         counts = hourly.group_by("stay_id").len("n_hours")
-        stays = stays.drop([c for c in ("n_hours",) if c in stays.columns]).join(counts, on="stay_id", how="left")
+        if "stay_id" in stays.columns:
+            counts = counts.with_columns(pl.col("stay_id").cast(stays.schema["stay_id"], strict=False))
+        stays = stays.drop([c for c in ("n_hours",) if c in stays.columns]).join(
+            counts, on="stay_id", how="left", maintain_order="left")
         stays = stays.with_columns(pl.col("n_hours").fill_null(0))
         if "subject_id" not in stays.columns:
             stays = stays.with_columns(pl.col("stay_id").alias("subject_id"))
@@ -185,9 +218,17 @@ class Cohort:
                 row = int(orphan.arg_true()[0]) + 1
                 file = base / TABLE_FILES[table] if base else f"<{table} table>"
                 raise DataError(f"stay_id {frame['stay_id'][row - 1]} is not in stays", file=file, row=row, column="stay_id")
-        bad_split = self.stays.filter(pl.col("split").is_not_null() & ~pl.col("split").is_in(list(SPLITS)))
-        if bad_split.height:
-            raise DataError(f"unknown split {bad_split['split'][0]!r}; use one of {SPLITS}", column="split")
+        stays_file = base / TABLE_FILES["stays"] if base else "<stays table>"
+        bad_split = (self.stays["split"].is_not_null() & ~self.stays["split"].is_in(list(SPLITS))).arg_true()
+        if len(bad_split):
+            row = int(bad_split[0]) + 1
+            raise DataError(f"unknown split {self.stays['split'][row - 1]!r}; use one of {SPLITS}", file=stays_file,
+                            row=row, column="split")
+        contradiction = (self.stays["sepsis_onset_hour"].is_not_null() & ~self.stays["sepsis"]).arg_true()
+        if len(contradiction):
+            row = int(contradiction[0]) + 1
+            raise DataError("the stay has a sepsis onset hour but sepsis is false", file=stays_file, row=row,
+                            column="sepsis")
 
     def counts(self) -> dict[str, Any]:
         """Stays, hours, septic stays and (when split) stays per split."""
@@ -267,7 +308,8 @@ class Cohort:
                 assignment[int(sid)] = "train" if i < n_train else "validation" if i < n_train + n_val else "test"
         mapping = pl.DataFrame({"subject_id": list(assignment), "split": list(assignment.values())},
                                schema={"subject_id": pl.Int64, "split": pl.Utf8})
-        stays = self.stays.drop("split").join(mapping, on="subject_id", how="left").select(self.stays.columns)
+        stays = self.stays.drop("split").join(mapping, on="subject_id", how="left", maintain_order="left").select(
+            self.stays.columns)
         meta = {**self.meta, "split": {"fractions": list(fractions), "seed": seed, "stratify": stratify}}
         return Cohort(stays=stays, hourly=self.hourly, treatments=self.treatments, meta=meta, catalog=self.catalog)
 
@@ -278,6 +320,8 @@ class Cohort:
         stay does not have are NaN too (its length is ``stays.n_hours``). ``table="treatments"``
         gives the same view of the treatments.
         """
+        if table not in ("hourly", "treatments"):
+            raise ValueError(f"table must be 'hourly' or 'treatments', got {table!r}")
         frame = self.hourly if table == "hourly" else self.treatments
         codes = list(variables) if variables is not None else (
             list(self.catalog.variable_codes) if table == "hourly" else list(self.catalog.treatment_codes))
@@ -288,8 +332,8 @@ class Cohort:
             hours = np.arange(int(frame["hour"].min()), int(frame["hour"].max()) + 1)
         data = np.full((len(stay_ids), len(hours), len(codes)), np.nan, dtype=np.float32)
         if frame.height:
-            index = {int(s): i for i, s in enumerate(stay_ids)}
-            rows = np.array([index[int(s)] for s in frame["stay_id"].to_numpy()])
+            position = pl.DataFrame({"stay_id": stay_ids, "position": np.arange(len(stay_ids))})
+            rows = frame.select("stay_id").join(position, on="stay_id", how="left", maintain_order="left")["position"].to_numpy()
             cols = frame["hour"].to_numpy() - hours[0]
             values = frame.select(codes).to_numpy().astype(np.float32)  # (rows, variables), NaN for null
             data[rows, cols, :] = values
@@ -300,6 +344,18 @@ class Cohort:
             name=table,
             attrs={"source": self.meta.get("source", ""), "catalog_version": self.catalog.version},
         )
+
+    def sepsis_labels(self, lead_hours: int = SEPSIS_LABEL_LEAD_HOURS) -> pl.DataFrame:
+        """The per-hour early-warning label for every hourly row, recomputed from ``sepsis_onset_hour``.
+
+        Returns a frame ``(stay_id, hour, sepsis_label)`` in hourly order, ``sepsis_label`` Int8: 1
+        from ``lead_hours`` before onset on, 0 otherwise (see :func:`sepsis_label_expr`). For a
+        PhysioNet 2019 cohort this equals the files' ``SepsisLabel`` (the loader checks it).
+        """
+        onset = self.hourly.select("stay_id", "hour").join(
+            self.stays.select("stay_id", "sepsis_onset_hour"), on="stay_id", how="left", maintain_order="left")
+        return onset.select(
+            "stay_id", "hour", sepsis_label_expr(pl.col("sepsis_onset_hour"), pl.col("hour"), lead_hours).alias("sepsis_label"))
 
     def summary(self) -> dict[str, Any]:
         """Counts, septic fraction and missingness (fraction of hours not measured) per variable and system."""
