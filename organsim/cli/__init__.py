@@ -1,6 +1,9 @@
 """Layer 8: the ``organsim`` command line. Each module registers its commands on ``app``."""
 
-from organsim.cli import data  # noqa: F401  (registers: info)
+from organsim.cli import (
+    data,  # noqa: F401  (registers: info)
+    ingest,  # noqa: F401  (registers: ingest physionet2019|meds|table, export-meds)
+)
 from organsim.cli.app import app
 
 

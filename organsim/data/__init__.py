@@ -2,8 +2,10 @@
 normalisation and value tokenizers."""
 
 from organsim.data.cohort import SEPSIS_LABEL_LEAD_HOURS, SPLITS, Cohort, conform, sepsis_label_expr
+from organsim.data.meds import read_meds, write_meds
 from organsim.data.physionet import read_physionet2019
 from organsim.data.schema import table_schema
+from organsim.data.tables import read_table
 from organsim.data.validate import IngestReport
 
 __all__ = [
@@ -12,7 +14,10 @@ __all__ = [
     "Cohort",
     "IngestReport",
     "conform",
+    "read_meds",
     "read_physionet2019",
+    "read_table",
     "sepsis_label_expr",
     "table_schema",
+    "write_meds",
 ]

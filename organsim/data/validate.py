@@ -179,8 +179,13 @@ def check_unique(frame: pl.DataFrame, key: list[str], locator: RowLocator) -> No
     """Raise at the first row whose ``key`` values repeat an earlier row's (names the last key column)."""
     index = first_true(~frame.select(pl.struct(key).is_first_distinct()).to_series())
     if index is not None:
-        values = tuple(frame[k][index] for k in key)
-        raise locator.error(f"duplicate ({', '.join(key)}) = {values}: each must appear once", index, key[-1])
+        values = ", ".join(_show(frame[k][index]) for k in key)
+        raise locator.error(f"duplicate ({', '.join(key)}) = ({values}): each must appear once", index, key[-1])
+
+
+def _show(value: Any) -> str:
+    """A key value as a person writes it (1, not 1.0)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def plausible_bounds(catalog: Catalog) -> dict[str, tuple[float, float]]:
