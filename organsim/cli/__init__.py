@@ -3,6 +3,7 @@
 from organsim.cli import (
     data,  # noqa: F401  (registers: info)
     ingest,  # noqa: F401  (registers: ingest physionet2019|meds|table, export-meds)
+    scores,  # noqa: F401  (registers: scores)
 )
 from organsim.cli.app import app
 
