@@ -204,7 +204,7 @@ class Cohort:
                     row = int(nulls.arg_true()[0]) + 1
                     raise DataError("missing value in a required column", file=file, row=row, column=col)
             key = list(self.catalog.tables[table].primary_key)
-            dup = frame.select(key).is_duplicated()
+            dup = ~frame.select(pl.struct(key).is_first_distinct()).to_series()  # the repeat, not the original
             if dup.any():
                 row = int(dup.arg_true()[0]) + 1
                 values = frame.row(row - 1, named=True)
