@@ -43,8 +43,9 @@ Reading (:func:`read_meds`) accepts this layout and MEDS from elsewhere:
 - Hourly rows are the hours with a catalog variable or ``ICU_HOUR`` event; treatments rows are the
   hours with a treatment event (missing treatment columns take the catalog default).
 - Codes the catalog does not map are dropped and counted; so are variable events without a value.
-  Several values of one variable in one hour (possible in foreign MEDS) keep the last in time and
-  the rest are counted as dropped. Values outside the plausible range are nulled and counted.
+  Several values of one variable in one hour (possible in foreign MEDS) keep the last in input
+  order, which MEDS sorts by time, and the rest are counted as dropped. Values outside the
+  plausible range are nulled and counted.
 - Errors (:class:`~organsim.utils.DataError` with file, row, column): a missing required column,
   a missing subject or stay id, a non-numeric ``numeric_value``, a timed code without a time, a
   treatment value outside its plausible range, a static whose code says categorical but carries a
@@ -318,8 +319,8 @@ def meds_to_frames(
     Parameters
     ----------
     events
-        Columns subject_id, stay_id, time, code, numeric_value, kind, target and ``order`` (the
-        events' order in the input, which breaks ties in time), as the reader builds them.
+        Columns subject_id, stay_id, time, code, numeric_value, kind, target, in input order (of
+        several values for one slot the last wins), as the reader builds them.
     catalog
         Variable codes, defaults and plausible ranges.
     epoch
@@ -334,29 +335,34 @@ def meds_to_frames(
     mapped = events.filter(pl.col("kind").is_not_null())
 
     def latest(kind: str, key: list[str], drop_null_values: bool) -> pl.DataFrame:
+        """The kind's events, one per (key, target): the last in input order (MEDS sorts by time)."""
         rows = mapped.filter(pl.col("kind") == kind)
         if drop_null_values:
             report.add("dropped", f"{kind}_events_without_value", rows["numeric_value"].null_count())
             rows = rows.filter(pl.col("numeric_value").is_not_null())
-        kept = rows.sort(["time", "order"], nulls_last=False).unique([*key, "target"], keep="last", maintain_order=True)
-        report.add("dropped", f"{kind}_values_superseded_in_same_hour" if "hour" in key else f"{kind}_values_superseded",
-                   rows.height - kept.height)
+        kept = rows.unique([*key, "target"], keep="last", maintain_order=True)
+        report.add("dropped", f"{kind}_values_superseded", rows.height - kept.height)
         return kept
 
+    def hourly_wide(kind: str) -> pl.DataFrame:
+        """(stay_id, hour) + one column per target: the last value in the hour, in input order."""
+        rows = mapped.filter(pl.col("kind") == kind)
+        report.add("dropped", f"{kind}_events_without_value", rows["numeric_value"].null_count())
+        rows = rows.filter(pl.col("numeric_value").is_not_null())
+        if rows.height == 0:
+            return pl.DataFrame(schema={"stay_id": pl.Int64, "hour": pl.Int32})
+        wide = rows.pivot(on="target", index=["stay_id", "hour"], values="numeric_value", aggregate_function="last")
+        kept = wide.select(pl.sum_horizontal(pl.exclude("stay_id", "hour").is_not_null()).sum()).item()
+        report.add("dropped", f"{kind}_values_superseded_in_same_hour", rows.height - kept)
+        return wide
+
     hours = mapped.filter(pl.col("kind").is_in(["variable", "hour"])).select("stay_id", "hour").unique()
-    variables = latest("variable", ["stay_id", "hour"], drop_null_values=True)
-    hourly = hours.join(
-        variables.pivot(on="target", index=["stay_id", "hour"], values="numeric_value") if variables.height
-        else pl.DataFrame(schema={"stay_id": pl.Int64, "hour": pl.Int32}),
-        on=["stay_id", "hour"], how="left",
-    )
+    hourly = hours.join(hourly_wide("variable"), on=["stay_id", "hour"], how="left")
     bounds = plausible_bounds(catalog)
     hourly, counts = null_out_of_range(hourly, {c: bounds[c] for c in catalog.variable_codes if c in hourly.columns})
     report.add_out_of_range(counts)
 
-    given = latest("treatment", ["stay_id", "hour"], drop_null_values=True)
-    treatments = (given.pivot(on="target", index=["stay_id", "hour"], values="numeric_value") if given.height
-                  else pl.DataFrame(schema={"stay_id": pl.Int64, "hour": pl.Int32}))
+    treatments = hourly_wide("treatment")
     treatments = treatments.with_columns(
         [pl.col(t.code).fill_null(t.default) for t in catalog.treatments if t.code in treatments.columns])
 
@@ -439,7 +445,7 @@ def read_meds(
         f"{SEPSIS_ONSET_CODE}, {DEATH_CODE}); unmapped codes dropped and counted",
         "hour = whole hours since the organsim epoch " + TIME_EPOCH.isoformat() if epoch is not None
         else "hour = 1 + whole hours since the stay's first timed event",
-        "several values of a code in one hour: the last in time is kept",
+        "several values of a code in one hour (or of a static): the last in input order (time) is kept",
         "values outside the catalog's plausible range are nulled and counted",
     ])
     kinds = _code_kinds(catalog)
@@ -449,7 +455,7 @@ def read_meds(
         report.files += 1
         if progress:
             progress(done, len(shards))
-    events = pl.concat(parts).drop("row").with_row_index("order")
+    events = pl.concat(parts).drop("row")
     stays, hourly, treatments = meds_to_frames(events, catalog, epoch, report)
     splits = _read_splits(src)
     if splits is not None:
