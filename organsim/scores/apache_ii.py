@@ -106,11 +106,12 @@ def apache_ii(
 
     Components (Knaus 1985, tables in :mod:`organsim.scores.tables`): temperature (degC), MAP, heart
     rate, respiratory rate, oxygenation, arterial pH, sodium, potassium, creatinine (mg/dL; points
-    doubled in acute renal failure), hematocrit (%), WBC (10^3/uL), GCS (15 - GCS). Oxygenation uses
-    the A-a gradient (FiO2 x 713 - PaCO2/0.8 - PaO2; PaCO2 missing -> 40 mmHg) when FiO2 >= 0.5, and
-    PaO2 otherwise (FiO2 missing -> room air). Acid-base uses arterial pH, or serum HCO3 when no pH
-    was measured within the window. Age points come from ``stays.age``; chronic health points from
-    ``context`` when known (0 when unknown, not counted as missing).
+    doubled in acute renal failure), hematocrit (%), WBC (10^3/uL), GCS (15 - GCS, the GCS rounded
+    to a whole point). Oxygenation uses the A-a gradient (FiO2 x 713 - PaCO2/0.8 - PaO2; PaCO2
+    missing -> 40 mmHg) when FiO2 >= 0.5, and PaO2 otherwise (FiO2 missing -> room air). Acid-base
+    uses arterial pH, or serum HCO3 when no pH was measured within the window. Age points come from
+    ``stays.age``; chronic health points from ``context`` when known (0 when unknown, not counted as
+    missing).
 
     Missing values (:mod:`organsim.scores.imputation`): each input is carried forward within its
     window (vitals 4 h, GCS 8 h, labs 24 h by default); a component without a value scores 0 and is

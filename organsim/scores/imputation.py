@@ -85,10 +85,10 @@ def check_keys(frame: pl.DataFrame, name: str) -> None:
         nulls = frame[column].is_null()
         if nulls.any():
             raise DataError("missing key value", file=f"<{name}>", row=int(nulls.arg_true()[0]) + 1, column=column)
-    duplicated = frame.select("stay_id", "hour").is_duplicated()
-    if duplicated.any():
-        row = int(duplicated.arg_true()[0]) + 1
-        stay, hour = frame.row(row - 1, named=True)["stay_id"], frame.row(row - 1, named=True)["hour"]
+    repeated = ~frame.select(pl.struct("stay_id", "hour").is_first_distinct()).to_series()
+    if repeated.any():
+        row = int(repeated.arg_true()[0]) + 1
+        stay, hour = frame["stay_id"][row - 1], frame["hour"][row - 1]
         raise DataError(f"duplicate (stay_id, hour) = ({stay}, {hour})", file=f"<{name}>", row=row, column="hour")
 
 

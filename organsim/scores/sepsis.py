@@ -105,9 +105,10 @@ def sepsis3_onset(
         .with_columns(pl.col("suspicion_hour").alias("earliest_antibiotic"))
         .sort("stay_id", "earliest_antibiotic")
     )
-    # for each SOFA rise, the first antibiotic at or after (rise - hours_after_antibiotic)
+    # for each SOFA rise, the first antibiotic at or after (rise - hours_after_antibiotic); both
+    # frames are sorted by (stay_id, earliest_antibiotic), i.e. sorted within each stay
     paired = rises.sort("stay_id", "earliest_antibiotic").join_asof(
-        antibiotics, on="earliest_antibiotic", by="stay_id", strategy="forward"
+        antibiotics, on="earliest_antibiotic", by="stay_id", strategy="forward", check_sortedness=False
     ).filter(pl.col("suspicion_hour") <= pl.col("sofa_rise_hour") + hours_before_antibiotic)
     first = (
         paired.sort("stay_id", "sofa_rise_hour")
