@@ -7,6 +7,7 @@ names the archive and the last member read completely.
 
 from __future__ import annotations
 
+import os
 import tarfile
 import zipfile
 import zlib
@@ -67,9 +68,10 @@ def iter_files(src: str | Path, suffix: str, progress: ProgressCallback | None =
 
 
 def _iter_directory(src: Path, suffix: str, progress: ProgressCallback | None) -> Iterator[tuple[str, bytes]]:
-    files = sorted(p for p in src.rglob(f"*{suffix}") if p.is_file())
+    files = sorted(os.path.join(root, name) for root, _, names in os.walk(src) for name in names if name.endswith(suffix))
     for done, path in enumerate(files, start=1):
-        yield str(path), path.read_bytes()
+        with open(path, "rb") as handle:
+            yield path, handle.read()
         if progress:
             progress(done, len(files))
 

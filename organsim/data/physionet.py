@@ -43,6 +43,7 @@ concatenated frame and are mapped back to file and row by a
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -72,7 +73,7 @@ UNIT_COLUMNS = ("Unit1", "Unit2")
 REQUIRED_COLUMNS = (HOUR_COLUMN, LABEL_COLUMN)
 FIO2_PERCENT_RANGE = (21.0, 100.0)
 STAY_FILE_NAME = re.compile(r"^p(\d+)\.psv$")
-BATCH_FILES = 4000
+BATCH_FILES = 10_000
 """Files parsed per polars read: bounds memory on the full 40,336-stay challenge set."""
 
 
@@ -84,19 +85,14 @@ def known_columns(catalog: Catalog) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------------ parsing
 def stay_id_from_name(name: str) -> int:
     """``.../p100001.psv`` -> 100001; any other file name is a :class:`DataError`."""
-    match = STAY_FILE_NAME.match(Path(name).name)
+    match = STAY_FILE_NAME.match(os.path.basename(name))
     if match is None:
         raise DataError("file name must be p<digits>.psv: the stay id comes from it", file=name)
     return int(match.group(1))
 
 
-def _split_file(name: str, data: bytes, known: set[str]) -> tuple[tuple[str, ...], bytes, int]:
-    """Check one file's header and shape; return (header columns, body ending in newline, rows)."""
-    data = data.replace(b"\r\n", b"\n")
-    if not data.strip():
-        raise DataError("empty file: expected a header line and at least one row", file=name, row=0,
-                        column=HOUR_COLUMN)
-    head, _, body = data.partition(b"\n")
+def _header_columns(name: str, head: bytes, known: set[str]) -> tuple[str, ...]:
+    """Check a header line against the challenge's columns; return its column names."""
     columns = tuple(c.strip() for c in head.decode("utf-8", errors="replace").split("|"))
     for column in columns:
         if column not in known:
@@ -108,6 +104,24 @@ def _split_file(name: str, data: bytes, known: set[str]) -> tuple[tuple[str, ...
     for column in REQUIRED_COLUMNS:
         if column not in columns:
             raise DataError("required column is missing from the header", file=name, row=0, column=column)
+    return columns
+
+
+def _split_file(name: str, data: bytes, headers: dict[bytes, tuple[str, ...]], known: set[str]
+                ) -> tuple[tuple[str, ...], bytes, int]:
+    """Check one file's header and shape; return (header columns, body ending in newline, rows).
+
+    ``headers`` caches the checked header lines (the challenge's 40,336 files share one).
+    """
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    if not data.strip():
+        raise DataError("empty file: expected a header line and at least one row", file=name, row=0,
+                        column=HOUR_COLUMN)
+    head, _, body = data.partition(b"\n")
+    columns = headers.get(head)
+    if columns is None:
+        columns = headers[head] = _header_columns(name, head, known)
     body = body.rstrip(b"\n")
     if not body.strip():
         raise DataError("no data rows after the header", file=name, row=1, column=HOUR_COLUMN)
@@ -121,24 +135,25 @@ def _split_file(name: str, data: bytes, known: set[str]) -> tuple[tuple[str, ...
     return columns, body + b"\n", lines
 
 
-def parse_psv(files: list[tuple[str, bytes]], catalog: Catalog) -> tuple[pl.DataFrame, RowLocator]:
-    """Parse challenge files into one raw frame: ``stay_id`` + their columns as Float64.
+def parse_psv(files: list[tuple[str, int, bytes]], catalog: Catalog) -> tuple[pl.DataFrame, RowLocator]:
+    """Parse challenge files ``(name, stay_id, content)`` into one raw frame: ``stay_id`` + columns as Float64.
 
     Files with the same header are parsed together by one ``polars.read_csv``; columns a file lacks
     are null. Rows keep file order within each header group, and the returned locator maps every
     row back to its file and row.
     """
     known = set(known_columns(catalog))
-    groups: dict[tuple[str, ...], list[tuple[str, bytes, int]]] = {}
-    for name, data in files:
-        columns, body, lines = _split_file(name, data, known)
-        groups.setdefault(columns, []).append((name, body, lines))
+    headers: dict[bytes, tuple[str, ...]] = {}
+    groups: dict[tuple[str, ...], list[tuple[str, int, bytes, int]]] = {}
+    for name, stay_id, data in files:
+        columns, body, lines = _split_file(name, data, headers, known)
+        groups.setdefault(columns, []).append((name, stay_id, body, lines))
     frames, locator, offset = [], RowLocator.from_counts([], []), 0
     for columns, members in groups.items():
         names = [m[0] for m in members]
-        counts = [m[2] for m in members]
+        counts = [m[3] for m in members]
         group_locator = RowLocator.from_counts(names, counts)
-        buffer = b"".join(m[1] for m in members)
+        buffer = b"".join(m[2] for m in members)
         read = dict(source=buffer, separator="|", has_header=False, new_columns=list(columns), null_values="NaN",
                     quote_char=None)
         try:
@@ -147,7 +162,7 @@ def parse_psv(files: list[tuple[str, bytes]], catalog: Catalog) -> tuple[pl.Data
         except pl.exceptions.ComputeError:  # a non-numeric cell: re-read as text to name it
             frame = parse_numeric(pl.read_csv(**read, schema=dict.fromkeys(columns, pl.Utf8)), list(columns),
                                   group_locator)
-        ids = np.repeat(np.array([stay_id_from_name(n) for n in names], dtype=np.int64), counts)
+        ids = np.repeat(np.array([m[1] for m in members], dtype=np.int64), counts)
         frames.append(frame.with_columns(pl.Series("stay_id", ids)))
         locator = locator.concat(group_locator, offset)
         offset += frame.height
@@ -286,7 +301,7 @@ def read_physionet2019(
     stays_parts: list[pl.DataFrame] = []
     hourly_parts: list[pl.DataFrame] = []
     seen: dict[int, str] = {}
-    batch: list[tuple[str, bytes]] = []
+    batch: list[tuple[str, int, bytes]] = []
 
     def flush() -> None:
         raw, locator = parse_psv(batch, catalog)
@@ -300,7 +315,7 @@ def read_physionet2019(
         if stay_id in seen:
             raise DataError(f"stay id {stay_id} was already read from {seen[stay_id]}", file=name)
         seen[stay_id] = name
-        batch.append((name, data))
+        batch.append((name, stay_id, data))
         report.files += 1
         if len(batch) == BATCH_FILES:
             flush()
