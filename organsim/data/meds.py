@@ -278,8 +278,7 @@ def _read_shard(file: Path, kinds: pl.DataFrame, catalog: Catalog) -> pl.DataFra
             raise locator.error(f"{frame[column][bad]!r} is not an integer id", bad, column)
     if not isinstance(frame.schema["time"], pl.Datetime | pl.Null):
         raise DataError(f"time must be a timestamp, not {frame.schema['time']}", file=file, row=0, column="time")
-    frame = parse_numeric(frame.with_columns(pl.col("numeric_value").cast(pl.Utf8) if frame.schema["numeric_value"] == pl.Utf8
-                                             else pl.col("numeric_value")), ["numeric_value"], locator)
+    frame = parse_numeric(frame, ["numeric_value"], locator)
     events = _classify(frame.select(
         pl.col("subject_id").cast(pl.Int64), pl.col("stay_id").cast(pl.Int64), pl.col("time").cast(pl.Datetime("us")),
         pl.col("code").cast(pl.Utf8), pl.col("numeric_value"),

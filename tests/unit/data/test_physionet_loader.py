@@ -94,6 +94,15 @@ def test_archives_give_the_same_cohort(two_stays: Path, tmp_path: Path) -> None:
     assert seen and seen[-1][0] <= seen[-1][1]
 
 
+def test_batches_give_the_same_cohort(two_stays: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = read_physionet2019(two_stays)
+    monkeypatch.setattr("organsim.data.physionet.BATCH_FILES", 1)
+    one_by_one = read_physionet2019(two_stays)
+    assert_frame_equal(one_by_one.stays, whole.stays)
+    assert_frame_equal(one_by_one.hourly, whole.hourly)
+    assert one_by_one.meta["provenance"]["ingest_report"] == whole.meta["provenance"]["ingest_report"]
+
+
 def test_files_with_different_headers_are_merged(tmp_path: Path) -> None:
     (tmp_path / "p1.psv").write_text(psv_text(stay_rows(range(1, 3), HR=[80, 81])))
     columns = ["ICULOS", "SepsisLabel", "Temp"]
