@@ -144,7 +144,6 @@ def table_to_frames(
     stays_in = parse_numeric(stays_in, numeric, stays_locator)
     stays_in = _parse_booleans(stays_in, [c for c in stays_in.columns if schema[c] == pl.Boolean], stays_locator)
     check_not_null(stays_in, "stay_id", stays_locator, "stay id")
-    check_integral(stays_in, "stay_id", stays_locator)
     for column in stays_in.columns:
         if schema[column].is_integer():
             check_integral(stays_in, column, stays_locator)
