@@ -11,7 +11,7 @@ from organsim.scores.imputation import (
     CarryForwardHours,
     Component,
     age_of,
-    carry_forward,
+    carry_forward_lazy,
     score_columns,
     worst_over_window,
 )
@@ -143,8 +143,9 @@ def apache_ii(
         worst-in-window APS + age + chronic).
     """
     catalog = catalog or load_catalog()
-    frame = carry_forward(hourly, APACHE_II_VARIABLES, carry_forward_hours=carry_forward_hours, catalog=catalog)
-    frame = frame.join(_stay_context(frame["stay_id"], stays, context), on="stay_id", how="left", maintain_order="left")
+    frame = carry_forward_lazy(hourly, APACHE_II_VARIABLES, carry_forward_hours=carry_forward_hours, catalog=catalog)
+    per_stay = _stay_context(hourly["stay_id"], stays, context).lazy()
+    frame = frame.join(per_stay, on="stay_id", how="left", maintain_order="left")
 
     fio2 = pl.col("fio2").fill_null(t.NEWS2_ROOM_AIR_FIO2)
     oxygenation = pl.when(fio2 >= t.APACHE_II_FIO2_FOR_AA_GRADIENT).then(
@@ -188,4 +189,4 @@ def apache_ii(
     ).select(
         "stay_id", "hour", *APACHE_II_COMPONENTS, "apache_ii_age_points", "apache_ii_chronic_points",
         "apache_ii_aps", "apache_ii", "apache_ii_n_carried", "apache_ii_n_missing", "apache_ii_24h",
-    )
+    ).collect()

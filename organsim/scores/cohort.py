@@ -69,6 +69,10 @@ def score_trajectories(
     layout. Every score follows the missing-value rule of :mod:`organsim.scores.imputation` (carry
     forward within a window, otherwise normal, imputed components counted per score).
 
+    Cost is a fixed overhead per call (tens of milliseconds of polars planning) plus a few
+    microseconds per stay-hour, so score many simulated rollouts in one call, each under its own
+    ``stay_id``, rather than one call per rollout (bench/scores.py measures both).
+
     Parameters
     ----------
     hourly

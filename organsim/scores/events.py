@@ -12,9 +12,9 @@ from organsim.catalog import Catalog, EventDefinition, load_catalog
 from organsim.scores.imputation import (
     AGE_SUFFIX,
     DERIVED_DECIMALS,
-    SIGNIFICANT_DIGITS,
+    MEASURED_SUFFIX,
     CarryForwardHours,
-    carry_forward,
+    carry_forward_lazy,
     check_keys,
 )
 
@@ -40,14 +40,14 @@ def _compare(value: pl.Expr, op: str, threshold: float) -> pl.Expr:
     return (value < threshold if op == "<" else value > threshold).fill_null(False)
 
 
-def _rule_hours(frame: pl.DataFrame, event: EventDefinition, catalog: Catalog) -> pl.DataFrame:
+def _rule_hours(frame: pl.LazyFrame, event: EventDefinition, catalog: Catalog) -> pl.LazyFrame:
     """Per stay-hour: ``on``, the quantity that fired (``variable``, ``value``), whether it was
     measured this hour, and whether the severe grade holds."""
     code = event.variable
     measured_now = pl.col(code + AGE_SUFFIX) == 0
     if event.kdigo is not None:
         rule = event.kdigo
-        raw = pl.col(f"{code}__raw")
+        raw = pl.col(code + MEASURED_SUFFIX)
         lowest_short = raw.rolling_min_by("hour", window_size=f"{rule.absolute_window_hours + 1}i").over("stay_id")
         lowest_long = raw.rolling_min_by("hour", window_size=f"{rule.relative_window_hours + 1}i").over("stay_id")
         rise = (pl.col(code) - lowest_short).round(DERIVED_DECIMALS)
@@ -81,7 +81,7 @@ def _rule_hours(frame: pl.DataFrame, event: EventDefinition, catalog: Catalog) -
     )
 
 
-def _episodes(hours: pl.DataFrame, event: EventDefinition, merge_gap_hours: int) -> pl.DataFrame:
+def _episodes(hours: pl.LazyFrame, event: EventDefinition, merge_gap_hours: int) -> pl.LazyFrame:
     """Group the ``on`` hours of one event into episodes (gaps of <= ``merge_gap_hours`` bridged)."""
     on = hours.filter(pl.col("on"))
     gap = pl.col("hour") - pl.col("hour").shift(1).over("stay_id")
@@ -181,15 +181,10 @@ def critical_events(
         name for e in definitions
         for name in (e.variable, *((e.or_ratio.numerator, e.or_ratio.denominator) if e.or_ratio else ()))
     })
-    frame = carry_forward(hourly, variables, carry_forward_hours=carry_forward_hours, catalog=catalog)
     kdigo_codes = sorted({e.variable for e in definitions if e.kdigo is not None})
-    if kdigo_codes:
-        raw = hourly.select(
-            "stay_id", "hour",
-            *[(pl.col(c).cast(pl.Float64).round_sig_figs(SIGNIFICANT_DIGITS) if c in hourly.columns
-               else pl.lit(None, dtype=pl.Float64)).alias(f"{c}__raw") for c in kdigo_codes],
-        ).sort("stay_id", "hour")
-        frame = frame.with_columns(raw.select(f"{c}__raw" for c in kdigo_codes))
+    # collected once, then shared by the lazy per-event plans
+    frame = carry_forward_lazy(hourly, variables, carry_forward_hours=carry_forward_hours, catalog=catalog,
+                               keep_measured=kdigo_codes).collect().lazy()
     parts = [_episodes(_rule_hours(frame, e, catalog), e, merge_gap) for e in definitions]
-    found = pl.concat(parts) if parts else pl.DataFrame(schema=EVENT_SCHEMA)
+    found = pl.concat(parts).collect() if parts else pl.DataFrame(schema=EVENT_SCHEMA)
     return found.select([pl.col(c).cast(d) for c, d in EVENT_SCHEMA.items()]).sort("stay_id", "onset_hour", "event")

@@ -40,6 +40,8 @@ DERIVED_DECIMALS = 6
 threshold, so 1.2 - 0.9 compares as 0.3, not 0.29999999999999993."""
 AGE_SUFFIX = "__age_h"
 """Suffix of the column holding the hours since a carried value was measured (0 = this hour)."""
+MEASURED_SUFFIX = "__measured"
+"""Suffix of a column holding a variable as measured, before carrying forward."""
 
 CarryForwardHours = int | Mapping[str, int] | None
 
@@ -92,10 +94,6 @@ def check_keys(frame: pl.DataFrame, name: str) -> None:
         raise DataError(f"duplicate (stay_id, hour) = ({stay}, {hour})", file=f"<{name}>", row=row, column="hour")
 
 
-def _readable(column: str) -> pl.Expr:
-    return pl.col(column).cast(pl.Float64).round_sig_figs(SIGNIFICANT_DIGITS)
-
-
 def carry_forward(
     hourly: pl.DataFrame,
     variables: Sequence[str],
@@ -122,12 +120,33 @@ def carry_forward(
         measured within the window) and ``<code>__age_h`` (int, hours since that measurement: 0 when
         measured this hour, null when missing).
     """
+    return carry_forward_lazy(hourly, variables, carry_forward_hours=carry_forward_hours, catalog=catalog).collect()
+
+
+def carry_forward_lazy(
+    hourly: pl.DataFrame,
+    variables: Sequence[str],
+    *,
+    carry_forward_hours: CarryForwardHours = None,
+    catalog: Catalog | None = None,
+    keep_measured: Sequence[str] = (),
+) -> pl.LazyFrame:
+    """:func:`carry_forward` as a lazy frame (the scores build on it and collect once), with
+    ``<code>__measured`` columns (the values as measured, not carried) for ``keep_measured``."""
     catalog = catalog or load_catalog()
     check_keys(hourly, "hourly")
     windows = carry_forward_windows(variables, carry_forward_hours, catalog)
-    present = [v for v in variables if v in hourly.columns]
-    frame = hourly.select("stay_id", "hour", *[_readable(v).alias(v) for v in present]).sort("stay_id", "hour")
-    frame = frame.with_columns([pl.lit(None, dtype=pl.Float64).alias(v) for v in variables if v not in present])
+
+    def readable(code: str) -> pl.Expr:
+        if code in hourly.columns:
+            return pl.col(code).cast(pl.Float64).round_sig_figs(SIGNIFICANT_DIGITS)
+        return pl.lit(None, dtype=pl.Float64)
+
+    frame = hourly.lazy().select(
+        "stay_id", "hour",
+        *[readable(code).alias(code) for code in variables],
+        *[readable(code).alias(code + MEASURED_SUFFIX) for code in keep_measured],
+    ).sort("stay_id", "hour")
     hour = pl.col("hour").cast(pl.Int64)
     out = []
     for code in variables:
@@ -142,12 +161,12 @@ def carry_forward(
 
 
 def attach_treatments(
-    frame: pl.DataFrame,
+    frame: pl.LazyFrame,
     treatments: pl.DataFrame | None,
     codes: Sequence[str],
     *,
     catalog: Catalog | None = None,
-) -> pl.DataFrame:
+) -> pl.LazyFrame:
     """Join treatment columns ``codes`` onto ``frame`` by (stay_id, hour).
 
     Hours without a treatment row, treatment columns the frame lacks, and ``treatments=None`` (not
@@ -160,10 +179,11 @@ def attach_treatments(
         return frame.with_columns([pl.lit(defaults[c], dtype=pl.Float64).alias(c) for c in codes])
     check_keys(treatments, "treatments")
     present = [c for c in codes if c in treatments.columns]
-    given = treatments.select(
-        pl.col("stay_id").cast(frame.schema["stay_id"]),
-        pl.col("hour").cast(frame.schema["hour"]),
-        *[_readable(c).alias(c) for c in present],
+    keys = frame.collect_schema()
+    given = treatments.lazy().select(
+        pl.col("stay_id").cast(keys["stay_id"]),
+        pl.col("hour").cast(keys["hour"]),
+        *[pl.col(c).cast(pl.Float64).round_sig_figs(SIGNIFICANT_DIGITS) for c in present],
     )
     joined = frame.join(given, on=["stay_id", "hour"], how="left", maintain_order="left")
     return joined.with_columns([

@@ -13,7 +13,7 @@ from organsim.scores.imputation import (
     Component,
     age_of,
     attach_treatments,
-    carry_forward,
+    carry_forward_lazy,
     score_columns,
 )
 
@@ -74,7 +74,7 @@ def news2(
     if spo2_scale not in (1, 2):
         raise ValueError(f"spo2_scale must be 1 or 2, got {spo2_scale!r}")
     catalog = catalog or load_catalog()
-    frame = carry_forward(hourly, NEWS2_VARIABLES, carry_forward_hours=carry_forward_hours, catalog=catalog)
+    frame = carry_forward_lazy(hourly, NEWS2_VARIABLES, carry_forward_hours=carry_forward_hours, catalog=catalog)
     frame = attach_treatments(frame, treatments, ("mechanical_ventilation",), catalog=catalog)
 
     ventilated = pl.col("mechanical_ventilation") > 0
@@ -105,4 +105,4 @@ def news2(
         .when(red).then(pl.lit("low-medium"))
         .otherwise(pl.lit("low"))
     )
-    return scored.with_columns(risk.alias("news2_risk"))
+    return scored.with_columns(risk.alias("news2_risk")).collect()

@@ -10,7 +10,7 @@ from organsim.scores.imputation import (
     CarryForwardHours,
     Component,
     age_of,
-    carry_forward,
+    carry_forward_lazy,
     score_columns,
 )
 
@@ -44,11 +44,11 @@ def qsofa(
         ``qsofa_n_carried``, ``qsofa_n_missing`` (Int8) and ``qsofa_positive`` (qSOFA >= 2).
     """
     catalog = catalog or load_catalog()
-    frame = carry_forward(hourly, QSOFA_VARIABLES, carry_forward_hours=carry_forward_hours, catalog=catalog)
+    frame = carry_forward_lazy(hourly, QSOFA_VARIABLES, carry_forward_hours=carry_forward_hours, catalog=catalog)
     components = [
         Component("qsofa_respiratory_rate", t.QSOFA_RESPIRATORY_RATE.expr(pl.col("resp_rate")), age_of("resp_rate")),
         Component("qsofa_systolic_bp", t.QSOFA_SYSTOLIC_BP.expr(pl.col("sbp")), age_of("sbp")),
         Component("qsofa_mentation", t.QSOFA_MENTATION.expr(pl.col("gcs")), age_of("gcs")),
     ]
     scored = frame.select("stay_id", "hour", *score_columns(components, "qsofa"))
-    return scored.with_columns((pl.col("qsofa") >= QSOFA_POSITIVE_FROM).alias("qsofa_positive"))
+    return scored.with_columns((pl.col("qsofa") >= QSOFA_POSITIVE_FROM).alias("qsofa_positive")).collect()

@@ -11,7 +11,7 @@ from organsim.scores.imputation import (
     Component,
     age_of,
     age_of_worse,
-    carry_forward,
+    carry_forward_lazy,
     score_columns,
 )
 
@@ -46,7 +46,7 @@ def sirs(
         ``sirs_n_carried``, ``sirs_n_missing`` (Int8) and ``sirs_positive`` (two or more criteria).
     """
     catalog = catalog or load_catalog()
-    frame = carry_forward(hourly, SIRS_VARIABLES, carry_forward_hours=carry_forward_hours, catalog=catalog)
+    frame = carry_forward_lazy(hourly, SIRS_VARIABLES, carry_forward_hours=carry_forward_hours, catalog=catalog)
     rate = t.SIRS_RESPIRATORY_RATE.expr(pl.col("resp_rate"))
     paco2 = t.SIRS_PACO2.expr(pl.col("paco2"))
     components = [
@@ -57,4 +57,4 @@ def sirs(
         Component("sirs_wbc", t.SIRS_WBC.expr(pl.col("wbc")), age_of("wbc")),
     ]
     scored = frame.select("stay_id", "hour", *score_columns(components, "sirs"))
-    return scored.with_columns((pl.col("sirs") >= SIRS_POSITIVE_FROM).alias("sirs_positive"))
+    return scored.with_columns((pl.col("sirs") >= SIRS_POSITIVE_FROM).alias("sirs_positive")).collect()

@@ -8,12 +8,13 @@ from organsim.catalog import Catalog, load_catalog
 from organsim.scores import tables as t
 from organsim.scores.imputation import (
     DERIVED_DECIMALS,
+    MEASURED_SUFFIX,
     CarryForwardHours,
     Component,
     age_of,
     age_of_worse,
     attach_treatments,
-    carry_forward,
+    carry_forward_lazy,
     score_columns,
     with_window,
     worst_over_window,
@@ -114,16 +115,13 @@ def sofa(
     """
     catalog = catalog or load_catalog()
     urine_window = with_window(carry_forward_hours, "urine_output", window_hours - 1)
-    frame = carry_forward(hourly, SOFA_VARIABLES, carry_forward_hours=urine_window, catalog=catalog)
+    frame = carry_forward_lazy(hourly, SOFA_VARIABLES, carry_forward_hours=urine_window, catalog=catalog,
+                               keep_measured=("urine_output",))
     frame = attach_treatments(frame, treatments, SOFA_TREATMENTS, catalog=catalog)
-    urine_per_day = (
-        hourly.select("stay_id", "hour", pl.col("urine_output").cast(pl.Float64).round_sig_figs(6) if "urine_output" in hourly.columns
-                      else pl.lit(None, dtype=pl.Float64).alias("urine_output"))
-        .sort("stay_id", "hour")
-        .select((pl.col("urine_output").rolling_mean_by("hour", window_size=f"{window_hours}i").over("stay_id")
-                 * HOURS_PER_DAY).round(DERIVED_DECIMALS).alias("urine_ml_per_day"))
+    urine_mean = pl.col("urine_output" + MEASURED_SUFFIX).rolling_mean_by("hour", window_size=f"{window_hours}i")
+    frame = frame.with_columns(
+        (urine_mean.over("stay_id") * HOURS_PER_DAY).round(DERIVED_DECIMALS).alias("urine_ml_per_day")
     )
-    frame = frame.with_columns(urine_per_day["urine_ml_per_day"])
 
     ventilated = pl.col("mechanical_ventilation") > 0
     respiration = t.SOFA_RESPIRATION.expr(oxygenation_ratio(spo2_surrogate=spo2_surrogate))
@@ -151,4 +149,4 @@ def sofa(
     worst = pl.sum_horizontal([worst_over_window(c, window_hours).cast(pl.Int16) for c in SOFA_COMPONENTS])
     return scored.with_columns(worst.cast(pl.Int16).alias("sofa_24h")).with_columns(
         sofa_stratum(pl.col("sofa_24h")).alias("sofa_stratum")
-    )
+    ).collect()
