@@ -147,7 +147,7 @@ def apache_ii(
     per_stay = _stay_context(hourly["stay_id"], stays, context).lazy()
     frame = frame.join(per_stay, on="stay_id", how="left", maintain_order="left")
 
-    fio2 = pl.col("fio2").fill_null(t.NEWS2_ROOM_AIR_FIO2)
+    fio2 = pl.col("fio2").fill_null(t.ROOM_AIR_FIO2)
     oxygenation = pl.when(fio2 >= t.APACHE_II_FIO2_FOR_AA_GRADIENT).then(
         t.APACHE_II_AA_GRADIENT.expr(alveolar_arterial_gradient())
     ).otherwise(t.APACHE_II_PAO2.expr(pl.col("pao2")))

@@ -78,7 +78,7 @@ def news2(
     frame = attach_treatments(frame, treatments, ("mechanical_ventilation",), catalog=catalog)
 
     ventilated = pl.col("mechanical_ventilation") > 0
-    on_oxygen = ventilated | (pl.col("fio2") > t.NEWS2_ROOM_AIR_FIO2).fill_null(False)
+    on_oxygen = ventilated | (pl.col("fio2") > t.ROOM_AIR_FIO2).fill_null(False)
     oxygen = pl.when(on_oxygen).then(pl.lit(t.NEWS2_SUPPLEMENTAL_OXYGEN_POINTS, dtype=pl.Int8)).when(
         pl.col("fio2").is_not_null()).then(pl.lit(0, dtype=pl.Int8))
     oxygen_age = pl.when(ventilated).then(pl.lit(0, dtype=pl.Int64)).otherwise(age_of("fio2"))

@@ -40,7 +40,7 @@ def oxygenation_ratio(*, spo2_surrogate: bool) -> pl.Expr:
     FiO2 (a fraction) missing is taken as room air, 0.21. With ``spo2_surrogate`` and no PaO2, the
     ratio is estimated from Rice 2007's S/F = 64 + 0.84 x P/F when SpO2 <= 97 %.
     """
-    fio2 = pl.col("fio2").fill_null(t.NEWS2_ROOM_AIR_FIO2)
+    fio2 = pl.col("fio2").fill_null(t.ROOM_AIR_FIO2)
     measured = (pl.col("pao2") / fio2).round(DERIVED_DECIMALS)
     if not spo2_surrogate:
         return measured

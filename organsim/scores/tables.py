@@ -77,11 +77,6 @@ class PointTable:
             chain = chain.when(_OPS[rule.op](value, rule.threshold)).then(rule.points)
         return chain.otherwise(self.otherwise).cast(pl.Int8)
 
-    @property
-    def max_points(self) -> int:
-        """The largest number of points the table can give."""
-        return max([self.otherwise, *(r.points for r in self.rules)])
-
 
 def _table(name: str, unit: str, rules: list[tuple[Op, float, int]], otherwise: int) -> PointTable:
     return PointTable(name, unit, tuple(PointRule(op, float(t), p) for op, t, p in rules), otherwise)
@@ -232,8 +227,9 @@ NEWS2_TEMPERATURE = _table(
 # Consciousness: alert 0; new confusion, or responding only to voice or pain, or unresponsive 3. A
 # GCS below 15 is read as "not alert".
 NEWS2_CONSCIOUSNESS = _table("NEWS2 consciousness (from GCS)", "points", [("<", 15, 3)], otherwise=0)
-NEWS2_ROOM_AIR_FIO2 = 0.21
-"""FiO2 (fraction) of room air: a higher FiO2, or mechanical ventilation, is supplemental oxygen."""
+ROOM_AIR_FIO2 = 0.21
+"""FiO2 (fraction) of room air. NEWS2 reads a higher FiO2, or mechanical ventilation, as
+supplemental oxygen; SOFA, APACHE II and the hypoxaemia event take a missing FiO2 as room air."""
 
 # ---------------------------------------------------------------------------- qSOFA and SIRS
 # Singer 2016: respiratory rate >= 22/min, systolic BP <= 100 mmHg, altered mentation (GCS < 15).

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from score_frames import one_row_per_stay, one_stay
 
-from organsim.scores import apache_ii
+from organsim.scores import apache_ii, first_window
 from organsim.utils import DataError
 
 
@@ -126,3 +126,18 @@ def test_24h_worst_takes_each_component_at_its_worst_hour() -> None:
     scores = apache_ii(one_stay(hr=[150, 80, 80], temperature=[37, 40, 40]))
     assert _column(scores, "apache_ii_aps") == [3, 3, 3]
     assert _column(scores, "apache_ii_24h") == [3, 6, 6]
+
+
+def test_first_window_is_the_first_day_score() -> None:
+    # stay 1 (hours 3-32): HR 150 (3) at hours 3 and 20, temperature 40 (3) from hour 27, after the
+    # first day (hours 3-26): first-day score 3, later windows 6. Stay 2 has 5 hours only: its last
+    # hour stands for the (short) first day.
+    hr = [150] + [80] * 16 + [150] + [80] * 12
+    stay_1 = one_stay(hr=hr, temperature=[37] * 24 + [40] * 6).with_columns(pl.col("hour") + 2)
+    stay_2 = one_stay(hr=[80, 80, 80, 80, 115]).with_columns(pl.lit(2, dtype=pl.Int64).alias("stay_id"))
+    scores = apache_ii(pl.concat([stay_1, stay_2], how="diagonal"))
+    first_day = first_window(scores, "apache_ii_24h")
+    assert first_day.to_dicts() == [{"stay_id": 1, "apache_ii_24h": 3}, {"stay_id": 2, "apache_ii_24h": 2}]
+    assert scores.filter(pl.col("stay_id") == 1)["apache_ii_24h"].max() == 6
+    with pytest.raises(ValueError, match="hours"):
+        first_window(scores, "apache_ii_24h", hours=0)
