@@ -12,7 +12,7 @@ from organsim.scores.imputation import (
     Component,
     age_of,
     carry_forward_lazy,
-    score_columns,
+    score_components,
     worst_over_window,
 )
 from organsim.utils.errors import DataError
@@ -175,10 +175,7 @@ def apache_ii(
         Component("apache_ii_gcs", gcs, age_of("gcs")),
     ]
     age_points = Component("apache_ii_age_points", t.APACHE_II_AGE.expr(pl.col("age")), pl.lit(0))
-    scored = frame.select(
-        "stay_id", "hour", "apache_ii_chronic_points",
-        *score_columns([*physiology, age_points], "apache_ii"),
-    )
+    scored = score_components(frame, [*physiology, age_points], "apache_ii", keep=["apache_ii_chronic_points"])
     aps = pl.sum_horizontal([pl.col(c).cast(pl.Int16) for c in APACHE_II_COMPONENTS]).cast(pl.Int16)
     worst_aps = pl.sum_horizontal([worst_over_window(c, window_hours).cast(pl.Int16) for c in APACHE_II_COMPONENTS])
     fixed = pl.col("apache_ii_age_points").cast(pl.Int16) + pl.col("apache_ii_chronic_points").cast(pl.Int16)

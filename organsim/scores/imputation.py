@@ -221,18 +221,47 @@ class Component:
     age: pl.Expr
 
 
-def score_columns(components: Sequence[Component], score: str) -> list[pl.Expr]:
+def score_components(
+    frame: pl.LazyFrame, components: Sequence[Component], score: str, *, keep: Sequence[str] = ()
+) -> pl.LazyFrame:
     """Component points with rule 2 applied, their total, and the two counts of rule 3.
 
-    Returns expressions for ``<component>`` (Int8, missing -> 0), ``<score>`` (Int16 total),
-    ``<score>_n_carried`` and ``<score>_n_missing`` (Int8). Evaluate them on a frame that holds the
-    inputs the components read.
+    Parameters
+    ----------
+    frame
+        Holds the inputs the components read, with ``stay_id`` and ``hour``.
+    components
+        The score's components.
+    score
+        Name of the total column and prefix of the counts.
+    keep
+        Further columns of ``frame`` to keep (after ``stay_id``, ``hour``).
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``stay_id``, ``hour``, ``keep``, each ``<component>`` (Int8, missing -> 0), ``<score>``
+        (Int16 total), ``<score>_n_carried`` and ``<score>_n_missing`` (Int8).
     """
-    filled = [c.points.fill_null(0).cast(pl.Int8).alias(c.name) for c in components]
-    total = pl.sum_horizontal([c.points.fill_null(0).cast(pl.Int16) for c in components]).cast(pl.Int16).alias(score)
-    missing = pl.sum_horizontal([c.points.is_null().cast(pl.Int8) for c in components]).cast(pl.Int8)
-    carried = pl.sum_horizontal([(c.points.is_not_null() & (c.age > 0)).fill_null(False).cast(pl.Int8) for c in components])
-    return [*filled, total, carried.cast(pl.Int8).alias(f"{score}_n_carried"), missing.alias(f"{score}_n_missing")]
+    names = [c.name for c in components]
+    # the points are evaluated once, as columns, and the total and counts read those columns
+    staged = frame.select(
+        "stay_id", "hour", *keep,
+        *[c.points.alias(c.name) for c in components],
+        *[c.age.alias(c.name + AGE_SUFFIX) for c in components],
+    )
+    filled = [pl.col(n).fill_null(0).cast(pl.Int8) for n in names]
+    missing = pl.sum_horizontal([pl.col(n).is_null().cast(pl.Int8) for n in names])
+    carried = pl.sum_horizontal([
+        (pl.col(n).is_not_null() & (pl.col(n + AGE_SUFFIX) > 0)).fill_null(False).cast(pl.Int8) for n in names
+    ])
+    return staged.select(
+        "stay_id", "hour", *keep,
+        *filled,
+        pl.sum_horizontal([f.cast(pl.Int16) for f in filled]).cast(pl.Int16).alias(score),
+        carried.cast(pl.Int8).alias(f"{score}_n_carried"),
+        missing.cast(pl.Int8).alias(f"{score}_n_missing"),
+    )
 
 
 def with_window(carry_forward_hours: CarryForwardHours, code: str, hours: int) -> dict[str, int]:

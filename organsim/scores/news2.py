@@ -14,7 +14,7 @@ from organsim.scores.imputation import (
     age_of,
     attach_treatments,
     carry_forward_lazy,
-    score_columns,
+    score_components,
 )
 
 NEWS2_VARIABLES = ("resp_rate", "spo2", "fio2", "sbp", "hr", "gcs", "temperature")
@@ -97,7 +97,7 @@ def news2(
         Component("news2_consciousness", t.NEWS2_CONSCIOUSNESS.expr(pl.col("gcs")), age_of("gcs")),
         Component("news2_temperature", t.NEWS2_TEMPERATURE.expr(pl.col("temperature")), age_of("temperature")),
     ]
-    scored = frame.select("stay_id", "hour", *score_columns(components, "news2"))
+    scored = score_components(frame, components, "news2")
     red = pl.max_horizontal([pl.col(c) for c in NEWS2_COMPONENTS]) >= NEWS2_SINGLE_PARAMETER_RED
     risk = (
         pl.when(pl.col("news2") >= NEWS2_HIGH_FROM).then(pl.lit("high"))

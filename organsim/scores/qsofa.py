@@ -11,7 +11,7 @@ from organsim.scores.imputation import (
     Component,
     age_of,
     carry_forward_lazy,
-    score_columns,
+    score_components,
 )
 
 QSOFA_VARIABLES = ("resp_rate", "sbp", "gcs")
@@ -50,5 +50,5 @@ def qsofa(
         Component("qsofa_systolic_bp", t.QSOFA_SYSTOLIC_BP.expr(pl.col("sbp")), age_of("sbp")),
         Component("qsofa_mentation", t.QSOFA_MENTATION.expr(pl.col("gcs")), age_of("gcs")),
     ]
-    scored = frame.select("stay_id", "hour", *score_columns(components, "qsofa"))
+    scored = score_components(frame, components, "qsofa")
     return scored.with_columns((pl.col("qsofa") >= QSOFA_POSITIVE_FROM).alias("qsofa_positive")).collect()

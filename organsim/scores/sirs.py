@@ -12,7 +12,7 @@ from organsim.scores.imputation import (
     age_of,
     age_of_worse,
     carry_forward_lazy,
-    score_columns,
+    score_components,
 )
 
 SIRS_VARIABLES = ("temperature", "hr", "resp_rate", "paco2", "wbc")
@@ -56,5 +56,5 @@ def sirs(
                   age_of_worse(rate, age_of("resp_rate"), paco2, age_of("paco2"))),
         Component("sirs_wbc", t.SIRS_WBC.expr(pl.col("wbc")), age_of("wbc")),
     ]
-    scored = frame.select("stay_id", "hour", *score_columns(components, "sirs"))
+    scored = score_components(frame, components, "sirs")
     return scored.with_columns((pl.col("sirs") >= SIRS_POSITIVE_FROM).alias("sirs_positive")).collect()

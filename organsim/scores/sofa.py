@@ -15,7 +15,7 @@ from organsim.scores.imputation import (
     age_of_worse,
     attach_treatments,
     carry_forward_lazy,
-    score_columns,
+    score_components,
     with_window,
     worst_over_window,
 )
@@ -145,7 +145,7 @@ def sofa(
         Component("sofa_renal", pl.max_horizontal(creatinine, urine),
                   age_of_worse(creatinine, age_of("creatinine"), urine, age_of("urine_output"))),
     ]
-    scored = frame.select("stay_id", "hour", *score_columns(components, "sofa"))
+    scored = score_components(frame, components, "sofa")
     worst = pl.sum_horizontal([worst_over_window(c, window_hours).cast(pl.Int16) for c in SOFA_COMPONENTS])
     return scored.with_columns(worst.cast(pl.Int16).alias("sofa_24h")).with_columns(
         sofa_stratum(pl.col("sofa_24h")).alias("sofa_stratum")
