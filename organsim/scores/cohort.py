@@ -89,8 +89,9 @@ def score_trajectories(
         Passed to the scores (see :func:`~organsim.scores.sofa.sofa`,
         :func:`~organsim.scores.news2.news2`).
     sepsis_method
-        See :func:`~organsim.scores.sepsis.sepsis3_onset`; with ``"auto"`` and no label available
-        (no treatments, no ``stays.sepsis_onset_hour``) no Sepsis-3 rows are produced.
+        See :func:`~organsim.scores.sepsis.sepsis3_onset`. ``"auto"``: from antibiotics and SOFA when
+        ``treatments`` has an ``antibiotic`` column, else from ``stays.sepsis_onset_hour``, else no
+        Sepsis-3 rows.
 
     Returns
     -------
@@ -113,9 +114,13 @@ def score_trajectories(
     ]
     scores = pl.concat([parts[0], *(p.drop("stay_id", "hour") for p in parts[1:])], how="horizontal")
     events = critical_events(hourly, **common)
-    has_label = stays is not None and "sepsis_onset_hour" in stays.columns
-    if sepsis_method != "auto" or treatments is not None or has_label:
-        onsets = sepsis3_onset(sofa_scores, treatments=treatments, stays=stays, method=sepsis_method)
+    method: Literal["auto", "treatments", "label"] | None = sepsis_method
+    if sepsis_method == "auto":
+        has_antibiotics = treatments is not None and "antibiotic" in treatments.columns
+        has_label = stays is not None and "sepsis_onset_hour" in stays.columns
+        method = "treatments" if has_antibiotics else "label" if has_label else None
+    if method is not None:
+        onsets = sepsis3_onset(sofa_scores, treatments=treatments, stays=stays, method=method)
         events = pl.concat([events, _sepsis_events(onsets, sofa_scores)]).sort("stay_id", "onset_hour", "event")
     return Scores(hourly=scores, events=events)
 

@@ -12,6 +12,10 @@
    nothing was measured within the window). A variable the frame does not have at all (PhysioNet has
    no GCS, PaO2, urine output, sodium) is simply missing everywhere and counted the same way.
 
+Inside a component, a missing secondary input takes its normal value rather than voiding the
+component: FiO2 is room air (0.21) for the P/F ratio, the APACHE II oxygenation and the hypoxaemia
+rule, and PaCO2 is 40 mmHg in the APACHE II alveolar gas equation.
+
 Values are read as float64 at six significant digits (``round_sig_figs(6)``): the cohort stores
 float32, and 39.1 degC stored as float32 is 39.0999985; rounding makes it compare equal to the
 published threshold 39.1 as a clinician would read it.

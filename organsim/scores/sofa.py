@@ -113,6 +113,8 @@ def sofa(
         of each subscore's worst value over the trailing window) and ``sofa_stratum`` (label of
         ``sofa_24h``).
     """
+    if window_hours < 1:
+        raise ValueError(f"window_hours must be >= 1, got {window_hours}")
     catalog = catalog or load_catalog()
     urine_window = with_window(carry_forward_hours, "urine_output", window_hours - 1)
     frame = carry_forward_lazy(hourly, SOFA_VARIABLES, carry_forward_hours=urine_window, catalog=catalog,

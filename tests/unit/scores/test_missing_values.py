@@ -12,6 +12,7 @@ from organsim.scores import (
     carry_forward,
     news2,
     qsofa,
+    score_trajectories,
     sirs,
     sofa,
 )
@@ -94,3 +95,15 @@ def test_bad_keys_are_data_errors_with_row_and_column() -> None:
     assert caught.value.column == "stay_id"
     with pytest.raises(DataError, match="integer"):
         qsofa(pl.DataFrame({"stay_id": [1], "hour": [1.5], "sbp": [90.0]}))
+
+
+def test_score_trajectories_on_a_partial_simulated_frame() -> None:
+    # a simulated rollout: float64 values, a few variables, vasopressor but no antibiotic column and
+    # no label: scores and events come out, Sepsis-3 is not attempted
+    hourly = pl.DataFrame({"stay_id": [5, 5, 5], "hour": [10, 11, 12], "map": [62.0, 58.5, 71.0],
+                           "lactate": [4.5, None, None]})
+    given = pl.DataFrame({"stay_id": [5], "hour": [11], "norepinephrine": [0.15]})
+    hourly_scores, events = score_trajectories(hourly, given)
+    assert hourly_scores["sofa_cardiovascular"].to_list() == [1, 4, 0]
+    assert sorted(events["event"].to_list()) == ["hyperlactataemia", "hypotension"]
+    assert events.filter(pl.col("event") == "hypotension")["offset_hour"].to_list() == [11]
