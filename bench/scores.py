@@ -26,6 +26,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -115,8 +116,6 @@ def main() -> None:
         lambda: compare_event_chains(real_events, simulated_events, stay_ids=stays["stay_id"].to_list()), args.repeats)
     summary = comparison.summary  # type: ignore[attr-defined]
 
-    import organsim
-
     result_json = {
         "benchmark": "scores",
         "data": str(args.archive.name),
@@ -153,7 +152,7 @@ def main() -> None:
             "python": platform.python_version(),
             "polars": pl.__version__,
             "numpy": np.__version__,
-            "organsim": getattr(organsim, "__version__", "unknown"),
+            "organsim": version("organsim"),
         },
         "repeats": args.repeats,
     }
