@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -13,7 +14,7 @@ from organsim.data import Cohort
 
 @app.command()
 @friendly_errors
-def info(directory: Path = typer.Argument(..., help="A canonical cohort directory.")) -> None:
+def info(directory: Annotated[Path, typer.Argument(help="A canonical cohort directory.")]) -> None:
     """Summarise a cohort: stays, hours, septic fraction, missingness per system and variable."""
     cohort = Cohort.load(directory)
     summary = cohort.summary()

@@ -36,3 +36,15 @@ def test_data_error_names_file_row_column():
     err = DataError("not a number: 'abc'", file="p1.psv", row=3, column="HR")
     assert str(err) == "file p1.psv, row 3, column 'HR': not a number: 'abc'"
     assert (err.file, err.row, err.column) == ("p1.psv", 3, "HR")
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    file = atomic_write_text(tmp_path / "f.txt", "x")
+    with atomic_directory(tmp_path / "d") as tmp:
+        (tmp / "y").write_text("y")
+    assert file.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~umask
