@@ -49,7 +49,7 @@ class PolarRewardModel(nn.Module):
         self.scorer = nn.Sequential(
             nn.Linear(context_dim + 4 * embedding_dim, hidden_size),
             nn.Tanh(),
-            nn.Linear(hidden_size, 1),
+            nn.Linear(hidden_size, 1, bias=False),  # a constant cancels in the pairwise loss
         )
 
     def forward(self, context: Tensor, reference: Tensor, candidate: Tensor) -> Tensor:
