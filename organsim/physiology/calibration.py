@@ -12,21 +12,29 @@ Tolerances (stated once, used by the test and the benchmark)
 - fraction of hours measured within ``MEASURED_LOG_ODDS_TOLERANCE`` = 0.5 on the log-odds scale
   (an odds ratio of at most e^0.5 ~ 1.65: 0.88 may become 0.82-0.92, 0.02 may become 0.012-0.032).
 
-Why these: the two PhysioNet 2019 hospitals differ from each other by about this much (e.g. their
-median MAP and heart rate differ by ~5 % of the 5-95 % range, lactate and troponin tails by far
-more), a simulator should not be held to a tighter match than one real hospital to another, and the
-range-relative scale treats skewed variables (AST, troponin) and narrow ones (pH) alike. Tails get
-more room than medians because they rest on a few per cent of the values.
+Why these: a simulator is useful when its marginals are as close to one hospital's as another
+hospital's would be, not when it copies them; measuring the error in units of the reference's own
+5-95 % spread treats skewed variables (AST, troponin) and narrow ones (pH) alike; tails rest on a few
+per cent of the values, so they get more room than medians. A quantile is only tested when both
+cohorts have at least ``MIN_STAYS`` stays with a value in the group (PhysioNet's septic serum
+bicarbonate, for one, comes from ~17 stays): such rows are reported with ``tested=False``.
+
+Known artefact: PhysioNet hospital B reports some ionised calcium (1.0-1.3 mmol/L) in the total
+calcium column; values below 2 are removed as implausible by the loader, but ionised values
+converted to mg/dL (4-5.5) stay and make up the 1st-5th percentile of septic stays. The model
+produces total calcium only, so its 5th percentile sits above that cluster: that statistic is
+reported but not tested (:data:`REFERENCE_ARTEFACTS`).
 
 Variables PhysioNet lacks (CVP, PaO2, ALT, CRP, procalcitonin, GCS, INR, sodium, urine output) are
-compared, pooled over all stays, with published ICU ranges (:data:`PUBLISHED_ICU_RANGES`, each with
-its source) under the same tolerances; their measurement rates follow MIMIC-IV charting practice
-and are not tested.
+compared, pooled over all stays, with approximate published ICU ranges (:data:`PUBLISHED_ICU_RANGES`;
+where a source reports a median and interquartile range, the 5th/95th percentiles were extrapolated
+from them) under the same tolerances; their measurement rates follow MIMIC-IV charting practice and
+are not tested.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -36,8 +44,16 @@ from organsim.data import Cohort
 MEDIAN_TOLERANCE = 0.15
 TAIL_TOLERANCE = 0.25
 MEASURED_LOG_ODDS_TOLERANCE = 0.5
+MIN_STAYS = 40
+"""A quantile is only tested when both cohorts have at least this many stays with a value in the
+group: below that, one stay's values move the reference quantile by more than the tolerance."""
 QUANTILES = {"q05": 0.05, "q50": 0.5, "q95": 0.95}
 GROUPS = ("non_septic", "septic")
+REFERENCE_ARTEFACTS = {
+    ("calcium", "q05"): "PhysioNet hospital B mixes ionised calcium (4-5.5 as mg/dL) into total calcium",
+}
+"""(variable, statistic) -> why the reference value is not physiology the model should reproduce;
+such rows are reported with ``tested=False`` (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -51,15 +67,15 @@ class PublishedRange:
 
 
 PUBLISHED_ICU_RANGES: dict[str, PublishedRange] = {
-    "cvp": PublishedRange(2.0, 10.0, 18.0, "Eskesen et al., Intensive Care Med 2016;42:324 (1148 ICU data sets: mean 9.6, SD ~4.5 mmHg)"),
-    "pao2": PublishedRange(65.0, 105.0, 200.0, "de Jonge et al., Crit Care 2008;12:R156 (36,307 ventilated patients: median 99, IQR 80-128 mmHg)"),
-    "alt": PublishedRange(10.0, 28.0, 400.0, "MIMIC-IV hosp.labevents itemid 50861, ICU stays (median ~27 IU/L, heavy ischaemic tail)"),
-    "crp": PublishedRange(5.0, 90.0, 300.0, "Lobo et al., Chest 2003;123:2043 (ICU admissions: median ~80 mg/L, sepsis 150-250)"),
-    "procalcitonin": PublishedRange(0.05, 0.7, 30.0, "Harbarth et al., Am J Respir Crit Care Med 2001;164:396; Meisner 2005 (ICU: 0.1-1 non-infected, 2-50 septic shock)"),
-    "gcs": PublishedRange(3.0, 14.0, 15.0, "MIMIC-IV chartevents GCS totals 220739+223900+223901 (sedated ventilated patients chart 3-8)"),
-    "inr": PublishedRange(1.0, 1.3, 2.6, "Walsh et al., Crit Care 2010;14:R124 (ICU coagulopathy: INR > 1.5 in ~30 %)"),
-    "sodium": PublishedRange(131.0, 139.0, 147.0, "Funk et al., Intensive Care Med 2010;36:304 (151,486 ICU admissions: dysnatraemia in ~25 %)"),
-    "urine_output": PublishedRange(10.0, 80.0, 250.0, "MIMIC-IV outputevents hourly urine (median ~1 mL/kg/h; oliguria < 0.5 mL/kg/h in ~20 % of hours)"),
+    "cvp": PublishedRange(2.0, 10.0, 18.0, "ICU CVP readings cluster at 8-12 mmHg (e.g. Eskesen et al., Intensive Care Med 2016;42:324)"),
+    "pao2": PublishedRange(65.0, 105.0, 200.0, "ventilated ICU patients: median PaO2 ~100 mmHg (e.g. de Jonge et al., Crit Care 2008;12:R156)"),
+    "alt": PublishedRange(10.0, 28.0, 400.0, "adult ICU ALT: median within the normal range, ischaemic-hepatitis tail (MIMIC-IV itemid 50861)"),
+    "crp": PublishedRange(5.0, 90.0, 300.0, "CRP on ICU admission ~50-100 mg/L, 150-300 in sepsis (e.g. Lobo et al., Chest 2003;123:2043)"),
+    "procalcitonin": PublishedRange(0.05, 0.7, 30.0, "PCT < 0.5 ng/mL without infection, 2-50 in septic shock (e.g. Harbarth et al., AJRCCM 2001;164:396)"),
+    "gcs": PublishedRange(3.0, 14.0, 15.0, "charted GCS totals in ICU, sedated ventilated patients at 3-8 (MIMIC-IV itemids 220739, 223900, 223901)"),
+    "inr": PublishedRange(1.0, 1.3, 2.6, "ICU INR: median ~1.2-1.3, > 1.5 in about a quarter (e.g. Walsh et al., Crit Care 2010;14:R124)"),
+    "sodium": PublishedRange(131.0, 139.0, 147.0, "ICU sodium: dysnatraemia in about a quarter of admissions (e.g. Funk et al., Intensive Care Med 2010;36:304)"),
+    "urine_output": PublishedRange(10.0, 80.0, 250.0, "hourly ICU urine output: median ~1 mL/kg/h, oliguria < 0.5 mL/kg/h common (MIMIC-IV outputevents)"),
 }
 
 
@@ -75,6 +91,7 @@ class CalibrationRow:
     tolerance: float  # absolute, in the variable's unit (log-odds for measured_fraction)
     difference: float  # generated - reference (log-odds difference for measured_fraction)
     passed: bool
+    tested: bool  # False: too few stays with a value (see MIN_STAYS); reported, not asserted
     reference_source: str
 
 
@@ -86,10 +103,12 @@ class CalibrationReport:
 
     @property
     def passed(self) -> bool:
-        return all(row.passed for row in self.rows)
+        """All tested statistics are within tolerance."""
+        return not self.failures()
 
     def failures(self) -> list[CalibrationRow]:
-        return [row for row in self.rows if not row.passed]
+        """Tested statistics outside their tolerance."""
+        return [row for row in self.rows if row.tested and not row.passed]
 
     def table(self) -> pl.DataFrame:
         return pl.DataFrame([asdict(row) for row in self.rows])
@@ -102,7 +121,9 @@ class CalibrationReport:
                 "measured_fraction_log_odds": MEASURED_LOG_ODDS_TOLERANCE,
             },
             "passed": self.passed,
+            "min_stays_for_a_tested_quantile": MIN_STAYS,
             "n_compared": len(self.rows),
+            "n_tested": sum(row.tested for row in self.rows),
             "n_failed": len(self.failures()),
             "rows": [asdict(row) for row in self.rows],
         }
@@ -111,12 +132,19 @@ class CalibrationReport:
 def marginal_statistics(cohort: Cohort, variables: list[str] | None = None) -> pl.DataFrame:
     """Per variable and group (``non_septic``, ``septic``, ``all``): values, measured fraction, quantiles.
 
-    Returns a frame with columns ``variable``, ``group``, ``n_values``, ``measured_fraction``,
-    ``q05``, ``q50``, ``q95`` (null quantiles when a group has no value).
+    Returns a frame with columns ``variable``, ``group``, ``n_values``, ``n_stays`` (stays with at
+    least one value), ``measured_fraction``, ``q05``, ``q50``, ``q95`` (null quantiles when a group
+    has no value).
     """
     codes = variables or list(cohort.catalog.variable_codes)
     septic = cohort.stays.select("stay_id", "sepsis")
     hourly = cohort.hourly.join(septic, on="stay_id", how="left")
+    measured_stays = hourly.group_by("stay_id").agg([pl.col(c).is_not_null().any() for c in codes] + [pl.col("sepsis").first()])
+    stays_by_group = {
+        "non_septic": measured_stays.filter(~pl.col("sepsis")).select(codes).sum().row(0, named=True),
+        "septic": measured_stays.filter(pl.col("sepsis")).select(codes).sum().row(0, named=True),
+    }
+    stays_with_value = measured_stays.select(codes).sum().row(0, named=True)
     rows = []
     for group, frame in (
         ("non_septic", hourly.filter(~pl.col("sepsis"))),
@@ -133,6 +161,7 @@ def marginal_statistics(cohort: Cohort, variables: list[str] | None = None) -> p
                 "variable": code,
                 "group": group,
                 "n_values": n_values,
+                "n_stays": int(stays_with_value[code]) if group == "all" else int(stays_by_group[group][code]),
                 "measured_fraction": n_values / frame.height if frame.height else float("nan"),
                 **{name: stats[f"{code}/{name}"] for name in QUANTILES},
             })
@@ -158,13 +187,19 @@ def compare_to_reference(generated: Cohort, reference: Cohort, *, source: str = 
             r, g = ref_g[code], gen_g[code]
             if r["q05"] is None:
                 continue
-            rows.extend(_quantile_rows(code, group, r, g, source))
+            tested = r["n_stays"] >= MIN_STAYS and g["n_stays"] >= MIN_STAYS
+            rows.extend(_quantile_rows(code, group, r, g, source, tested=tested))
             difference = _logit(g["measured_fraction"]) - _logit(r["measured_fraction"])
             rows.append(CalibrationRow(
                 variable=code, group=group, statistic="measured_fraction", reference=r["measured_fraction"],
                 generated=g["measured_fraction"], tolerance=MEASURED_LOG_ODDS_TOLERANCE, difference=difference,
-                passed=abs(difference) <= MEASURED_LOG_ODDS_TOLERANCE, reference_source=source,
+                passed=abs(difference) <= MEASURED_LOG_ODDS_TOLERANCE, tested=True, reference_source=source,
             ))
+    rows = [
+        replace(row, tested=False, reference_source=f"{row.reference_source}; {REFERENCE_ARTEFACTS[(row.variable, row.statistic)]}")
+        if (row.variable, row.statistic) in REFERENCE_ARTEFACTS else row
+        for row in rows
+    ]
     rows.extend(compare_to_published(generated, [c for c in PUBLISHED_ICU_RANGES if c not in recorded]))
     return CalibrationReport(rows=tuple(rows))
 
@@ -178,11 +213,14 @@ def compare_to_published(generated: Cohort, variables: list[str] | None = None) 
     for code in codes:
         published = PUBLISHED_ICU_RANGES[code]
         reference = {"q05": published.q05, "q50": published.q50, "q95": published.q95}
-        rows.extend(_quantile_rows(code, "all", reference, gen[code], published.source))
+        tested = gen[code]["n_stays"] >= MIN_STAYS
+        rows.extend(_quantile_rows(code, "all", reference, gen[code], published.source, tested=tested))
     return rows
 
 
-def _quantile_rows(code: str, group: str, reference: dict, generated: dict, source: str) -> list[CalibrationRow]:
+def _quantile_rows(
+    code: str, group: str, reference: dict, generated: dict, source: str, *, tested: bool
+) -> list[CalibrationRow]:
     spread = reference["q95"] - reference["q05"]
     rows = []
     for name in QUANTILES:
@@ -193,6 +231,6 @@ def _quantile_rows(code: str, group: str, reference: dict, generated: dict, sour
             variable=code, group=group, statistic=name, reference=float(reference[name]),
             generated=float("nan") if value is None else float(value), tolerance=float(tolerance),
             difference=difference, passed=value is not None and abs(difference) <= tolerance + 1e-9,
-            reference_source=source,
+            tested=tested, reference_source=source,
         ))
     return rows

@@ -495,7 +495,7 @@ class PhysiologyEngine:
         ever_ne = np.zeros(n)
         at_admission = np.tile(self._defaults, (n, 1))
         at_admission[:, vent_j] = params.ventilated_at_admission.astype(float)
-        lactate_j, spo2_j = self.variables.index("lactate"), self.variables.index("spo2")
+        lactate_j, spo2_j, bili_j = (self.variables.index(c) for c in ("lactate", "spo2", "bilirubin_total"))
         for hour in range(1, n_hours + 1):
             if hour < from_hour:
                 decided = replay[:, hour - 1].copy()
@@ -541,6 +541,7 @@ class PhysiologyEngine:
                 diabetic=params.diabetic,
                 liver_disease=params.liver_disease,
                 heparin=params.heparin,
+                bilirubin_raised=last_value[:, bili_j] > 2.0,
             )
             measured = self.observation.measured(hour, context, noise.observation[:, hour - 1], noise.observation_stay)
             measured &= alive[:, None]

@@ -40,7 +40,7 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
 
      vasodilation vd = vd_max h(I, I_vd);  e_NE = NE^n / (NE^n + EC50^n)
      preload x = BV/BVn (1 - c_v vd + c_ne e_NE)(1 - peep vent) + 0.025 z_venous
-     SV  = SV0 contractility (1 - md_max h(I, I_md) - mi(t)) (1 + 0.1 e_NE) (1 + k^2) x^2 / (x^2 + k^2)
+     SV  = SV0 contractility max(1 - md_max h(I, I_md) - mi(t), 0.1) (1 + 0.1 e_NE) (1 + k^2) x^2 / (x^2 + k^2)
      SVR = SVR0 (1 - vd)(1 + Emax (1 - hypo h(I, 1)) e_NE) exp(0.06 z_tone)
      CVP = CVP0 + 14 (x - 1) + 3 vent
      HR  = HR0 + b (MAP0 - MAP) + 9 (T - T0) + 12 h(I, 1) + 10 e_NE + 4 z_hr     (baroreflex)
@@ -60,12 +60,13 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
    compensation, Ann Intern Med 1967;66:312)::
 
      dL/dt = (k_LI h(I, 2) + k_LP pneumonia h(P, 1) + k_Lov (V2/V2n - 1.15)+)(1 - L) - r_L L
-     shunt = s0 + 0.5 L (1 - 0.35 vent) + 0.015 z_ox;  dead space = 0.3 + 0.35 L
-     PaCO2 = vent ? 40 + 10 L : PaCO2_0 - 1.2 (HCO3_0 - HCO3) + 30 (L - 0.55)+
-     PAO2 = 713 FiO2 - PaCO2 / 0.8;  PaO2 = 30 + (PAO2 - 30)(1 - shunt)^2
+     shunt = s0 + 0.7 L (1 - 0.3 vent) + 0.06 vent + 0.03 z_ox;  dead space = deadspace0 + 0.25 L
+     PaCO2 = vent ? PaCO2_vent - 2 (HCO3_0 - HCO3) + 2 L
+                  : PaCO2_0 - (HCO3_0 - HCO3) - 3 h(I, 1) + 30 (L - 0.55)+   (septic hyperventilation)
+     PAO2 = 713 FiO2 - PaCO2 / 0.8;  PaO2 = 30 + (PAO2 - 30)(1 - shunt)^3
      SaO2 = 100 / (1 + 23400 / (v^3 + 150 v)),  v = PaO2 10^(0.024 (37 - T) + 0.4 (pH - 7.4))
-     RR = RR0 VCO2rel PaCO2_0 / PaCO2 (0.7 / (1 - deadspace)) + 20 (shunt - 0.15)+   (spontaneous)
-     EtCO2 = PaCO2 - 2 - 20 (deadspace - 0.3) - 6 (1 - CO/CO0)+
+     RR = RR0 VCO2rel PaCO2_0 / PaCO2 (1 - deadspace0) / (1 - deadspace) + 12 (shunt - 0.15)+  (spontaneous)
+     EtCO2 = PaCO2 - 3 - 35 (deadspace0 - 0.3) - 3 L - 4 (1 - CO/CO0)+
 
    FiO2 is titrated every hour by the bedside team (not a treatment choice): the lowest of
    0.21-0.6 (0.3-1.0 when ventilated) that gives SaO2 >= 92 %.
@@ -76,16 +77,17 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
      GFR = GFR0 rf (1 - K);  dK/dt = k_Kisch (1 - rf) + k_KI (I - 1)+ - r_K K
      d(creatinine amount)/dt = G_cr - 0.06 GFR creatinine;  concentration = amount / (10 Vd)
      urine = u0 weight (GFR / GFR0)(1 - 0.5 K) clip(1 + 5 (V1/V1n - 1), 0.2, 4)
-     K+ = K0 + (1 - GFR/GFR0)+ + 2.5 (7.4 - pH) + 0.8 D + 0.15 z_elec
+     K+ = K0 + 0.6 (1 - GFR/GFR0)+ + 1.5 (7.4 - pH) + 0.4 D + 0.25 z_elec
 
    ``Vd`` = total body water 0.6 weight plus the fluid excess, so fluids dilute creatinine and BUN.
 7. Liver (ischaemic hepatitis and septic cholestasis; Strnad et al., Nat Rev Gastroenterol Hepatol
    2017;14:55; AST/ALT half-lives 17 h and 47 h)::
 
      dH/dt = k_Hisch (hypoxia - 0.1)+ + k_HI (I - 1)+ - r_H H
-     dAST/dt = 3000 H^2 - ln2/17 (AST - AST0);  dALT/dt = 1200 H^2 - ln2/47 (ALT - ALT0)
-     dBili/dt = k_B Bili0 - k_B (1 - 0.85 h(I, 2))(1 - 0.9 H) Bili + 1.0 biliary h(P, 0.5)
-     ALP = ALP0 (1 + 0.3 (Bili/Bili0 - 1));  direct = Bili (f0 + 0.35 h(I, 2) + 0.2 H + 0.3 biliary)
+     dAST/dt = 3000 n(H) - ln2/17 (AST - AST0);  dALT/dt = 700 n(H) - ln2/47 (ALT - ALT0)
+     n(H) = H^2 / (1 + 10 H^2)   (necrosis once injury is marked, saturating)
+     dBili/dt = k_B Bili0 - k_B (1 - 0.85 h(I, 2))(1 - 0.9 H) Bili + 1.5 biliary h(P, 0.1)
+     ALP = ALP0 (1 + 0.25 ln(max(Bili/Bili0, 1)));  direct = Bili (f0 + 0.1 H)
 
 8. Coagulation (consumptive coagulopathy, Levi & van der Poll, Crit Care Med 2010;38:S26)::
 
@@ -98,9 +100,12 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
    excess)::
 
      Hct = 100 RCV / BV;  Hb = Hct p.hb_per_hct
-     dLac/dt = k_L Lac0 (1 + 5 hypoxia + 0.5 h(I, 1) + 0.3 e_NE) - k_L (1 - 0.6 H)(0.4 + 0.6 rf) liver Lac
+     dLac/dt = k_L Lac0 (1 + 12 hypoxia + 0.3 h(I, 1) + 0.6 e_NE + 2 sterile) - k_L (1 - 0.6 H)(0.4 + 0.6 rf) liver Lac
      dCl/dt = fluid (131 - Cl) / ECF + 0.02 (GFR/GFR0) (Cl0 - Cl);  sodium likewise with 142
-     HCO3 = HCO3_0 - (Lac - Lac0) - 0.7 (Cl - Cl0) - 8 ((1 - GFR/GFR0)+)^2 + 0.8 z_elec
+     acid = 0.4 (Lac - Lac0) + 0.15 (Cl - Cl0) + ((1 - GFR/GFR0)+)^2
+     HCO3 = HCO3_0 - acid + R + 0.8 z_elec;  dR/dt = (0.6 acid GFR/GFR0 - R) / 24
+     (most of a lactic acid load is buffered outside plasma bicarbonate; ``R`` is bicarbonate the
+     kidneys regenerate, so compensation takes a day and outlasts the acidosis)
      pH = 6.1 + log10(HCO3 / (0.0307 PaCO2));  BE = 0.93 (HCO3 - 24.4 + 14.8 (pH - 7.4))
      dGlu/dt = (Glu0 (1 + 0.35 h(I, 1) + 0.2 e_NE) + 12 z_glu - Glu) / 2
      Ca = (Ca0 - 0.6 h(I, 1)) (V1n/V1)^0.5;  Mg = Mg0 (V1n/V1)^0.5 + 0.5 (1 - GFR/GFR0)+
@@ -112,7 +117,7 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
       dF/dt = (fever_gain h(I, 1) - F) / 1.5;  T = T0 + F + 0.2 z_temp
       dWBC/dt = (WBC0 (1 + 0.8 h(I, 0.8))(1 - 0.5 h((I - 2.2)+, 1)) e^(0.08 z_lab) - WBC) / 6
       dCRP/dt = 8 I - ln2/19 (CRP - CRP0);  dPCT/dt = 0.8 h(P, 1) + 0.05 I - ln2/24 (PCT - PCT0)
-      dTn/dt = 0.02 (h(I, 2) + hypoxia) - ln2/10 Tn;  troponin = Tn0 + Tn + MI curve(t)
+      dTn/dt = 0.15 (h(I, 2) + hypoxia) - ln2/10 Tn;  troponin = Tn0 + Tn + MI curve(t)
 
 11. Nervous system (septic encephalopathy, hypoperfusion, uraemia; sedation while ventilated)::
 
@@ -164,6 +169,7 @@ class State(IntEnum):
     CRP = 25
     PROCALCITONIN = 26
     TROPONIN_SEPSIS = 27  # ng/mL
+    RENAL_BICARBONATE = 28  # mmol/L regenerated by the kidneys
 
 
 N_STATES = len(State)
@@ -242,9 +248,9 @@ class ModelConstants:
     liver_injury_inflammation: float = 0.002
     liver_repair: float = 0.04
     ast_release: float = 3000.0
-    alt_release: float = 1200.0
-    bilirubin_clearance: float = 0.08
-    biliary_obstruction: float = 1.0  # mg/dL/h of regurgitated bilirubin in cholangitis
+    alt_release: float = 700.0
+    bilirubin_clearance: float = 0.05
+    biliary_obstruction: float = 1.5  # mg/dL/h of regurgitated bilirubin in cholangitis
     # coagulation
     coagulopathy_rate: float = 0.02
     coagulopathy_repair: float = 0.02
@@ -255,6 +261,8 @@ class ModelConstants:
     chloride_fluid: float = 115.0  # mmol/L of the infused crystalloid mix (mostly balanced solutions)
     sodium_fluid: float = 138.0
     electrolyte_restoring: float = 0.02
+    renal_compensation: float = 0.6
+    renal_compensation_time_h: float = 24.0
     # immune read-outs
     crp_production: float = 8.0
     pct_production: float = 2.0
@@ -447,7 +455,7 @@ class Model:
         preload_sq = preload * preload
         starling = (1.0 + k2) * preload_sq / (preload_sq + k2)
         depression = c.myocardial_depression_max * _half(inflammation, c.myocardial_depression_half) + u.mi_depression
-        stroke_ml = self.stroke_capacity * (1.0 - depression) * (1.0 + 0.1 * e_ne) * starling
+        stroke_ml = self.stroke_capacity * np.maximum(1.0 - depression, 0.1) * (1.0 + 0.1 * e_ne) * starling
         emax = p.norepinephrine_emax * (1.0 - c.norepinephrine_hyporesponse * infl_1)
         svr = self.svr_baseline * (1.0 - vd) * (1.0 + emax * e_ne) * t["tone_noise"]
         cvp = np.minimum(np.maximum(t["cvp_peep"] + 14.0 * (preload - 1.0), -2.0), 30.0)
@@ -481,10 +489,9 @@ class Model:
         diuresis = np.minimum(np.maximum(1.0 + 5.0 * (plasma / self.plasma_normal - 1.0), 0.2), 4.0)
         a["urine_ml_h"] = self.urine_baseline_ml_h * (gfr / p.gfr_ml_min) * (1.0 - 0.5 * x[State.KIDNEY_INJURY]) * diuresis
         # acid-base (metabolic part)
-        hco3 = (
-            p.hco3_baseline - 0.7 * (x[State.LACTATE] - p.lactate_baseline) - 0.5 * (x[State.CHLORIDE] - p.chloride_baseline)
-            - 2.0 * gfr_loss * gfr_loss + 0.8 * t["electrolyte_noise"]
-        )
+        acid = 0.4 * (x[State.LACTATE] - p.lactate_baseline) + 0.15 * (x[State.CHLORIDE] - p.chloride_baseline) + gfr_loss * gfr_loss
+        a["acid_load"] = acid
+        hco3 = p.hco3_baseline - acid + x[State.RENAL_BICARBONATE] + 0.8 * t["electrolyte_noise"]
         hco3 = np.minimum(np.maximum(hco3, 3.0), 50.0)
         a["hco3"] = hco3
         # lungs
@@ -495,10 +502,10 @@ class Model:
         a["shunt"] = shunt
         dead_space = p.dead_space_baseline + 0.25 * lung
         spontaneous_paco2 = (
-            p.paco2_baseline - 1.0 * (p.hco3_baseline - hco3)
+            p.paco2_baseline - 1.0 * (p.hco3_baseline - hco3) - 3.0 * infl_1
             + c.fatigue_paco2 * np.maximum(lung - c.fatigue_threshold, 0.0)
         )
-        ventilated_paco2 = p.ventilator_paco2 - 1.2 * (p.hco3_baseline - hco3) + 10.0 * lung
+        ventilated_paco2 = p.ventilator_paco2 - 2.0 * (p.hco3_baseline - hco3) + 2.0 * lung
         paco2 = np.where(t["ventilated"], ventilated_paco2, spontaneous_paco2)
         paco2 = np.minimum(np.maximum(paco2, 18.0), 110.0) + t["paco2_noise"]
         a["paco2"] = paco2
@@ -528,7 +535,8 @@ class Model:
         ventilated_rr = 14.0 + 24.0 * (dead_space - p.dead_space_baseline) + 0.25 * np.maximum(spontaneous_rr - 14.0, 0.0)
         resp_rate = np.clip(np.where(t["ventilated"], ventilated_rr, spontaneous_rr), 4.0, 60.0)
         low_flow = np.maximum(1.0 - a["cardiac_output"] / self.cardiac_output_baseline, 0.0)
-        etco2 = np.maximum(paco2 - 3.0 - 35.0 * (dead_space - 0.3) - 12.0 * low_flow, 4.0)
+        lung_gradient = 3.0 * (dead_space - p.dead_space_baseline) / 0.25
+        etco2 = np.maximum(paco2 - 3.0 - 35.0 * (p.dead_space_baseline - 0.3) - lung_gradient - 4.0 * low_flow, 4.0)
         return {"resp_rate": resp_rate, "etco2": etco2}
 
     @staticmethod
@@ -643,12 +651,12 @@ class Model:
         urea_clearance = 0.5 * gfr_l_h * (0.6 + 0.4 * renal_flow)
         dx[State.UREA_AMOUNT] = self.urea_production * (1.0 + 0.5 * infl_1) - urea_clearance * x[State.UREA_AMOUNT] / water
         # liver read-outs
-        necrosis = liver * liver
+        necrosis = liver * liver / (1.0 + 10.0 * liver * liver)
         dx[State.AST] = c.ast_release * necrosis - LN2 / 17.0 * (x[State.AST] - p.ast_baseline)
         dx[State.ALT] = c.alt_release * necrosis - LN2 / 47.0 * (x[State.ALT] - p.alt_baseline)
         dx[State.BILIRUBIN] = c.bilirubin_clearance * (
             p.bilirubin_baseline - (1.0 - 0.85 * infl_2) * (1.0 - 0.9 * liver) * x[State.BILIRUBIN]
-        ) + c.biliary_obstruction * p.biliary * _half(pathogen, 0.5)
+        ) + c.biliary_obstruction * p.biliary * _half(pathogen, 0.1)
         # platelets
         content = x[State.PLATELET_CONTENT]
         dx[State.PLATELET_CONTENT] = (
@@ -685,7 +693,10 @@ class Model:
             c.pct_production * _half(pathogen, 1.0) + 0.05 * inflammation
             - LN2 / 24.0 * (x[State.PROCALCITONIN] - p.pct_baseline)
         )
-        dx[State.TROPONIN_SEPSIS] = 0.06 * (infl_2 + hypoxia) - LN2 / 10.0 * x[State.TROPONIN_SEPSIS]
+        dx[State.TROPONIN_SEPSIS] = 0.15 * (infl_2 + hypoxia) - LN2 / 10.0 * x[State.TROPONIN_SEPSIS]
+        dx[State.RENAL_BICARBONATE] = (
+            c.renal_compensation * a["acid_load"] * (1.0 - a["gfr_loss"]) - x[State.RENAL_BICARBONATE]
+        ) / c.renal_compensation_time_h
         return dx
 
     def clip(self, x: np.ndarray) -> None:
@@ -766,16 +777,16 @@ class Model:
             "bun": bun,
             "potassium": (
                 p.potassium_baseline + 0.6 * gfr_loss + 1.5 * (7.4 - a["ph"]) + 0.4 * x[State.TISSUE_DAMAGE]
-                + 0.15 * t["electrolyte_noise"]
+                + 0.25 * t["electrolyte_noise"]
             ),
             "urine_output": urine_ml,
             "bilirubin_total": bilirubin,
             "bilirubin_direct": bilirubin * np.clip(
-                p.direct_fraction + 0.35 * _half(inflammation, 2.0) + 0.2 * liver + 0.3 * p.biliary, 0.05, 0.9
+                p.direct_fraction + 0.1 * liver, 0.05, 0.9
             ),
             "ast": x[State.AST],
             "alt": x[State.ALT],
-            "alkaline_phosphatase": p.alp_baseline * (1.0 + 0.3 * (bilirubin / p.bilirubin_baseline - 1.0)),
+            "alkaline_phosphatase": p.alp_baseline * (1.0 + 0.25 * np.log(np.maximum(bilirubin / p.bilirubin_baseline, 1.0))),
             "temperature": a["temperature"],
             "wbc": x[State.WBC],
             "crp": x[State.CRP],

@@ -7,7 +7,7 @@ Measurement timing follows how ICU data are charted, with rates tuned to the Phy
 - Vital signs are charted hourly with gaps (HR ~88 %, SpO2 and blood pressure ~86 %, respiratory
   rate ~79 % of hours; more often in sicker patients), temperature every 3-4 h, urine output ~75 %
   and GCS ~25-35 % of hours, CVP hourly only with a central line (a per-stay draw, or once on
-  norepinephrine), EtCO2 only while ventilated with capnography recorded.
+  norepinephrine), EtCO2 only while ventilated.
 - Blood is drawn once on admission and then daily at a per-stay hour ("morning labs"), plus extra
   draws that are likelier in sick patients. A draw yields the basic metabolic panel and blood count
   (each analyte with its own inclusion probability; PhysioNet's hospital B rarely reported chloride
@@ -94,13 +94,13 @@ MEASUREMENT_SPECS: dict[str, MeasurementSpec] = {
 # in liver / coagulation / infection-marker orders, and in an arterial blood gas.
 DRAW_INCLUSION = {
     "bun": 1.0, "creatinine": 1.0, "potassium": 1.0, "sodium": 1.0, "glucose": 1.0, "chloride": 0.12,
-    "hco3": 0.02, "calcium": 0.85, "magnesium": 0.85, "phosphate": 0.55,
+    "hco3": 0.025, "calcium": 0.85, "magnesium": 0.85, "phosphate": 0.55,
     "wbc": 1.0, "hemoglobin": 1.0, "hematocrit": 1.0, "platelets": 1.0,
 }
-LIVER_INCLUSION = {"ast": 1.0, "alt": 1.0, "alkaline_phosphatase": 1.0, "bilirubin_total": 1.0, "bilirubin_direct": 0.08}
+LIVER_INCLUSION = {"ast": 1.0, "alt": 1.0, "alkaline_phosphatase": 1.0, "bilirubin_total": 1.0}
 COAGULATION_INCLUSION = {"ptt": 1.0, "inr": 1.0, "fibrinogen": 0.45}
 INFECTION_MARKER_INCLUSION = {"crp": 1.0, "procalcitonin": 0.8}
-GAS_INCLUSION = {"ph": 1.0, "paco2": 1.0, "pao2": 1.0, "sao2": 0.85, "fio2": 1.0, "base_excess": 0.06, "lactate": 0.25}
+GAS_INCLUSION = {"ph": 1.0, "paco2": 1.0, "pao2": 1.0, "sao2": 0.85, "fio2": 1.0, "base_excess": 0.08, "lactate": 0.25}
 
 # Columns of the per-hour observation uniforms; the per-variable inclusion uniforms follow them.
 _HOURLY_EVENTS = (
@@ -109,7 +109,7 @@ _HOURLY_EVENTS = (
 )
 _EVENT = {name: i for i, name in enumerate(_HOURLY_EVENTS)}
 # Columns of the per-stay observation uniforms.
-_STAY = {"draw_hour": 0, "liver": 1, "coagulation": 2, "capnography": 3, "central_line": 4, "markers": 5, "troponin": 6}
+_STAY = {"draw_hour": 0, "liver": 1, "coagulation": 2, "central_line": 4, "markers": 5, "troponin": 6}
 
 
 @dataclass
@@ -130,6 +130,8 @@ class MeasurementContext:
         Latest observed SpO2 (NaN if never).
     cardiac, diabetic, liver_disease, heparin
         Admission context (acute coronary syndrome, diabetes, known liver disease, heparin infusion).
+    bilirubin_raised
+        The latest observed total bilirubin is above 2 mg/dL.
     """
 
     ventilated: np.ndarray
@@ -143,6 +145,7 @@ class MeasurementContext:
     diabetic: np.ndarray
     liver_disease: np.ndarray
     heparin: np.ndarray
+    bilirubin_raised: np.ndarray
 
 
 class ObservationModel:
@@ -202,8 +205,7 @@ class ObservationModel:
         mark("temperature", event[:, _EVENT["temperature"]] < np.where(sick, 0.39, 0.33))
         central_line = (stay_uniforms[:, _STAY["central_line"]] < 0.15) | (ctx.ever_norepinephrine > 0)
         mark("cvp", central_line & (event[:, _EVENT["cvp"]] < 0.6))
-        capnography = stay_uniforms[:, _STAY["capnography"]] < 0.85
-        mark("etco2", (ctx.ventilated > 0.5) & capnography & (event[:, _EVENT["etco2"]] < 0.7))
+        mark("etco2", (ctx.ventilated > 0.5) & (event[:, _EVENT["etco2"]] < 0.85))
         mark("urine_output", event[:, _EVENT["urine_output"]] < 0.75)
         mark("gcs", event[:, _EVENT["gcs"]] < np.where(sick, 0.35, 0.25))
         mark("glucose", event[:, _EVENT["fingerstick"]] < np.where(ctx.diabetic, 0.28, 0.16))
@@ -220,6 +222,9 @@ class ObservationModel:
         liver_orders = stay_uniforms[:, _STAY["liver"]] < np.where(ctx.liver_disease, 0.7, np.where(sick, 0.4, 0.2))
         for code, p in LIVER_INCLUSION.items():
             mark(code, draw & liver_orders & (include[:, self.index[code]] < p))
+        # direct bilirubin is a reflex test: likelier when the total is raised
+        direct_rate = np.where(ctx.bilirubin_raised, 0.15, 0.08)
+        mark("bilirubin_direct", draw & liver_orders & (include[:, self.index["bilirubin_direct"]] < direct_rate))
         coagulation_orders = stay_uniforms[:, _STAY["coagulation"]] < np.where(ctx.heparin, 0.2, np.where(sick, 0.25, 0.06))
         for code, p in COAGULATION_INCLUSION.items():
             mark(code, draw & coagulation_orders & (include[:, self.index[code]] < p))
@@ -241,7 +246,7 @@ class ObservationModel:
         mark("lactate", event[:, _EVENT["lactate"]] < lactate_rate)
         troponin_rate = (
             np.where(ctx.cardiac & (hour <= 24), 0.12, 0.0) + 0.03 * (ctx.on_norepinephrine > 0)
-            + np.where((hour <= 2) & (stay_uniforms[:, _STAY["troponin"]] < 0.4), 0.5, 0.0)
+            + np.where((hour <= 2) & (stay_uniforms[:, _STAY["troponin"]] < 0.5), 0.5, 0.0)
         )
         mark("troponin_i", event[:, _EVENT["troponin"]] < troponin_rate)
         return out

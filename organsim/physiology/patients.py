@@ -13,21 +13,21 @@ Population (choices and the data they follow)
   the lethal tissue-damage threshold.
 - Chronic disease flags and their baseline labs (prevalences after MIMIC-era ICU cohorts, e.g.
   Vincent et al., Crit Care Med 2006 (SOAP study); they are what makes PhysioNet's tails):
-  chronic kidney disease 18 % (creatinine 1.5-3.5), end-stage renal disease 4 % (5-9 mg/dL),
+  chronic kidney disease 18 % (creatinine 1.5-3.5), end-stage renal disease 7 % (5-10 mg/dL),
   chronic liver disease 7 % (bilirubin 1.5-10, AST/ALT 60-200), diabetes 25 % (glucose set
-  point 150-220), COPD 12 % (PaCO2 45-58, shunt up), anticoagulation 10 % (heparin PTT 50-110) and
-  6 % (warfarin INR 1.8-3.2), acute coronary syndrome among controls 15 % (troponin peak 1-60 ng/mL,
-  contractility down), chronic anaemia is the whole haematocrit distribution N(31, 5.5) %.
+  point 150-220), COPD 12 % (PaCO2 45-58, shunt up), anticoagulation 10 % (heparin PTT 40-100) and
+  8 % (warfarin INR 1.8-3.4), acute coronary syndrome 12 % (25 % of septic patients: type-2 myocardial infarction; troponin
+  peak lognormal median 14 ng/mL, contractility down), chronic anaemia is the whole haematocrit distribution N(31, 5.5) %.
 - Septic patients (``septic_fraction``): an infection starts at ``infection_hour`` on the
   engine's clock (ICU admission is hour 0): ``community_onset_fraction`` of them are infected
   12-40 h before admission (present on admission), the rest acquire it in the ICU during the first
-  half of the stay. Source: lung 40 % (direct lung injury), biliary 8 % (obstructive cholestasis), other abdominal
-  17 %, urinary 25 %, other 10 %.
+  half of the stay. Source: lung 40 % (direct lung injury), biliary 10 % (obstructive cholestasis), other abdominal
+  15 %, urinary 25 %, other 10 %.
   Pathogen growth rate ~ lognormal(median 0.20 /h), host clearance scaled by frailty, antibiotic
   susceptibility 1 for 85 % and 0.25-0.6 (partly resistant) for 15 %.
 - Every patient also has a sterile insult (surgery, trauma, pancreatitis, the reason for the ICU
   stay) that drives inflammation without infection and decays over 8-36 h; surgical patients bleed
-  for a few hours and 35 % of them arrive ventilated from the operating room.
+  for a few hours and 20 % of them arrive ventilated from the operating room.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class PatientParameters:
     sterile_insult: np.ndarray  # inflammatory drive at admission (dimensionless)
     sterile_decay_hours: np.ndarray  # h
     bleeding_l_per_h: np.ndarray  # red-cell-containing blood loss at admission, L/h
-    mi_severity: np.ndarray  # 0..0.5 contractility loss from an acute coronary syndrome
+    mi_severity: np.ndarray  # 0..0.7 contractility loss from an acute coronary syndrome
     mi_troponin_peak: np.ndarray  # ng/mL
     mi_hour: np.ndarray  # engine clock hour of the coronary event
     lethal_damage: np.ndarray  # tissue damage at which the patient dies
@@ -165,7 +165,7 @@ class PatientParameters:
     gcs_baseline: np.ndarray
     sedation_depth: np.ndarray  # GCS points lost while ventilated and sedated
     # bedside practice
-    spo2_target: np.ndarray  # % SaO2 the team titrates FiO2 to (90-97)
+    spo2_target: np.ndarray  # % SaO2 the team titrates FiO2 to (COPD 88-92, others 91-99)
     ventilator_paco2: np.ndarray  # mmHg the ventilator settings aim at
     admission_hypothermia: np.ndarray  # degC below baseline on arrival from theatre, rewarmed over ~4 h
     dead_space_baseline: np.ndarray  # physiological dead-space fraction
@@ -233,14 +233,14 @@ def sample_patients(
     hosp_adm_hours = np.where(d.uniform() < 0.1, 0.0, np.round(hosp_adm_hours, 2))
 
     # ------------------------------------------------------------------ chronic disease flags
-    esrd = d.uniform() < 0.06
+    esrd = d.uniform() < 0.07
     ckd = ~esrd & (d.uniform() < 0.18)
     liver_disease = d.uniform() < np.where(infected, 0.12, 0.07)
     diabetic = d.uniform() < 0.25
     copd = d.uniform() < 0.12
     heparin = d.uniform() < 0.10
-    warfarin = ~heparin & (d.uniform() < 0.06)
-    cardiac = d.uniform() < 0.12
+    warfarin = ~heparin & (d.uniform() < 0.08)
+    cardiac = d.uniform() < np.where(infected, 0.25, 0.12)
 
     # ------------------------------------------------------------------ infection
     community = d.uniform() < community_onset_fraction
@@ -254,7 +254,7 @@ def sample_patients(
     antibiotic_susceptibility = np.where(resistant, 0.25 + 0.35 * d.uniform(), 1.0)
     source = d.uniform()
     pneumonia = infected & (source < 0.40)
-    biliary = infected & (source >= 0.40) & (source < 0.48)
+    biliary = infected & (source >= 0.40) & (source < 0.50)
     inflammatory_gain = _lognormal(d.normal(), 0.75, 0.45)
 
     # ------------------------------------------------------------------ sterile insult
@@ -265,17 +265,17 @@ def sample_patients(
     sterile_insult = sterile_insult * np.where(surgical, 1.3, 1.0)
     sterile_decay_hours = 8.0 + 28.0 * d.uniform()
     bleeds = surgical & (d.uniform() < 0.3)
-    bleeding_l_per_h = np.where(bleeds, _lognormal(d.normal(), 0.12, 0.7), 0.0)
-    ventilated_at_admission = (surgical & (d.uniform() < 0.35)) | (copd & (d.uniform() < 0.2))
-    mi_severity = np.where(cardiac, 0.1 + 0.5 * d.uniform() ** 2, 0.0)
-    mi_troponin_peak = np.where(cardiac, _lognormal(d.normal(), 5.0, 1.6), 0.0)
+    bleeding_l_per_h = np.where(bleeds, _lognormal(d.normal(), 0.15, 0.8), 0.0)
+    ventilated_at_admission = (surgical & (d.uniform() < 0.2)) | (copd & (d.uniform() < 0.1))
+    mi_severity = np.where(cardiac, 0.1 + 0.6 * d.uniform() ** 2, 0.0)
+    mi_troponin_peak = np.where(cardiac, _lognormal(d.normal(), 14.0, 1.1), 0.0)
     mi_hour = -24.0 * d.uniform()
     lethal_damage = np.clip((1.1 - 0.5 * frailty) * np.exp(0.12 * d.normal()), 0.45, 1.6)
 
     # ------------------------------------------------------------------ cardiovascular
     hr_baseline = np.clip(80.0 + 13.0 * d.normal() - 0.1 * (age - 60.0), 45.0, 125.0)
-    map_baseline = np.clip(86.0 + 13.0 * d.normal() + 0.1 * (age - 60.0), 62.0, 135.0)
-    pulse_pressure_baseline = np.clip(60.0 + 0.5 * (age - 60.0) + 17.0 * d.normal(), 25.0, 130.0)
+    map_baseline = np.clip(86.0 + 15.0 * d.normal() + 0.1 * (age - 60.0), 62.0, 140.0)
+    pulse_pressure_baseline = np.clip(60.0 + 0.5 * (age - 60.0) + 20.0 * d.normal(), 25.0, 140.0)
     cvp_baseline = np.clip(8.0 + 3.0 * d.normal(), 1.0, 18.0)
     stroke_volume_ml = 70.0 * np.sqrt(weight / 75.0) * np.exp(0.12 * d.normal())
     contractility = np.clip(1.0 - 0.2 * frailty + 0.08 * d.normal(), 0.5, 1.3)
@@ -295,14 +295,14 @@ def sample_patients(
     )
     gfr_ml_min = np.clip(100.0 * (0.9 / creatinine_baseline) ** 1.1 * (1.0 - 0.005 * (age - 40.0)) * np.sqrt(weight / 75.0), 5.0, 180.0)
     bun_baseline = np.clip(_lognormal(d.normal(), 13.0, 0.35) * creatinine_baseline ** 0.8 / 0.85 ** 0.8, 4.0, 120.0)
-    potassium_baseline = np.clip(4.0 + 0.3 * d.normal() + np.where(esrd, 0.5, 0.0), 3.0, 5.6)
+    potassium_baseline = np.clip(4.0 + 0.4 * d.normal() + np.where(esrd, 0.5, 0.0), 2.8, 6.0)
     urine_ml_kg_h = np.where(esrd, 0.1, np.clip(_lognormal(d.normal(), 1.0, 0.3), 0.4, 2.5))
 
     # ------------------------------------------------------------------ hepatic
     ast_baseline = np.where(liver_disease, 60.0 + 140.0 * d.uniform(), _lognormal(d.normal(), 22.0, 0.45))
     alt_baseline = np.where(liver_disease, 50.0 + 120.0 * d.uniform(), _lognormal(d.normal(), 20.0, 0.5))
     bilirubin_baseline = np.where(liver_disease, _lognormal(d.normal(), 3.0, 0.7), _lognormal(d.normal(), 0.65, 0.45))
-    direct_fraction = np.clip(np.where(liver_disease, 0.55, 0.25) + 0.08 * d.normal(), 0.08, 0.8)
+    direct_fraction = np.clip(np.where(liver_disease, 0.55, 0.15) + 0.06 * d.normal(), 0.05, 0.8)
     alp_baseline = np.where(liver_disease, 100.0 + 150.0 * d.uniform(), _lognormal(d.normal(), 68.0, 0.35))
     liver_clearance = np.where(liver_disease, 0.5, 1.0) * np.exp(0.15 * d.normal())
 
@@ -312,7 +312,7 @@ def sample_patients(
     )
     ptt_baseline = np.where(heparin, 40.0 + 60.0 * d.uniform(), np.clip(29.0 + 3.5 * d.normal(), 21.0, 42.0))
     inr_baseline = np.where(
-        warfarin, 1.8 + 1.4 * d.uniform(), np.clip(1.1 + 0.08 * d.normal() + np.where(liver_disease, 0.4, 0.0), 0.85, 2.5)
+        warfarin, 1.8 + 1.6 * d.uniform(), np.clip(1.1 + 0.08 * d.normal() + np.where(liver_disease, 0.4, 0.0), 0.85, 2.5)
     )
     fibrinogen_baseline = np.clip(_lognormal(d.normal(), 250.0, 0.4), 60.0, 900.0)
 
@@ -323,7 +323,7 @@ def sample_patients(
     # ------------------------------------------------------------------ metabolic
     glucose_baseline = np.where(diabetic, 150.0 + 70.0 * d.uniform(), np.clip(110.0 + 15.0 * d.normal(), 80.0, 150.0))
     lactate_baseline = np.clip(_lognormal(d.normal(), 1.1, 0.25), 0.5, 2.2)
-    hco3_baseline = np.clip(24.0 + 0.35 * (paco2_baseline - 40.0) + 2.8 * d.normal() - np.where(esrd | ckd, 2.0, 0.0), 15.0, 38.0)
+    hco3_baseline = np.clip(23.4 + 0.35 * (paco2_baseline - 40.0) + 3.2 * d.normal() - np.where(esrd | ckd, 2.0, 0.0), 14.0, 38.0)
     sodium_baseline = np.clip(139.0 + 3.5 * d.normal(), 125.0, 152.0)
     chloride_baseline = np.clip(106.0 + 3.5 * d.normal() + 0.5 * (sodium_baseline - 139.0), 92.0, 118.0)
     calcium_baseline = np.clip(8.5 + 0.7 * d.normal(), 6.0, 10.8)
@@ -340,15 +340,15 @@ def sample_patients(
 
     # ------------------------------------------------------------------ nervous
     neuro = d.uniform() < 0.12
-    gcs_baseline = np.where(neuro, np.round(7.0 + 7.0 * d.uniform()), 15.0)
+    gcs_baseline = np.where(neuro, np.round(9.0 + 5.0 * d.uniform()), 15.0)
     sedation_depth = 3.0 + 7.0 * d.uniform()
 
     # ------------------------------------------------------------------ bedside practice
-    spo2_target = 90.0 + 7.0 * d.uniform()
+    spo2_target = np.where(copd, 88.0 + 4.0 * d.uniform(), 91.0 + 8.0 * d.uniform())
     ventilator_paco2 = np.clip(37.5 + 6.0 * d.normal() + 0.8 * (paco2_baseline - 40.0), 26.0, 65.0)
     admission_hypothermia = np.where(surgical, 1.2 * d.uniform(), 0.0)
     dead_space_baseline = np.clip(0.3 + 0.07 * d.normal() + np.where(copd, 0.1, 0.0), 0.2, 0.6)
-    lung_insult = np.where(~infected & (d.uniform() < 0.1), 0.3 + 0.5 * d.uniform(), 0.0)
+    lung_insult = np.where(~infected & (d.uniform() < 0.06), 0.2 + 0.4 * d.uniform(), 0.0)
 
     return PatientParameters(
         stay_id=stay_ids,

@@ -253,9 +253,9 @@ class ClinicianConfig:
     titration_probability: float = 0.85
     intubation_probability: float = 0.7
     """Chance per qualifying hour that a patient meeting intubation criteria is intubated."""
-    intubation_norepinephrine: float = 0.25
+    intubation_norepinephrine: float = 0.15
     """Patients in shock on at least this much norepinephrine (ug/kg/min) are intubated."""
-    extubation_probability: float = 0.35
+    extubation_probability: float = 0.6
     """Chance per qualifying hour that a ventilated patient meeting readiness criteria is extubated."""
 
     def to_dict(self) -> dict[str, float]:
@@ -280,9 +280,10 @@ class ClinicianPolicy:
     - Norepinephrine: started (0.05-0.1 ug/kg/min) when MAP stayed below target for the last two
       observed hours after 20 mL/kg of fluid (at once below 55); titrated up by a per-stay step
       while below target, down when 10 mmHg above; stopped below 0.03.
-    - Ventilation: intubation when SpO2 stayed below a per-stay threshold (86-90 %) for two hours,
-      or RR >= 32 with SpO2 < 94, or GCS <= 8, or in shock on norepinephrine >= 0.25; extubation once SpO2 >= 94, RR <= 28 and
-      norepinephrine <= 0.1 after a minimum time (4-14 h after surgery, 24-48 h otherwise).
+    - Ventilation: intubation when SpO2 stayed below a per-stay threshold (88-92 %) for two hours,
+      or RR >= 30 with SpO2 < 94, or GCS <= 8, or in shock on norepinephrine >= 0.15; extubation
+      (a per-hour chance) once SpO2 >= 92, RR <= 28 and norepinephrine <= 0.1 after a minimum time
+      (2-8 h after surgery, 12-36 h after intubation in the ICU).
 
     ``random_stay`` columns: 0 recognition rate, 2 dosing interval, 3 bolus size, 4 maintenance
     rate, 5 norepinephrine start dose, 6 titration step, 7 MAP target, 8 intubation SpO2 threshold,
@@ -349,21 +350,21 @@ class ClinicianPolicy:
 
         # ---------------------------------------------------------------- ventilation
         previous_vent = state.previous_treatment("mechanical_ventilation") > 0.5
-        spo2_threshold = 86.0 + 4.0 * stay[:, 8]
+        spo2_threshold = 88.0 + 4.0 * stay[:, 8]
         if seen >= 2:
             spo2_history = state.carried_forward("spo2", 2, last=2)
             hypoxaemic = (spo2_history[:, -1] < spo2_threshold) & (spo2_history[:, -2] < spo2_threshold)
         else:
             hypoxaemic = np.zeros(n, dtype=bool)
-        distressed = (last_rr >= 32.0) & (last_spo2 < 94.0)
+        distressed = (last_rr >= 30.0) & (last_spo2 < 94.0)
         obtunded = last_gcs <= 8.0
         shocked = previous_ne >= cfg.intubation_norepinephrine
         intubate = ~previous_vent & (hypoxaemic | distressed | obtunded | shocked) & (coin[:, 3] < cfg.intubation_probability)
         hours_on = self._hours_ventilated(state)
         intubated_in_icu = self._intubated_in_icu(state)
-        minimum_hours = np.where(intubated_in_icu, 24.0 + 24.0 * stay[:, 9], 4.0 + 10.0 * stay[:, 9])
+        minimum_hours = np.where(intubated_in_icu, 12.0 + 24.0 * stay[:, 9], 2.0 + 6.0 * stay[:, 9])
         ready = (
-            (hours_on >= minimum_hours) & (last_spo2 >= 94.0) & (last_rr <= 28.0) & (previous_ne <= 0.1)
+            (hours_on >= minimum_hours) & (last_spo2 >= 92.0) & (last_rr <= 28.0) & (previous_ne <= 0.1)
             & (coin[:, 4] < cfg.extubation_probability)
         )
         ventilation = np.where(previous_vent, ~ready, intubate).astype(float)
