@@ -25,7 +25,7 @@ from organsim.rl.grpo import (
 )
 from organsim.rl.grpo_trainer import GroupBatch, GRPOConfig, GRPOTrainer
 from organsim.rl.polar import PolarRewardModel, polar_loss
-from organsim.rl.policies import CategoricalPolicy, SubsetPolicy, all_subsets, subset_probabilities
+from organsim.rl.policies import CategoricalPolicy, SubsetPolicy, all_subsets
 from organsim.rl.ppo import ppo_policy_loss, ppo_value_loss
 from organsim.rl.ppo_trainer import (
     DVPOConfig,
@@ -79,6 +79,5 @@ __all__ = [
     "quantile_huber_loss",
     "quantile_midpoints",
     "resolve_device",
-    "subset_probabilities",
     "zero_variance_groups",
 ]

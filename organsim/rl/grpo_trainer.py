@@ -36,14 +36,17 @@ class GRPOConfig:
         "grpo" (mean over each sequence's tokens, then over sequences), "dr_grpo" (sum over all
         tokens divided by the constant ``num_sequences * max_completion_length``), "dapo" (sum
         over tokens divided by the number of tokens in the whole generation batch) or "bnpo"
-        (divided by the number of tokens in the current minibatch).
+        (divided by the number of tokens in the current minibatch). This trainer updates on the
+        whole generation batch at once, so "dapo" and "bnpo" coincide here; "dapo" differs by
+        its clip-higher default (see ``epsilon_high``).
     scale_rewards : str
         Scaling of group-centred rewards: "group" std, "batch" std or "none" (Dr.GRPO).
     epsilon : float
         Lower clipping: the ratio is clipped below at ``1 - epsilon``. In (0, 1).
     epsilon_high : float or None
-        Upper clipping at ``1 + epsilon_high``. None means 0.28 for ``loss_type="dapo"`` (the
-        DAPO paper's clip-higher value) and ``epsilon`` otherwise. Must be >= ``epsilon``.
+        Upper clipping at ``1 + epsilon_high``. None means ``max(0.28, epsilon)`` for
+        ``loss_type="dapo"`` (the DAPO paper's clip-higher value) and ``epsilon`` otherwise
+        (see :attr:`upper_epsilon`). Must be >= ``epsilon``.
     beta : float
         Coefficient of the k3 KL to the reference policy (a frozen copy of the initial policy).
         0 skips the reference entirely.
@@ -105,9 +108,7 @@ class GRPOConfig:
                 "GRPOConfig: adaptive_clipping (BAPO) chooses the clipping bounds itself; "
                 f"leave epsilon_high=None (got {self.epsilon_high})"
             )
-        if self.epsilon_high is None:
-            self.epsilon_high = 0.28 if self.loss_type == "dapo" else self.epsilon
-        if self.epsilon_high < self.epsilon:
+        if self.epsilon_high is not None and self.epsilon_high < self.epsilon:
             raise ValueError(
                 f"GRPOConfig.epsilon_high={self.epsilon_high} must be >= epsilon={self.epsilon}"
             )
@@ -128,6 +129,13 @@ class GRPOConfig:
             )
         if self.max_grad_norm is not None and self.max_grad_norm <= 0.0:
             raise ValueError(f"GRPOConfig.max_grad_norm={self.max_grad_norm} must be > 0 or None")
+
+    @property
+    def upper_epsilon(self) -> float:
+        """The upper clipping epsilon in use: ``epsilon_high``, or its default when None."""
+        if self.epsilon_high is not None:
+            return self.epsilon_high
+        return max(0.28, self.epsilon) if self.loss_type == "dapo" else self.epsilon
 
 
 @dataclass
@@ -291,7 +299,7 @@ class GRPOTrainer:
                 batch.advantages,
                 batch.mask,
                 epsilon=config.epsilon,
-                epsilon_high=config.epsilon_high,
+                epsilon_high=config.upper_epsilon,
                 **common,
             )
         metrics["losses/entropy"] = (entropy * batch.mask).sum().detach() / batch.mask.sum()

@@ -90,6 +90,26 @@ class SubsetPolicy(nn.Module):
         value = self.critic(contexts).squeeze(-1) if self.critic is not None else None
         return action, dist.log_prob(action), dist.entropy(), value
 
+    def subset_probabilities(self, contexts: Tensor, subsets: Tensor) -> Tensor:
+        """Exact probability of each subset for each context (no grad).
+
+        Parameters
+        ----------
+        contexts : Tensor, shape (B, context_dim)
+        subsets : Tensor, shape (S, K)
+            0/1 rows, e.g. :func:`all_subsets`.
+
+        Returns
+        -------
+        Tensor, shape (B, S)
+        """
+        with torch.no_grad():
+            logits = self.actor(contexts)  # (B, K)
+            subsets = subsets.to(logits.dtype)
+            log_include = F.logsigmoid(logits) @ subsets.T  # (B, S)
+            log_exclude = F.logsigmoid(-logits) @ (1.0 - subsets).T  # (B, S)
+            return torch.exp(log_include + log_exclude)
+
 
 class CategoricalPolicy(nn.Module):
     """Actor(-critic) with a categorical action head for discrete-action episodic tasks.
@@ -150,25 +170,3 @@ def all_subsets(num_choices: int, *, device=None) -> Tensor:
     codes = torch.arange(2**num_choices, device=device)
     bits = 2 ** torch.arange(num_choices, device=device)
     return ((codes.unsqueeze(-1) & bits) > 0).to(torch.float32)
-
-
-def subset_probabilities(policy: SubsetPolicy, contexts: Tensor, subsets: Tensor) -> Tensor:
-    """Exact probability of each subset under a factorised policy (no grad).
-
-    Parameters
-    ----------
-    policy : SubsetPolicy
-    contexts : Tensor, shape (B, context_dim)
-    subsets : Tensor, shape (S, K)
-        0/1 rows, e.g. :func:`all_subsets`.
-
-    Returns
-    -------
-    Tensor, shape (B, S)
-    """
-    with torch.no_grad():
-        logits = policy.actor(contexts)  # (B, K)
-        subsets = subsets.to(logits.dtype)
-        log_include = F.logsigmoid(logits) @ subsets.T  # (B, S)
-        log_exclude = F.logsigmoid(-logits) @ (1.0 - subsets).T  # (B, S)
-        return torch.exp(log_include + log_exclude)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from organsim.rl import SubsetPolicy, all_subsets, subset_probabilities
+from organsim.rl import SubsetPolicy, all_subsets
 
 
 class SubsetBandit:
@@ -58,8 +58,8 @@ class SubsetBandit:
 
     def expected_value(self, policy: SubsetPolicy) -> float:
         device = next(policy.parameters()).device
-        probabilities = subset_probabilities(
-            policy, self.features.to(device), self.subsets.to(device)
+        probabilities = policy.subset_probabilities(
+            self.features.to(device), self.subsets.to(device)
         ).cpu()
         return (probabilities * self.table).sum(dim=1).mean().item()
 

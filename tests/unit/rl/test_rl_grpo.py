@@ -1,5 +1,6 @@
 """GRPO losses, aggregations, ratios and config checks against numbers computed by hand."""
 
+import dataclasses
 import math
 
 import pytest
@@ -149,9 +150,12 @@ def test_grpo_loss_accepts_per_token_advantages():
 
 
 def test_grpo_config_defaults_and_clip_higher():
-    assert GRPOConfig(loss_type="dapo").epsilon_high == 0.28
-    assert GRPOConfig(loss_type="grpo", epsilon=0.1).epsilon_high == 0.1
-    assert GRPOConfig(loss_type="dapo", epsilon_high=0.4).epsilon_high == 0.4
+    assert GRPOConfig(loss_type="dapo").upper_epsilon == 0.28
+    assert GRPOConfig(loss_type="grpo", epsilon=0.1).upper_epsilon == 0.1
+    assert GRPOConfig(loss_type="dapo", epsilon_high=0.4).upper_epsilon == 0.4
+    # configs survive dataclasses.replace (nothing is rewritten in __post_init__)
+    bapo = GRPOConfig(adaptive_clipping=BAPOConfig())
+    assert dataclasses.replace(bapo, learning_rate=0.1).epsilon_high is None
 
 
 @pytest.mark.parametrize(

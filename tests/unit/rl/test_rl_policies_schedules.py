@@ -15,7 +15,6 @@ from organsim.rl import (
     SubsetPolicy,
     all_subsets,
     resolve_device,
-    subset_probabilities,
 )
 
 
@@ -32,7 +31,7 @@ def test_subset_policy_logprobs_match_exact_subset_probabilities():
     action, logprob, entropy, value = policy.get_action_and_value(contexts)
     assert action.shape == logprob.shape == entropy.shape == (5, 4)
     assert value is None
-    probabilities = subset_probabilities(policy, contexts, all_subsets(4))  # (5, 16)
+    probabilities = policy.subset_probabilities(contexts, all_subsets(4))  # (5, 16)
     torch.testing.assert_close(probabilities.sum(-1), torch.ones(5))
     codes = (action * 2 ** torch.arange(4)).sum(-1).long()  # row index in all_subsets
     torch.testing.assert_close(
