@@ -280,7 +280,7 @@ def sample_patients(
     stroke_volume_ml = 70.0 * np.sqrt(weight / 75.0) * np.exp(0.12 * d.normal())
     contractility = np.clip(1.0 - 0.2 * frailty + 0.08 * d.normal(), 0.5, 1.3)
     baroreflex_gain = np.clip(0.9 * (1.0 - 0.5 * frailty) * np.exp(0.25 * d.normal()), 0.2, 2.0)
-    norepinephrine_emax = np.clip(_lognormal(d.normal(), 1.6, 0.25), 0.6, 3.0)
+    norepinephrine_emax = np.clip(_lognormal(d.normal(), 1.1, 0.25), 0.4, 2.2)
 
     # ------------------------------------------------------------------ respiratory
     shunt_baseline = np.clip(0.08 + 0.04 * d.normal() + np.where(copd, 0.08, 0.0) + 0.001 * (age - 60.0), 0.02, 0.35)
