@@ -68,7 +68,7 @@ class PublishedRange:
 
 PUBLISHED_ICU_RANGES: dict[str, PublishedRange] = {
     "cvp": PublishedRange(2.0, 10.0, 18.0, "ICU CVP readings cluster at 8-12 mmHg (e.g. Eskesen et al., Intensive Care Med 2016;42:324)"),
-    "pao2": PublishedRange(65.0, 105.0, 200.0, "ventilated ICU patients: median PaO2 ~100 mmHg (e.g. de Jonge et al., Crit Care 2008;12:R156)"),
+    "pao2": PublishedRange(65.0, 105.0, 250.0, "ICU arterial gases: median PaO2 ~100 mmHg, hyperoxaemia > 200 in 5-10 % (e.g. de Jonge et al., Crit Care 2008;12:R156)"),
     "alt": PublishedRange(10.0, 28.0, 400.0, "adult ICU ALT: median within the normal range, ischaemic-hepatitis tail (MIMIC-IV itemid 50861)"),
     "crp": PublishedRange(5.0, 90.0, 300.0, "CRP on ICU admission ~50-100 mg/L, 150-300 in sepsis (e.g. Lobo et al., Chest 2003;123:2043)"),
     "procalcitonin": PublishedRange(0.05, 0.7, 30.0, "PCT < 0.5 ng/mL without infection, 2-50 in septic shock (e.g. Harbarth et al., AJRCCM 2001;164:396)"),

@@ -53,7 +53,10 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
 
      CaO2 = 1.34 Hb SaO2 / 100 + 0.003 PaO2;  DO2 = 10 CO CaO2 / weight  (mL/kg/min)
      VO2 = 3.5 (1 + 0.1 (T - 37)) (1 + 0.15 h(I, 1));  ERcrit = 0.6 (1 - 0.35 h(I, 1))
-     hypoxia = clip(1 - DO2 ERcrit / VO2, 0, 1)
+     hypoxia = clip(1 - (DO2 ERcrit / VO2) / margin, 0, 1),  margin = min(1, resting DO2 ERcrit / VO2)
+
+   (a patient already below the critical ratio at rest, e.g. in severe chronic anaemia, is adapted
+   to it).
 
 5. Respiration (alveolar gas equation; shunt-like oxygenation; Severinghaus, J Appl Physiol
    1979;46:599 for the dissociation curve and its temperature/pH corrections; Albert-Dell-Winter
@@ -83,8 +86,8 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
 7. Liver (ischaemic hepatitis and septic cholestasis; Strnad et al., Nat Rev Gastroenterol Hepatol
    2017;14:55; AST/ALT half-lives 17 h and 47 h)::
 
-     dH/dt = k_Hisch (hypoxia - 0.1)+ + k_HI (I - 1)+ - r_H H
-     dAST/dt = 3000 n(H) - ln2/17 (AST - AST0);  dALT/dt = 700 n(H) - ln2/47 (ALT - ALT0)
+     dH/dt = k_Hisch (hypoxia - 0.07)+ + k_HI (I - 1)+ - r_H H
+     dAST/dt = 2800 n(H) - ln2/17 (AST - AST0);  dALT/dt = 550 n(H) - ln2/47 (ALT - ALT0)
      n(H) = H^2 / (1 + 10 H^2)   (necrosis once injury is marked, saturating)
      dBili/dt = k_B Bili0 - k_B (1 - 0.85 h(I, 2))(1 - 0.9 H) Bili + 1.5 biliary h(P, 0.1)
      ALP = ALP0 (1 + 0.25 ln(max(Bili/Bili0, 1)));  direct = Bili (f0 + 0.1 H)
@@ -244,11 +247,11 @@ class ModelConstants:
     kidney_injury_inflammation: float = 0.004
     kidney_repair: float = 0.01
     # liver
-    liver_injury_ischaemia: float = 0.08
+    liver_injury_ischaemia: float = 0.1
     liver_injury_inflammation: float = 0.002
     liver_repair: float = 0.04
-    ast_release: float = 3000.0
-    alt_release: float = 700.0
+    ast_release: float = 2800.0
+    alt_release: float = 550.0
     bilirubin_clearance: float = 0.05
     biliary_obstruction: float = 1.5  # mg/dL/h of regurgitated bilirubin in cholangitis
     # coagulation
@@ -377,6 +380,20 @@ class Model:
         self.hr_set = p.hr_baseline + p.baroreflex_gain * p.map_baseline
         self.pulse_per_stroke = p.pulse_pressure_baseline / p.stroke_volume_ml
         self.urine_baseline_ml_h = p.urine_ml_kg_h * p.weight
+        # A patient whose resting oxygen delivery is already below the critical ratio (severe chronic
+        # anaemia, low output) is adapted to it: hypoxia counts only below their own resting ratio.
+        self.delivery_margin = np.ones(p.n)
+        resting = self.algebraic(self.initial_state(), self.resting_inputs(), self.hour_terms(self.resting_inputs()))
+        self.delivery_margin = np.minimum(resting["delivery_ratio"], 1.0)
+
+    def resting_inputs(self) -> HourInputs:
+        """No treatment, no insult, no noise, room air: the pre-morbid steady state's inputs."""
+        zeros = np.zeros(self.p.n)
+        return HourInputs(
+            fluid_l_per_h=zeros, norepinephrine=zeros, ventilated=zeros, fio2=np.full(self.p.n, 0.21),
+            sterile_drive=zeros, bleeding_l_per_h=zeros, mi_depression=zeros, mi_troponin=zeros,
+            hypothermia=zeros, process=np.zeros((self.p.n, len(PROCESS_INDEX))),
+        )
 
     # ------------------------------------------------------------------ state
     def initial_state(self) -> np.ndarray:
@@ -520,7 +537,8 @@ class Model:
         do2 = 10.0 * cardiac_output * cao2 / p.weight
         vo2 = c.vo2_ml_kg_min * (1.0 + 0.1 * (temperature - 37.0)) * (1.0 + 0.15 * infl_1)
         extraction = c.critical_extraction * (1.0 - c.microcirculatory_loss * infl_1)
-        a["hypoxia"] = np.minimum(np.maximum(1.0 - do2 * extraction / vo2, 0.0), 1.0)
+        a["delivery_ratio"] = do2 * extraction / vo2
+        a["hypoxia"] = np.minimum(np.maximum(1.0 - a["delivery_ratio"] / self.delivery_margin, 0.0), 1.0)
         return a
 
     def breathing(self, a: dict[str, np.ndarray], t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -552,8 +570,8 @@ class Model:
 
     def titrate_fio2(self, x: np.ndarray, u: HourInputs, hours_ventilated: np.ndarray) -> np.ndarray:
         """The bedside oxygen protocol: the lowest FiO2 level that gives SaO2 >= ``p.spo2_target``
-        (module docstring, 5); after intubation FiO2 starts at 1.0 and is weaned by at most 0.3 per
-        hour (``hours_ventilated`` counts the current hour as 1).
+        (module docstring, 5); after intubation FiO2 is 1.0 for two hours and is weaned by at most 0.3
+        per hour (``hours_ventilated`` counts the current hour as 1).
 
         SaO2 rises monotonically with FiO2, so the protocol inverts the chain once: the virtual PO2
         of the target saturation (Severinghaus inverted: the real root of v^3 + 150 v = k), the PaO2
@@ -572,7 +590,7 @@ class Model:
         ventilated = np.array(FIO2_VENTILATED)
         pick_spontaneous = spontaneous[np.minimum(np.searchsorted(spontaneous, fio2_needed), len(spontaneous) - 1)]
         pick_ventilated = ventilated[np.minimum(np.searchsorted(ventilated, fio2_needed), len(ventilated) - 1)]
-        weaning = np.maximum(pick_ventilated, 1.0 - 0.3 * (hours_ventilated - 1.0))
+        weaning = np.maximum(pick_ventilated, 1.0 - 0.3 * np.maximum(hours_ventilated - 2.0, 0.0))
         return np.where(u.ventilated > 0.5, np.minimum(weaning, 1.0), pick_spontaneous)
 
     # ------------------------------------------------------------------ equations
@@ -635,7 +653,7 @@ class Model:
         )
         liver = x[State.LIVER_INJURY]
         dx[State.LIVER_INJURY] = (
-            c.liver_injury_ischaemia * np.maximum(hypoxia - 0.1, 0.0)
+            c.liver_injury_ischaemia * np.maximum(hypoxia - 0.07, 0.0)
             + c.liver_injury_inflammation * inflamed
             - c.liver_repair * liver
         )

@@ -14,7 +14,7 @@ Population (choices and the data they follow)
 - Chronic disease flags and their baseline labs (prevalences after MIMIC-era ICU cohorts, e.g.
   Vincent et al., Crit Care Med 2006 (SOAP study); they are what makes PhysioNet's tails):
   chronic kidney disease 18 % (creatinine 1.5-3.5), end-stage renal disease 7 % (5-10 mg/dL),
-  chronic liver disease 7 % (bilirubin 1.5-10, AST/ALT 60-200), diabetes 25 % (glucose set
+  chronic liver disease 7 % of controls, 12 % of septic patients (bilirubin ~3, AST 60-660), diabetes 25 % (glucose set
   point 150-220), COPD 12 % (PaCO2 45-58, shunt up), anticoagulation 10 % (heparin PTT 40-100) and
   8 % (warfarin INR 1.8-3.4), acute coronary syndrome 12 % (25 % of septic patients: type-2 myocardial infarction; troponin
   peak lognormal median 14 ng/mL, contractility down), chronic anaemia is the whole haematocrit distribution N(31, 5.5) %.
@@ -299,7 +299,7 @@ def sample_patients(
     urine_ml_kg_h = np.where(esrd, 0.1, np.clip(_lognormal(d.normal(), 1.0, 0.3), 0.4, 2.5))
 
     # ------------------------------------------------------------------ hepatic
-    ast_baseline = np.where(liver_disease, 60.0 + 140.0 * d.uniform(), _lognormal(d.normal(), 22.0, 0.45))
+    ast_baseline = np.where(liver_disease, 60.0 + 600.0 * d.uniform() ** 2, _lognormal(d.normal(), 22.0, 0.45))
     alt_baseline = np.where(liver_disease, 50.0 + 120.0 * d.uniform(), _lognormal(d.normal(), 20.0, 0.5))
     bilirubin_baseline = np.where(liver_disease, _lognormal(d.normal(), 3.0, 0.7), _lognormal(d.normal(), 0.65, 0.45))
     direct_fraction = np.clip(np.where(liver_disease, 0.55, 0.15) + 0.06 * d.normal(), 0.05, 0.8)
