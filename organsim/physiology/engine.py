@@ -416,7 +416,7 @@ class PhysiologyEngine:
             if bad.any():
                 first = int(np.argmax(bad))
                 raise ValueError(
-                    f"the policy gave {code}={value[first]!r} at hour {hour} (row {first}); "
+                    f"the policy gave {code}={float(value[first]):g} at hour {hour} (row {first}); "
                     f"allowed: {'0 or 1' if treatment.kind == 'binary' else f'{low}..{high} {treatment.unit}'}"
                 )
             out[:, self.treatment_codes.index(code)] = value

@@ -53,7 +53,7 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
 
      CaO2 = 1.34 Hb SaO2 / 100 + 0.003 PaO2;  DO2 = 10 CO CaO2 / weight  (mL/kg/min)
      VO2 = 3.5 (1 + 0.1 (T - 37)) (1 + 0.15 h(I, 1));  ERcrit = 0.6 (1 - 0.35 h(I, 1))
-     hypoxia = clip(1 - (DO2 ERcrit / VO2) / margin, 0, 1),  margin = min(1, resting DO2 ERcrit / VO2)
+     hypoxia = clip(1 - (DO2 ERcrit / VO2) / margin, 0, 1),  margin = min(1, 0.97 resting DO2 ERcrit / VO2)
 
    (a patient already below the critical ratio at rest, e.g. in severe chronic anaemia, is adapted
    to it).
@@ -72,7 +72,9 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
      EtCO2 = PaCO2 - 3 - 35 (deadspace0 - 0.3) - 3 L - 4 (1 - CO/CO0)+
 
    FiO2 is titrated every hour by the bedside team (not a treatment choice): the lowest of
-   0.21-0.6 (0.3-1.0 when ventilated) that gives SaO2 >= 92 %.
+   0.21-0.6 (0.4-1.0 when ventilated) that gives the patient's target SaO2 (88-92 % in COPD,
+   91-99 % otherwise), judged on the expected shunt (the hour's fluctuation is not foreseen);
+   after intubation it is 1.0 for two hours and is weaned by at most 0.3 per hour.
 6. Kidney (creatinine kinetics after Waikar & Bonventre, J Am Soc Nephrol 2009;20:672; urea
    clearance ~ half of GFR)::
 
@@ -103,7 +105,7 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
    excess)::
 
      Hct = 100 RCV / BV;  Hb = Hct p.hb_per_hct
-     dLac/dt = k_L Lac0 (1 + 12 hypoxia + 0.3 h(I, 1) + 0.6 e_NE + 2 sterile) - k_L (1 - 0.6 H)(0.4 + 0.6 rf) liver Lac
+     dLac/dt = k_L liver Lac0 (1 + 12 hypoxia + 0.3 h(I, 1) + 0.6 e_NE + 2 sterile) - k_L (1 - 0.6 H)(0.4 + 0.6 rf) liver Lac
      dCl/dt = fluid (131 - Cl) / ECF + 0.02 (GFR/GFR0) (Cl0 - Cl);  sodium likewise with 142
      acid = 0.4 (Lac - Lac0) + 0.15 (Cl - Cl0) + ((1 - GFR/GFR0)+)^2
      HCO3 = HCO3_0 - acid + R + 0.8 z_elec;  dR/dt = (0.6 acid GFR/GFR0 - R) / 24
@@ -384,7 +386,7 @@ class Model:
         # anaemia, low output) is adapted to it: hypoxia counts only below their own resting ratio.
         self.delivery_margin = np.ones(p.n)
         resting = self.algebraic(self.initial_state(), self.resting_inputs(), self.hour_terms(self.resting_inputs()))
-        self.delivery_margin = np.minimum(resting["delivery_ratio"], 1.0)
+        self.delivery_margin = np.minimum(0.97 * resting["delivery_ratio"], 1.0)
 
     def resting_inputs(self) -> HourInputs:
         """No treatment, no insult, no noise, room air: the pre-morbid steady state's inputs."""
@@ -682,7 +684,7 @@ class Model:
             - c.platelet_consumption * (infl_1 + 2.0 * coag) * content
         )
         # metabolism
-        lactate_production = p.lactate_baseline * c.lactate_clearance * (1.0 + 12.0 * hypoxia + 0.3 * infl_1 + 0.6 * t["ne_effect"] + 2.0 * u.sterile_drive)
+        lactate_production = p.lactate_baseline * c.lactate_clearance * p.liver_clearance * (1.0 + 12.0 * hypoxia + 0.3 * infl_1 + 0.6 * t["ne_effect"] + 2.0 * u.sterile_drive)
         lactate_clearance = c.lactate_clearance * (1.0 - 0.6 * liver) * (0.4 + 0.6 * renal_flow) * p.liver_clearance
         dx[State.LACTATE] = lactate_production - lactate_clearance * x[State.LACTATE]
         ecf = self.ecf_normal + (plasma - self.plasma_normal) + (interstitial - self.interstitial_normal)
