@@ -112,20 +112,21 @@ class Normaliser:
 
     # ------------------------------------------------------------------ transforms
     def zscore(self, x: np.ndarray, codes: Sequence[str]) -> np.ndarray:
-        """``(x - mean) / std`` along the last axis (one entry per code); NaN stays NaN. Returns float32."""
-        x = np.asarray(x)
-        return ((x - self._pick("mean", codes, x)) / self._pick("std", codes, x)).astype(np.float32)
+        """``(x - mean) / std`` along the last axis (one entry per code); NaN stays NaN. Computed in float32."""
+        x = np.asarray(x, dtype=np.float32)
+        mean, std = self._pick("mean", codes, x).astype(np.float32), self._pick("std", codes, x).astype(np.float32)
+        return (x - mean) / std
 
     def unzscore(self, z: np.ndarray, codes: Sequence[str]) -> np.ndarray:
         """The inverse of :meth:`zscore`: ``z * std + mean``, back in catalog units. Returns float32."""
-        z = np.asarray(z)
-        return (z * self._pick("std", codes, z) + self._pick("mean", codes, z)).astype(np.float32)
+        z = np.asarray(z, dtype=np.float32)
+        return z * self._pick("std", codes, z).astype(np.float32) + self._pick("mean", codes, z).astype(np.float32)
 
     def minmax(self, x: np.ndarray, codes: Sequence[str]) -> np.ndarray:
         """``(x - p01) / (p99 - p01)`` along the last axis: training values mostly fall in [0, 1]. Float32."""
-        x = np.asarray(x)
+        x = np.asarray(x, dtype=np.float32)
         p01, p99 = self._pick("p01", codes, x), self._pick("p99", codes, x)
-        return ((x - p01) / (p99 - p01)).astype(np.float32)
+        return (x - p01.astype(np.float32)) / (p99 - p01).astype(np.float32)
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
