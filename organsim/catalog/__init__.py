@@ -8,6 +8,7 @@
 ['creatinine', 'bun', 'potassium', 'urine_output']
 """
 
+from organsim.catalog.loader import default_schema_dir, load_catalog
 from organsim.catalog.models import (
     SYSTEMS,
     Catalog,
@@ -19,7 +20,6 @@ from organsim.catalog.models import (
     Treatment,
     Variable,
 )
-from organsim.catalog.loader import default_schema_dir, load_catalog
 
 __all__ = [
     "SYSTEMS",
