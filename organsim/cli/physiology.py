@@ -64,9 +64,10 @@ def generate(
     table.add_row("hours", f"{summary['hours']:,}")
     table.add_row("septic stays (Sepsis-3)", f"{summary['septic_stays']:,} ({summary['septic_fraction']:.1%})")
     table.add_row("deaths", f"{deaths:,} ({deaths / max(summary['stays'], 1):.1%})")
-    for name in ("fluids", "antibiotic", "norepinephrine", "ventilated"):
+    for name, label in (("fluids", "given fluids"), ("antibiotic", "given antibiotics"),
+                        ("norepinephrine", "given norepinephrine"), ("ventilated", "ventilated")):
         n = int(treated[name].sum())
-        table.add_row(f"stays given {name}", f"{n:,} ({n / max(summary['stays'], 1):.1%})")
+        table.add_row(f"stays {label}", f"{n:,} ({n / max(summary['stays'], 1):.1%})")
     table.add_row("time", f"{simulated:.1f} s simulating, {elapsed:.1f} s in all")
     console.print(table)
     console.print(f"cohort written to [bold]{out}[/]")
@@ -117,10 +118,13 @@ def counterfactual(
     observed: Annotated[
         bool, typer.Option("--observed", help="Write the charted values (noise, gaps) instead of the true ones.")
     ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file at --out.")] = False,
 ) -> None:
     """Re-run one generated stay under another strategy from an hour on: the true counterfactual."""
     if out.suffix not in (".parquet", ".csv"):
         raise ValueError(f"--out must end in .parquet or .csv, got {out.name!r}")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
     with progress_bar(transient=True) as bar:
         task = bar.add_task("simulating", total=3)
         engine = PhysiologyEngine.from_cohort(cohort)

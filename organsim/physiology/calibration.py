@@ -49,6 +49,10 @@ MIN_STAYS = 40
 group: below that, one stay's values move the reference quantile by more than the tolerance."""
 QUANTILES = {"q05": 0.05, "q50": 0.5, "q95": 0.95}
 GROUPS = ("non_septic", "septic")
+CALIBRATION_SEED = 0
+CALIBRATION_PATIENTS = 3000
+"""The generated cohort the test and bench/calibration.py compare (default settings otherwise): tail
+quantiles of rare events (shock liver, troponin peaks) need a few thousand stays to be stable."""
 REFERENCE_ARTEFACTS = {
     ("calcium", "q05"): "PhysioNet hospital B mixes ionised calcium (4-5.5 as mg/dL) into total calcium",
 }

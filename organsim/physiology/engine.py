@@ -9,8 +9,10 @@ insult evolve untreated) and then ``hours`` ICU hours. In ICU hour ``h`` (1-base
    factual treatments instead);
 2. the bedside team sets FiO2 (:meth:`Model.titrate_fio2`) and the model is integrated over the
    hour (:mod:`organsim.physiology.model`);
-3. the true values at the end of the hour are read out, death is checked (the stay ends with its
-   death hour), and the observation model charts what is measured (:mod:`organsim.physiology.observation`).
+3. the true values at the end of the hour are read out (kept inside the catalog's plausible range,
+   which the extreme states of dying patients could otherwise leave), death is checked (the stay
+   ends with its death hour), and the observation model charts what is measured
+   (:mod:`organsim.physiology.observation`).
 
 Treatments are stored as float32 (the cohort's dtype) and the engine applies exactly those values,
 so replaying a cohort's treatments table reproduces the run bit for bit. All randomness is
@@ -280,6 +282,8 @@ class PhysiologyEngine:
             )
         self._factual_treatments = factual_treatments
         self._defaults = np.array([self.catalog.treatment(c).default for c in self.treatment_codes])
+        self._plausible_low = np.array([self.catalog.variable(c).plausible[0] for c in self.variables])
+        self._plausible_high = np.array([self.catalog.variable(c).plausible[1] for c in self.variables])
 
     # ------------------------------------------------------------------ construction from a cohort
     @classmethod
@@ -523,7 +527,7 @@ class PhysiologyEngine:
             urine = model.advance_hour(x, u, decided[:, abx_j], cfg.substeps_per_hour)
             values = model.readout(x, u, urine)
             record_sofa(hour - 1 + n_pre, values, u)
-            row = np.stack([values[c] for c in self.variables], axis=1)
+            row = np.clip(np.stack([values[c] for c in self.variables], axis=1), self._plausible_low, self._plausible_high)
             true[:, hour - 1] = np.where(alive[:, None], row, np.nan)
             for key in _LATENT:
                 latent[key][:, hour - 1] = np.where(alive, values[key], np.nan)

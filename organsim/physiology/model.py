@@ -2,9 +2,9 @@ r"""The mechanistic multi-organ sepsis model: state, equations, hourly integrati
 
 The model is a set of ordinary differential equations per patient (time in hours) plus algebraic
 relations (haemodynamics, blood gases, acid-base) evaluated at every step. It is integrated for all
-patients at once with explicit Euler steps of ``1 / substeps_per_hour`` h (12 by default); every
-rate below has a time constant of 15 min or more, so the step is stable, and states are clipped to
-physical ranges after each step. Treatments are constant within an hour; an antibiotic dose is a
+patients at once with explicit Euler steps of ``1 / substeps_per_hour`` h (6 by default, 10 min);
+every rate below has a time constant of 20 min or more, so the step is stable, and states are
+clipped to physical ranges after each step. Treatments are constant within an hour; an antibiotic dose is a
 bolus at the start of its hour.
 
 Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.PatientParameters`),
@@ -43,7 +43,7 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
      SV  = SV0 contractility max(1 - md_max h(I, I_md) - mi(t), 0.1) (1 + 0.1 e_NE) (1 + k^2) x^2 / (x^2 + k^2)
      SVR = SVR0 (1 - vd)(1 + Emax (1 - hypo h(I, 1)) e_NE) exp(0.06 z_tone)
      CVP = CVP0 + 14 (x - 1) + 3 vent
-     HR  = HR0 + b (MAP0 - MAP) + 9 (T - T0) + 12 h(I, 1) + 10 e_NE + 4 z_hr     (baroreflex)
+     HR  = HR0 + b (MAP0 - MAP) + 9 (T - T0) + 12 h(I, 1) + 10 e_NE + 6 z_hr     (baroreflex)
      MAP = HR SV SVR / 1000 + CVP   (solved jointly with HR in closed form, HR clipped 35-190)
      PP  = PP0 SV / SV0 (1 + 0.15 e_NE);  SBP = MAP + 2 PP / 3;  DBP = MAP - PP / 3
 
@@ -73,7 +73,7 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
 
    FiO2 is titrated every hour by the bedside team (not a treatment choice): the lowest of
    0.21-0.6 (0.4-1.0 when ventilated) that gives the patient's target SaO2 (88-92 % in COPD,
-   91-99 % otherwise), judged on the expected shunt (the hour's fluctuation is not foreseen);
+   90-99 % otherwise), judged on the expected shunt (the hour's fluctuation is not foreseen);
    after intubation it is 1.0 for two hours and is weaned by at most 0.3 per hour.
 6. Kidney (creatinine kinetics after Waikar & Bonventre, J Am Soc Nephrol 2009;20:672; urea
    clearance ~ half of GFR)::
@@ -89,7 +89,7 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
    2017;14:55; AST/ALT half-lives 17 h and 47 h)::
 
      dH/dt = k_Hisch (hypoxia - 0.07)+ + k_HI (I - 1)+ - r_H H
-     dAST/dt = 2800 n(H) - ln2/17 (AST - AST0);  dALT/dt = 550 n(H) - ln2/47 (ALT - ALT0)
+     dAST/dt = 2800 n(H) - ln2/17 (AST - AST0);  dALT/dt = 650 n(H) - ln2/47 (ALT - ALT0)
      n(H) = H^2 / (1 + 10 H^2)   (necrosis once injury is marked, saturating)
      dBili/dt = k_B Bili0 - k_B (1 - 0.85 h(I, 2))(1 - 0.9 H) Bili + 1.5 biliary h(P, 0.1)
      ALP = ALP0 (1 + 0.25 ln(max(Bili/Bili0, 1)));  direct = Bili (f0 + 0.1 H)
@@ -106,23 +106,24 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
 
      Hct = 100 RCV / BV;  Hb = Hct p.hb_per_hct
      dLac/dt = k_L liver Lac0 (1 + 12 hypoxia + 0.3 h(I, 1) + 0.6 e_NE + 2 sterile) - k_L (1 - 0.6 H)(0.4 + 0.6 rf) liver Lac
-     dCl/dt = fluid (131 - Cl) / ECF + 0.02 (GFR/GFR0) (Cl0 - Cl);  sodium likewise with 142
+     dCl/dt = fluid (115 - Cl) / ECF + 0.02 (GFR/GFR0) (Cl0 - Cl);  sodium likewise with 138
+     (the infused crystalloid is mostly a balanced solution)
      acid = 0.4 (Lac - Lac0) + 0.15 (Cl - Cl0) + ((1 - GFR/GFR0)+)^2
      HCO3 = HCO3_0 - acid + R + 0.8 z_elec;  dR/dt = (0.6 acid GFR/GFR0 - R) / 24
      (most of a lactic acid load is buffered outside plasma bicarbonate; ``R`` is bicarbonate the
      kidneys regenerate, so compensation takes a day and outlasts the acidosis)
      pH = 6.1 + log10(HCO3 / (0.0307 PaCO2));  BE = 0.93 (HCO3 - 24.4 + 14.8 (pH - 7.4))
-     dGlu/dt = (Glu0 (1 + 0.35 h(I, 1) + 0.2 e_NE) + 12 z_glu - Glu) / 2
-     Ca = (Ca0 - 0.6 h(I, 1)) (V1n/V1)^0.5;  Mg = Mg0 (V1n/V1)^0.5 + 0.5 (1 - GFR/GFR0)+
+     dGlu/dt = (Glu0 (1 + 0.2 h(I, 1) + 0.2 e_NE) + 12 (24 if diabetic) z_glu - Glu) / 2
+     Ca = (Ca0 - h(I, 1)) (V1n/V1)^0.5;  Mg = Mg0 + 0.5 (1 - GFR/GFR0)+
      PO4 = PO4_0 + 2.5 (1 - GFR/GFR0)+ + 1.5 D
 
 10. Immune read-outs (CRP half-life 19 h, Pepys & Hirschfield, J Clin Invest 2003;111:1805;
     procalcitonin half-life 24 h, Meisner, Curr Opin Crit Care 2005;11:473)::
 
-      dF/dt = (fever_gain h(I, 1) - F) / 1.5;  T = T0 + F + 0.2 z_temp
-      dWBC/dt = (WBC0 (1 + 0.8 h(I, 0.8))(1 - 0.5 h((I - 2.2)+, 1)) e^(0.08 z_lab) - WBC) / 6
-      dCRP/dt = 8 I - ln2/19 (CRP - CRP0);  dPCT/dt = 0.8 h(P, 1) + 0.05 I - ln2/24 (PCT - PCT0)
-      dTn/dt = 0.15 (h(I, 2) + hypoxia) - ln2/10 Tn;  troponin = Tn0 + Tn + MI curve(t)
+      dF/dt = (fever_gain h(I, 1) - F) / 1.5;  T = T0 + F + 0.3 z_temp - hypothermia(t)
+      dWBC/dt = (WBC0 (1 + h(I, 0.8))(1 - 0.5 h((I - 2.2)+, 1)) e^(0.08 z_lab) - WBC) / 6
+      dCRP/dt = 8 I - ln2/19 (CRP - CRP0);  dPCT/dt = 2 h(P, 1) + 0.05 I - ln2/24 (PCT - PCT0)
+      dTn/dt = 0.15 (h(I, 2) + hypoxia) - ln2/10 Tn;  troponin = Tn0 + Tn + MI curve(t)  (:func:`insult_inputs`)
 
 11. Nervous system (septic encephalopathy, hypoperfusion, uraemia; sedation while ventilated)::
 
@@ -253,7 +254,7 @@ class ModelConstants:
     liver_injury_inflammation: float = 0.002
     liver_repair: float = 0.04
     ast_release: float = 2800.0
-    alt_release: float = 550.0
+    alt_release: float = 650.0
     bilirubin_clearance: float = 0.05
     biliary_obstruction: float = 1.5  # mg/dL/h of regurgitated bilirubin in cholangitis
     # coagulation

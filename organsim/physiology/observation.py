@@ -236,7 +236,7 @@ class ObservationModel:
 
         # blood gases, lactate, troponin
         hypoxaemic = ctx.last_spo2 < 90.0
-        gas_rate = 0.004 + 0.16 * (ctx.ventilated > 0.5) + 0.08 * (ctx.on_norepinephrine > 0) + 0.05 * hypoxaemic
+        gas_rate = 0.004 + 0.16 * (ctx.ventilated > 0.5) + 0.08 * (ctx.on_norepinephrine > 0) + 0.15 * hypoxaemic
         gas = event[:, _EVENT["gas"]] < gas_rate
         for code, p in GAS_INCLUSION.items():
             mark(code, gas & (include[:, self.index[code]] < p))

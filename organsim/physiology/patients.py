@@ -11,23 +11,26 @@ Population (choices and the data they follow)
   [40, 200]: the PhysioNet 2019 cohort has age 5/50/95 % = 30/62/85 and 54 % men.
 - Frailty in [0, 1] ~ Beta(2, 5) + 0.004 (age - 60); it lowers host defence, baroreflex gain and
   the lethal tissue-damage threshold.
-- Chronic disease flags and their baseline labs (prevalences after MIMIC-era ICU cohorts, e.g.
-  Vincent et al., Crit Care Med 2006 (SOAP study); they are what makes PhysioNet's tails):
-  chronic kidney disease 18 % (creatinine 1.5-3.5), end-stage renal disease 7 % (5-10 mg/dL),
-  chronic liver disease 7 % of controls, 12 % of septic patients (bilirubin ~3, AST 60-660), diabetes 25 % (glucose set
-  point 150-220), COPD 12 % (PaCO2 45-58, shunt up), anticoagulation 10 % (heparin PTT 40-100) and
-  8 % (warfarin INR 1.8-3.4), acute coronary syndrome 12 % (25 % of septic patients: type-2 myocardial infarction; troponin
-  peak lognormal median 14 ng/mL, contractility down), chronic anaemia is the whole haematocrit distribution N(31, 5.5) %.
+- Chronic disease flags and their baseline labs (prevalences in the range reported for general
+  ICU cohorts, e.g. Vincent et al., Crit Care Med 2006;34:344 (SOAP); they make PhysioNet's tails):
+  chronic kidney disease 18 % (creatinine 1.5-3.5 mg/dL), end-stage renal disease 7 % (5-10),
+  chronic liver disease 7 % of controls and 12 % of septic patients (bilirubin ~3 mg/dL, AST
+  60-660), diabetes 25 % (glucose set point 150-220), COPD 12 % (PaCO2 45-62, SpO2 target 88-92),
+  heparin infusion 10 % (PTT 40-100 s), warfarin 8 % (INR 1.8-3.4), acute coronary syndrome 12 %
+  (25 % of septic patients: type-2 infarction; troponin peak lognormal, median 14 ng/mL;
+  contractility down), neurological disease 12 % (GCS 9-14); haematocrit ~ N(30.5 + 2 if male, 6).
 - Septic patients (``septic_fraction``): an infection starts at ``infection_hour`` on the
   engine's clock (ICU admission is hour 0): ``community_onset_fraction`` of them are infected
-  12-40 h before admission (present on admission), the rest acquire it in the ICU during the first
-  half of the stay. Source: lung 40 % (direct lung injury), biliary 10 % (obstructive cholestasis), other abdominal
-  15 %, urinary 25 %, other 10 %.
-  Pathogen growth rate ~ lognormal(median 0.20 /h), host clearance scaled by frailty, antibiotic
-  susceptibility 1 for 85 % and 0.25-0.6 (partly resistant) for 15 %.
+  6-30 h before admission (present on admission), the rest acquire it in the ICU during the first
+  half of the stay. Source: lung 40 % (direct lung injury), biliary 10 % (obstructive
+  cholestasis), other 50 %. Initial load lognormal (median 0.2), growth rate lognormal (median
+  0.15 /h), host clearance lower with frailty, inflammatory response gain lognormal (median 0.75),
+  antibiotic susceptibility 1 for 85 % and 0.25-0.6 (partly resistant) for 15 %.
 - Every patient also has a sterile insult (surgery, trauma, pancreatitis, the reason for the ICU
   stay) that drives inflammation without infection and decays over 8-36 h; surgical patients bleed
-  for a few hours and 20 % of them arrive ventilated from the operating room.
+  for a few hours (30 % of them), arrive cold (up to 1.2 degC) and 20 % of them arrive ventilated;
+  6 % of controls have a non-infectious lung injury (aspiration, oedema, contusion) on admission.
+- Bedside practice varies per patient: SpO2 target, ventilator CO2 target, sedation depth.
 """
 
 from __future__ import annotations
@@ -165,7 +168,7 @@ class PatientParameters:
     gcs_baseline: np.ndarray
     sedation_depth: np.ndarray  # GCS points lost while ventilated and sedated
     # bedside practice
-    spo2_target: np.ndarray  # % SaO2 the team titrates FiO2 to (COPD 88-92, others 91-99)
+    spo2_target: np.ndarray  # % SaO2 the team titrates FiO2 to (COPD 88-92, others 90-99)
     ventilator_paco2: np.ndarray  # mmHg the ventilator settings aim at
     admission_hypothermia: np.ndarray  # degC below baseline on arrival from theatre, rewarmed over ~4 h
     dead_space_baseline: np.ndarray  # physiological dead-space fraction
@@ -344,8 +347,8 @@ def sample_patients(
     sedation_depth = 3.0 + 7.0 * d.uniform()
 
     # ------------------------------------------------------------------ bedside practice
-    spo2_target = np.where(copd, 88.0 + 4.0 * d.uniform(), 91.0 + 8.0 * d.uniform())
-    ventilator_paco2 = np.clip(37.5 + 6.0 * d.normal() + 0.8 * (paco2_baseline - 40.0), 26.0, 65.0)
+    spo2_target = np.where(copd, 88.0 + 4.0 * d.uniform(), 90.0 + 9.0 * d.uniform())
+    ventilator_paco2 = np.clip(37.5 + 6.0 * d.normal() + 0.6 * (paco2_baseline - 40.0), 26.0, 65.0)
     admission_hypothermia = np.where(surgical, 1.2 * d.uniform(), 0.0)
     dead_space_baseline = np.clip(0.3 + 0.07 * d.normal() + np.where(copd, 0.1, 0.0), 0.2, 0.6)
     lung_insult = np.where(~infected & (d.uniform() < 0.06), 0.2 + 0.4 * d.uniform(), 0.0)
