@@ -1,8 +1,10 @@
 """Layer 8: the ``organsim`` command line. Each module registers its commands on ``app``."""
 
 from organsim.cli import (
+    agents,  # noqa: F401  (registers: train, evaluate)
     data,  # noqa: F401  (registers: info)
     ingest,  # noqa: F401  (registers: ingest physionet2019|meds|table, export-meds)
+    physiology,  # noqa: F401  (registers: generate, counterfactual)
     scores,  # noqa: F401  (registers: scores)
 )
 from organsim.cli.app import app

@@ -1,0 +1,145 @@
+"""From raw hourly windows (catalog units, NaN = not measured) to :class:`~organsim.agents.model.HourInputs`.
+
+The same functions serve training windows and forecast contexts, so a model sees its inputs built
+the same way in both. Per variable and hour: the bin token and z-score of the last value observed
+in the window (carried forward; "none" before the first observation), whether it was measured
+that hour, and the hours since it last was (capped). Treatments are z-scored (the hour's given
+treatment and the next hour's planned one side by side), statics z-scored with known-indicators,
+the hour of the stay as ``log1p(hour) / 6``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from organsim.agents.model import HourInputs
+from organsim.data.normalize import Normaliser
+from organsim.data.tokenizers import BinTokenizer
+
+Z_CLIP = 8.0
+"""Inputs' z-scores are clipped to +-Z_CLIP (extreme values stay extreme but bounded)."""
+
+
+@dataclass(frozen=True)
+class FeatureEncoder:
+    """Turns raw windows into model inputs with a fitted tokenizer and normaliser.
+
+    Attributes
+    ----------
+    tokenizer
+        Bins of every variable (fitted on the training split).
+    normaliser
+        Training-split means and standard deviations of variables, treatments and statics.
+    variables, treatment_codes, static_codes
+        Layout of the raw arrays' last axes.
+    since_cap_hours
+        Cap of the hours-since-observation input.
+    """
+
+    tokenizer: BinTokenizer
+    normaliser: Normaliser
+    variables: tuple[str, ...]
+    treatment_codes: tuple[str, ...]
+    static_codes: tuple[str, ...]
+    since_cap_hours: float = 48.0
+
+    def _z(self, values: np.ndarray, codes: tuple[str, ...]) -> np.ndarray:
+        return np.clip(self.normaliser.zscore(values, codes), -Z_CLIP, Z_CLIP)
+
+    def encode(
+        self,
+        values: np.ndarray,
+        treatments_given: np.ndarray,
+        treatments_planned: np.ndarray,
+        static: np.ndarray,
+        hours: np.ndarray,
+    ) -> HourInputs:
+        """Model inputs of B windows of T hours.
+
+        Parameters
+        ----------
+        values
+            ``(B, T, V)`` raw values, NaN = not measured.
+        treatments_given
+            ``(B, T, n_treatments)`` treatments given at each hour.
+        treatments_planned
+            ``(B, T, n_treatments)`` treatments planned for the following hour.
+        static
+            ``(B, n_statics)`` statics, NaN = unknown.
+        hours
+            ``(B, T)`` ICU hour index of each position.
+
+        Returns
+        -------
+        HourInputs
+            CPU tensors.
+        """
+        b, t, v = values.shape
+        observed = ~np.isnan(values)
+        position = np.arange(t)[None, :, None]
+        last = np.maximum.accumulate(np.where(observed, position, -1), axis=1)  # (B, T, V), -1 = none yet
+        carried = np.take_along_axis(values, np.clip(last, 0, None), axis=1)
+        carried = np.where(last >= 0, carried, np.nan)  # (B, T, V) last observed value
+        since = np.where(last >= 0, np.minimum(position - last, self.since_cap_hours), self.since_cap_hours) / self.since_cap_hours
+        return self._inputs(carried, observed, since, treatments_given, treatments_planned, static, hours)
+
+    def encode_step(
+        self,
+        values: np.ndarray,
+        treatments_given: np.ndarray,
+        treatments_planned: np.ndarray,
+        static: np.ndarray,
+        hours: np.ndarray,
+    ) -> HourInputs:
+        """Inputs of one new hour whose every variable counts as observed (a fed-back forecast).
+
+        Shapes as in :meth:`encode` with T = 1; ``values`` must be finite.
+        """
+        if np.isnan(values).any():
+            raise ValueError("a fed-back hour must give every variable a value")
+        observed = np.ones(values.shape, dtype=bool)
+        since = np.zeros(values.shape, dtype=np.float64)
+        return self._inputs(values, observed, since, treatments_given, treatments_planned, static, hours)
+
+    def _inputs(self, carried, observed, since, treatments_given, treatments_planned, static, hours) -> HourInputs:
+        ids, _, _ = self.tokenizer.encode(carried, self.variables)  # NaN (never observed) -> the missing id 0
+        z = np.nan_to_num(self._z(carried, self.variables), nan=0.0)
+        treatments = np.concatenate(
+            [self._z(treatments_given, self.treatment_codes), self._z(treatments_planned, self.treatment_codes)], axis=-1
+        )
+        known = ~np.isnan(static)
+        static_z = np.where(known, np.nan_to_num(self._z(static, self.static_codes)), 0.0)
+        hour_feature = np.log1p(np.clip(hours, 0, None)) / 6.0
+
+        def f32(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+        return HourInputs(
+            last_ids=torch.from_numpy(ids),
+            observed=f32(observed),
+            since=f32(since),
+            last_z=f32(z),
+            treatments=f32(np.nan_to_num(treatments)),
+            static=f32(np.concatenate([static_z, known], axis=-1)),
+            hours=f32(hour_feature),
+        )
+
+    def targets(self, values: np.ndarray) -> torch.Tensor:
+        """``(B, T, V)`` raw next-hour values -> int64 0-based bin index, -100 where not observed."""
+        ids, mask, _ = self.tokenizer.encode(values, self.variables)
+        return torch.from_numpy(np.where(mask, ids - 1, -100))
+
+
+def leading_empty_mask(values: np.ndarray) -> np.ndarray:
+    """``(B, C)`` int64 attention mask: 0 for the hours before a window's first measurement, else 1.
+
+    The last hour is always kept, so a context with no measurement still has one position.
+    """
+    any_observed = ~np.all(np.isnan(values), axis=2)  # (B, C)
+    started = np.maximum.accumulate(any_observed, axis=1)
+    started[:, -1] = True
+    return started.astype(np.int64)
+

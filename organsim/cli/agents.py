@@ -1,0 +1,156 @@
+"""``organsim train`` and ``organsim evaluate``: fit the organ agents on a cohort and score them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from organsim.agents.baselines import GRUForecaster, LastObservationForecaster, RidgeForecaster
+from organsim.agents.checkpoint import TrainedAgents
+from organsim.agents.forecaster import AgentForecaster
+from organsim.agents.model import BACKBONE_SHARING, PRESETS, REFERENCE_MODES
+from organsim.agents.training import TRAIN_REFERENCES, TrainConfig, train_agents
+from organsim.cli.app import app, console, friendly_errors
+from organsim.data import Cohort
+from organsim.evaluate.accuracy import (
+    DEFAULT_HORIZONS,
+    evaluate_forecasters,
+    summary_table,
+    write_metrics,
+)
+from organsim.evaluate.plots import plot_trajectories
+from organsim.utils.io import atomic_write_text
+
+BASELINES = ("locf", "ridge", "gru")
+
+
+@app.command()
+@friendly_errors
+def train(
+    cohort: Annotated[Path, typer.Option("--cohort", help="Canonical cohort directory (split by patient here if it is not split).")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write (config.json, model.safetensors, last/).")],
+    preset: Annotated[str, typer.Option(help=f"Backbone size: {', '.join(PRESETS)}.")] = "tiny",
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    references: Annotated[str, typer.Option(help=f"Reference systems during training: {', '.join(TRAIN_REFERENCES)}.")] = "random",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from MODEL_DIR/last (same settings).")] = False,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = TrainConfig.max_epochs,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation loss.")] = TrainConfig.patience,
+    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = TrainConfig.batch_size,
+    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = TrainConfig.learning_rate,
+    n_bins: Annotated[int, typer.Option(help="Value bins per variable (before clinical cut-offs are added).")] = TrainConfig.n_bins,
+    backbone: Annotated[str, typer.Option(help=f"One decoder for all agents or one each: {', '.join(BACKBONE_SHARING)}.")] = "shared",
+    base_model: Annotated[Path | None, typer.Option("--base-model", help="Local causal-LM checkpoint to use as the decoder.")] = None,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank on the base model (0 = fine-tune all its weights).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, windows and reference sets.")] = 0,
+) -> None:
+    """Train the nine organ agents (SFT) and write MODEL_DIR."""
+    data = Cohort.load(cohort)
+    config = TrainConfig(
+        max_epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=learning_rate,
+        references=references, n_bins=n_bins, seed=seed,
+    )
+    fields: dict[str, object] = {"backbone_sharing": backbone}
+    if base_model is not None:
+        fields.update(base_model=str(base_model.resolve()), lora_r=lora_r)
+    elif lora_r:
+        raise ValueError("--lora-r adapts a pretrained decoder: give --base-model DIR as well")
+    started = time.perf_counter()
+    result = train_agents(data, out, preset=preset, train_config=config, agent_fields=fields, device=device, resume=resume)
+    table = Table(title=f"organ agents trained: {out}")
+    table.add_column("epoch", justify="right")
+    table.add_column("train loss", justify="right")
+    table.add_column("validation loss", justify="right")
+    table.add_column("seconds", justify="right")
+    for record in result.history:
+        mark = " *" if record.epoch == result.best_epoch else ""
+        table.add_row(f"{record.epoch}{mark}", f"{record.train_loss:.4f}", f"{record.validation_loss:.4f}", f"{record.seconds:.0f}")
+    console.print(table)
+    console.print(
+        f"{result.n_parameters:,} trainable parameters; {result.n_train_stays:,} train / {result.n_validation_stays:,} validation stays; "
+        f"best epoch {result.best_epoch} (* above){' after early stopping' if result.stopped_early else ''}; "
+        f"{time.perf_counter() - started:.0f} s this run.\n"
+        f"Wrote {out}/config.json, {out}/model.safetensors (best) and {out}/last/ (for --resume)."
+    )
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Model directory written by `organsim train`.")],
+    cohort: Annotated[Path, typer.Option("--cohort", help="Cohort directory; its test split is scored.")],
+    out: Annotated[Path, typer.Option("--out", help="Report directory (metrics.json, plots).")],
+    references: Annotated[str, typer.Option(help=f"Reference setting of the primary agents: {', '.join(REFERENCE_MODES)}.")] = "all",
+    baselines: Annotated[str, typer.Option(help=f"Comma-separated baselines fitted on the train split: {', '.join(BASELINES)} (empty: none).")] = ",".join(BASELINES),
+    per_stay: Annotated[int, typer.Option(help="Forecast start hours per test stay and horizon.")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of start hours and baseline training.")] = 0,
+) -> None:
+    """Score the agents (references none and all) and the baselines on the test split; write metrics.json."""
+    if references not in REFERENCE_MODES:
+        raise ValueError(f"--references must be one of {REFERENCE_MODES}, got {references!r}")
+    chosen = [b for b in (x.strip() for x in baselines.split(",")) if b]
+    unknown = [b for b in chosen if b not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; choose from {BASELINES}")
+    agents = TrainedAgents.load(model)
+    data = split_like_training(Cohort.load(cohort), agents)
+    train_part, validation_part, test_part = (data.subset(split=s) for s in ("train", "validation", "test"))
+    if test_part.stays.height == 0:
+        raise ValueError(f"the cohort {cohort} has no test stays to score")
+    forecasters = {
+        f"agents_{mode}": AgentForecaster(agents, references=mode, device=device) for mode in (references, *[m for m in REFERENCE_MODES if m != references])
+    }
+    with console.status("fitting baselines on the train split") as status:
+        for name in chosen:
+            status.update(f"fitting baseline {name} on the train split")
+            if name == "locf":
+                forecasters[name] = LastObservationForecaster().fit(train_part)
+            elif name == "ridge":
+                forecasters[name] = RidgeForecaster(context_hours=agents.config.context_hours, seed=seed).fit(train_part)
+            else:
+                forecasters[name] = GRUForecaster(seed=seed, device=device).fit(train_part, validation_part)
+    results = evaluate_forecasters(
+        forecasters, test_part, agents.normaliser, horizons=DEFAULT_HORIZONS, context_hours=agents.config.context_hours,
+        per_stay=per_stay, seed=seed, progress=True,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = write_metrics(out / "metrics.json", f"agents_{references}", results)
+    atomic_write_text(out / "model.json", json.dumps({"model_dir": str(model.resolve()), "training": agents.training}, indent=2) + "\n")
+    primary = forecasters[f"agents_{references}"]
+    shown = {name: f for name, f in forecasters.items() if name == primary.name or name in chosen}
+    written = [metrics, out / "model.json", *write_plots(shown, test_part, out, agents.config.context_hours, seed)]
+    console.print(summary_table(results))
+    console.print(f"Scored {results['settings']['n_stays']:,} test stays. Wrote " + ", ".join(str(p) for p in written) + ".")
+
+
+def split_like_training(cohort: Cohort, agents: TrainedAgents) -> Cohort:
+    """The cohort with the split the agents were trained on (recomputed from the stored seed if it has none)."""
+    training = agents.training.get("config")
+    if cohort.stays["split"].null_count() == cohort.stays.height:
+        if training is None:
+            raise ValueError("the cohort has no split and the model does not record how it split its training cohort")
+        stored = TrainConfig.from_dict(training)
+        cohort = cohort.split(stored.split_fractions, seed=stored.split_seed)
+    expected = agents.training.get("split", {}).get("stays", {}).get("train")
+    got = int((cohort.stays["split"] == "train").sum())
+    if expected is not None and expected != got:
+        raise ValueError(f"the cohort's train split has {got} stays but the model was trained on {expected}: is it the same cohort?")
+    return cohort
+
+
+def write_plots(forecasters: dict, test: Cohort, out: Path, context_hours: int, seed: int) -> list[Path]:
+    """Per-system trajectory plots (observed vs each forecaster's free-running forecast) of a few test stays.
+
+    The horizon is 24 hours, or less when no test stay is long enough.
+    """
+    min_context = 3
+    longest = int(test.stays["n_hours"].max())
+    horizon = min(24, longest - min_context)
+    if horizon < 1:
+        return []
+    return plot_trajectories(forecasters, test, out, horizon=horizon, context_hours=context_hours, min_context=min_context, seed=seed)

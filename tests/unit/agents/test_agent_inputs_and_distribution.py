@@ -1,0 +1,96 @@
+"""Model inputs from raw windows (hand-checked) and the binned predictive distribution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from organsim.agents.distribution import BinnedDistribution, center_tensor
+from organsim.agents.features import FeatureEncoder, leading_empty_mask
+from organsim.data.normalize import Normaliser
+from organsim.data.tokenizers import BinTokenizer
+
+
+@pytest.fixture(scope="module")
+def encoder(agent_cohort) -> FeatureEncoder:
+    train = agent_cohort.subset(split="train")
+    catalog = agent_cohort.catalog
+    return FeatureEncoder(
+        tokenizer=BinTokenizer.fit_cohort(train, split=None, n_bins=8),
+        normaliser=Normaliser.fit(train, split=None),
+        variables=catalog.variable_codes,
+        treatment_codes=catalog.treatment_codes,
+        static_codes=catalog.static_codes,
+        since_cap_hours=4.0,
+    )
+
+
+def test_inputs_carry_the_last_value_forward(encoder):
+    v = len(encoder.variables)
+    hr = encoder.variables.index("hr")
+    values = np.full((1, 6, v), np.nan, dtype=np.float32)
+    values[0, 1, hr] = 80.0
+    values[0, 4, hr] = 120.0
+    treatments = np.zeros((1, 6, len(encoder.treatment_codes)), dtype=np.float32)
+    static = np.array([[60.0, 1.0, np.nan, -3.0]], dtype=np.float32)
+    inputs = encoder.encode(values, treatments, treatments, static, np.arange(6)[None])
+    ids = inputs.last_ids[0, :, hr].numpy()
+    expected_80 = encoder.tokenizer.encode(np.array([[80.0]]), ["hr"])[0][0, 0]
+    expected_120 = encoder.tokenizer.encode(np.array([[120.0]]), ["hr"])[0][0, 0]
+    np.testing.assert_array_equal(ids, [0, expected_80, expected_80, expected_80, expected_120, expected_120])
+    np.testing.assert_array_equal(inputs.observed[0, :, hr].numpy(), [0, 1, 0, 0, 1, 0])
+    np.testing.assert_allclose(inputs.since[0, :, hr].numpy(), [1, 0, 0.25, 0.5, 0, 0.25])  # cap 4 h
+    z80 = encoder.normaliser.zscore(np.array([[80.0]]), ["hr"])[0, 0]
+    np.testing.assert_allclose(inputs.last_z[0, :4, hr].numpy(), [0, z80, z80, z80], rtol=1e-6)
+    assert torch.all(inputs.last_ids[0, :, [i for i in range(v) if i != hr]] == 0)  # never observed
+    np.testing.assert_array_equal(inputs.static[0, 4:].numpy(), [1, 1, 0, 1])  # weight unknown
+    assert inputs.static[0, 2] == 0  # unknown static -> 0
+    np.testing.assert_allclose(inputs.hours[0].numpy(), np.log1p(np.arange(6)) / 6, rtol=1e-6)
+
+
+def test_targets_and_fed_back_hours(encoder):
+    v = len(encoder.variables)
+    values = np.full((1, 2, v), np.nan, dtype=np.float32)
+    values[0, 1, 0] = 75.0
+    targets = encoder.targets(values).numpy()
+    assert targets[0, 0, 0] == -100 and np.all(targets[0, 1, 1:] == -100)
+    assert targets[0, 1, 0] == encoder.tokenizer.encode(np.array([[75.0]]), ["hr"])[0][0, 0] - 1
+    full = np.nan_to_num(values[:, 1:], nan=1.0)
+    zeros = np.zeros((1, 1, len(encoder.treatment_codes)), dtype=np.float32)
+    step = encoder.encode_step(full, zeros, zeros, np.zeros((1, 4), dtype=np.float32), np.array([[3]]))
+    assert torch.all(step.observed == 1) and torch.all(step.since == 0) and torch.all(step.last_ids > 0)
+    with pytest.raises(ValueError, match="every variable"):
+        encoder.encode_step(values[:, 1:], zeros, zeros, np.zeros((1, 4), dtype=np.float32), np.array([[3]]))
+
+
+def test_leading_empty_mask():
+    values = np.full((3, 4, 2), np.nan)
+    values[0, 2, 1] = 1.0
+    values[1, 0, 0] = 1.0
+    np.testing.assert_array_equal(leading_empty_mask(values), [[0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]])
+
+
+def test_binned_distribution_by_hand():
+    centers = torch.tensor([[1.0, 2.0, 4.0], [10.0, 20.0, 0.0]], dtype=torch.float64)  # 2nd variable has 2 bins
+    probs = torch.tensor([[[0.2, 0.3, 0.5], [0.6, 0.4, 0.0]]], dtype=torch.float64)
+    dist = BinnedDistribution(probs=probs, centers=centers)
+    np.testing.assert_allclose(dist.mean().numpy(), [[0.2 + 0.6 + 2.0, 6.0 + 8.0]])
+    q = dist.quantile([0.1, 0.5, 0.6, 0.99]).numpy()[:, 0]  # (n_q, V)
+    np.testing.assert_allclose(q[:, 0], [1.0, 2.0, 4.0, 4.0])
+    np.testing.assert_allclose(q[:, 1], [10.0, 10.0, 10.0, 20.0])  # never the padding bin
+    draws = dist.sample(4000, torch.Generator().manual_seed(0))
+    assert draws.shape == (4000, 1, 2)
+    assert set(draws[:, 0, 1].tolist()) <= {10.0, 20.0}
+    np.testing.assert_allclose(draws.mean(0).numpy(), dist.mean().numpy(), rtol=0.05)
+    with pytest.raises(ValueError, match="levels"):
+        dist.quantile(1.0)
+    logits = torch.log(probs)
+    np.testing.assert_allclose(BinnedDistribution.from_logits(logits, centers).probs.numpy(), probs.numpy(), atol=1e-12)
+
+
+def test_center_tensor_follows_the_tokenizer(encoder):
+    table = center_tensor(encoder.tokenizer, ["map", "hr"])
+    tokenizer = encoder.tokenizer
+    column = tokenizer.variables.index("map")
+    np.testing.assert_array_equal(table[0, : tokenizer.bin_counts[column]].numpy(), tokenizer.centers[column])
