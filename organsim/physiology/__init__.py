@@ -4,8 +4,8 @@
 >>> engine = PhysiologyEngine(EngineConfig(n_patients=20, hours=24, seed=1))
 >>> cohort = engine.generate()                      # canonical Cohort, source "engine"
 >>> what_if = engine.counterfactual(3, NoTreatmentPolicy(), from_hour=5)
->>> what_if.true.shape                              # (stays, hours, variables): the true trajectory
-(1, 24, 41)
+>>> what_if.true.shape == (1, 24, len(engine.variables))   # (stays, hours, variables): the truth
+True
 
 Modules: :mod:`~organsim.physiology.patients` (who the patients are),
 :mod:`~organsim.physiology.model` (the equations), :mod:`~organsim.physiology.observation` (what

@@ -39,7 +39,14 @@ import xarray as xr
 from organsim.catalog import Catalog, load_catalog
 from organsim.data import Cohort
 from organsim.physiology.labels import rolling_24h_urine, sepsis_onset, sofa_score
-from organsim.physiology.model import HourInputs, Model, ModelConstants, State, insult_inputs
+from organsim.physiology.model import (
+    LATENT_KEYS,
+    HourInputs,
+    Model,
+    ModelConstants,
+    State,
+    insult_inputs,
+)
 from organsim.physiology.noise import NoiseBank
 from organsim.physiology.observation import MeasurementContext, ObservationModel
 from organsim.physiology.patients import PatientParameters, sample_patients
@@ -56,7 +63,6 @@ ENGINE_VERSION = "1.0.0"
 
 SOURCE = "engine"
 ProgressCallback = Callable[[int, int], None]
-_LATENT = ("pathogen", "inflammation", "tissue_damage", "hypoxia", "gcs_unsedated")
 
 
 @dataclass(frozen=True)
@@ -254,9 +260,12 @@ class PhysiologyEngine:
 
     Examples
     --------
+    >>> from organsim.physiology import NoTreatmentPolicy
     >>> engine = PhysiologyEngine(EngineConfig(n_patients=50, hours=24, seed=3))
     >>> cohort = engine.generate()
-    >>> untreated = engine.counterfactual(7, NoTreatmentPolicy(), from_hour=4)  # doctest: +SKIP
+    >>> untreated = engine.counterfactual(7, NoTreatmentPolicy(), from_hour=4)
+    >>> untreated.treatments[0, 3:].sum()
+    np.float64(0.0)
     """
 
     def __init__(
@@ -488,7 +497,7 @@ class PhysiologyEngine:
         true = np.full((n, n_hours, n_vars), np.nan)
         observed = np.full((n, n_hours, n_vars), np.nan)
         treatments = np.zeros((n, n_hours, n_treat))
-        latent = {k: np.full((n, n_hours), np.nan) for k in _LATENT}
+        latent = {k: np.full((n, n_hours), np.nan) for k in LATENT_KEYS}
         carried = np.full((n, n_hours, n_vars), np.nan)
         carried_hour = np.full((n, n_hours, n_vars), np.nan)
         last_value = np.full((n, n_vars), np.nan)  # rebound each hour to the latest carried row
@@ -529,7 +538,7 @@ class PhysiologyEngine:
             record_sofa(hour - 1 + n_pre, values, u)
             row = np.clip(np.stack([values[c] for c in self.variables], axis=1), self._plausible_low, self._plausible_high)
             true[:, hour - 1] = np.where(alive[:, None], row, np.nan)
-            for key in _LATENT:
+            for key in LATENT_KEYS:
                 latent[key][:, hour - 1] = np.where(alive, values[key], np.nan)
             first_antibiotic = np.where(np.isnan(first_antibiotic) & (decided[:, abx_j] > 0.5), hour, first_antibiotic)
             ever_ne = np.maximum(ever_ne, decided[:, ne_j])

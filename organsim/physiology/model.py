@@ -133,7 +133,7 @@ Notation: ``p.x`` is a patient parameter (:class:`~organsim.physiology.patients.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
@@ -273,8 +273,6 @@ class ModelConstants:
     crp_production: float = 8.0
     pct_production: float = 2.0
 
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 @dataclass
@@ -839,4 +837,5 @@ class Model:
         return out
 
 
-LATENT_KEYS = ("gcs_unsedated", "pathogen", "tissue_damage", "hypoxia", "inflammation")
+LATENT_KEYS = ("pathogen", "inflammation", "tissue_damage", "hypoxia", "gcs_unsedated")
+"""Read-out keys that are not catalog variables: the latent truth labels and analyses use."""

@@ -28,7 +28,7 @@ more about them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -258,8 +258,6 @@ class ClinicianConfig:
     extubation_probability: float = 0.6
     """Chance per qualifying hour that a ventilated patient meeting readiness criteria is extubated."""
 
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 class ClinicianPolicy:
