@@ -19,9 +19,11 @@ In free-running steps a predicted value counts as observed (``observed = 1``, ``
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +74,15 @@ def encode_history(z: np.ndarray, since_cap_hours: float = DEFAULT_SINCE_CAP_HOU
     filled = np.where(last >= 0, filled, 0.0)
     since = np.where(last >= 0, np.minimum(position - last, since_cap_hours), since_cap_hours) / since_cap_hours
     return filled.astype(np.float32), observed.astype(np.float32), since.astype(np.float32)
+
+
+def _fed_back_since(predicted, since, since_cap_hours: float):
+    """The since feature of a fed-back hour: 0 where a value was predicted, one hour older elsewhere.
+
+    Works on numpy arrays and torch tensors alike (``predicted`` is 0/1, ``since`` in [0, 1]).
+    """
+    older = (since + 1.0 / since_cap_hours).clip(max=1.0)
+    return older * (1 - predicted)
 
 
 def _static_features(static: np.ndarray, codes: tuple[str, ...], normaliser: Normaliser) -> np.ndarray:
@@ -156,10 +167,12 @@ class RidgeForecaster:
     without bound (on PhysioNet 2019 that version reached a 24-hour mean nMSE above 30).
 
     Fit: one :class:`sklearn.linear_model.Ridge` per variable (no separate intercept: ``b_v`` is
-    the coefficient of the ``e_v`` column), on the training rows where that variable's next-hour
+    the coefficient of the ``e_v`` column; penalty ``alpha_per_row`` times the number of rows, so
+    its strength does not depend on the cohort's size), on the training rows where that variable's next-hour
     value is observed (at most ``max_rows_per_variable``, a seeded sample). A variable with no
     more observed targets than features keeps zero coefficients, i.e. persistence (LOCF; the
-    training mean where never observed in the context). Training rows are every hour t of every
+    training mean where never observed in the context), and in free-running steps it stays
+    unobserved (:attr:`predicted_` is False for it). Training rows are every hour t of every
     training (and, when given, validation) stay that has an hour t+1, encoded exactly as a
     forecast context of ``context_hours`` ending at t.
 
@@ -169,9 +182,10 @@ class RidgeForecaster:
         Hours of forward-filled history in the features (k).
     context_hours
         Forward-fill reach of the training rows (match the evaluation's context length).
-    alpha
-        Ridge penalty (the default was chosen on the PhysioNet 2019 validation split:
-        1e4 to 1e5 gave the same 1-hour mean nMSE within 0.002 and better free-running).
+    alpha_per_row
+        Ridge penalty per training row (the default was chosen on the PhysioNet 2019 validation
+        split, 60,000 rows per variable: total penalties 1e4 to 1e5 gave the same 1-hour mean nMSE
+        within 0.002, larger ones better free-running; 0.5 is 3e4 there).
     max_rows_per_variable
         Most training rows per variable's regression (``None``: all).
     since_cap_hours
@@ -187,7 +201,7 @@ class RidgeForecaster:
         *,
         lags: int = 3,
         context_hours: int = 24,
-        alpha: float = 3e4,
+        alpha_per_row: float = 0.5,
         max_rows_per_variable: int | None = 60_000,
         since_cap_hours: float = DEFAULT_SINCE_CAP_HOURS,
         seed: int = 0,
@@ -196,11 +210,11 @@ class RidgeForecaster:
             raise ValueError(f"lags must be >= 1, got {lags}")
         if context_hours < lags:
             raise ValueError(f"context_hours ({context_hours}) must be >= lags ({lags})")
-        if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        if alpha_per_row < 0:
+            raise ValueError(f"alpha_per_row must be >= 0, got {alpha_per_row}")
         self.lags = lags
         self.context_hours = context_hours
-        self.alpha = alpha
+        self.alpha_per_row = alpha_per_row
         self.max_rows_per_variable = max_rows_per_variable
         self.since_cap_hours = since_cap_hours
         self.seed = seed
@@ -208,6 +222,7 @@ class RidgeForecaster:
         self.coef_: np.ndarray | None = None  # (F, V): w_v per column
         self.rate_intercept_: np.ndarray | None = None  # (V,): b_v
         self.n_targets_: np.ndarray | None = None  # (V,)
+        self.predicted_: np.ndarray | None = None  # (V,) bool: has fitted coefficients
 
     # ---------------------------------------------------------------- features
     @staticmethod
@@ -273,11 +288,13 @@ class RidgeForecaster:
         self.coef_ = np.zeros((n_features, n_variables), dtype=np.float32)
         self.rate_intercept_ = np.zeros(n_variables, dtype=np.float32)
         self.n_targets_ = np.zeros(n_variables, dtype=np.int64)
+        self.predicted_ = np.zeros(n_variables, dtype=bool)
         for v in range(n_variables):
             rows = np.flatnonzero(~np.isnan(y[:, v]))
             self.n_targets_[v] = len(rows)
             if len(rows) <= n_features:
                 continue  # too few targets for a stable fit: keep persistence
+            self.predicted_[v] = True
             if self.max_rows_per_variable is not None and len(rows) > self.max_rows_per_variable:
                 rows = np.sort(rng.choice(rows, self.max_rows_per_variable, replace=False))
             scale = elapsed[rows, v, None].astype(np.float64)  # (n, 1)
@@ -286,7 +303,8 @@ class RidgeForecaster:
                 # e_v spans 1..cap+1, so the Gram matrix is ill-conditioned; the penalty keeps the
                 # float64 Cholesky solve stable and scipy's condition warning is expected here
                 warnings.simplefilter("ignore", LinAlgWarning)
-                model = Ridge(alpha=self.alpha, fit_intercept=False, solver="cholesky").fit(design, y[rows, v])
+                ridge = Ridge(alpha=self.alpha_per_row * len(rows), fit_intercept=False, solver="cholesky")
+                model = ridge.fit(design, y[rows, v])
             self.coef_[:, v] = model.coef_[:-1]
             self.rate_intercept_[v] = model.coef_[-1]
         return self
@@ -311,8 +329,9 @@ class RidgeForecaster:
             z_next = filled[:, -1] + elapsed_hours(since, self.since_cap_hours) * rate
             out[:, step] = z_next
             filled = np.concatenate([filled[:, 1:], z_next[:, None]], axis=1)
-            observed = np.ones_like(observed)  # a predicted hour counts as observed
-            since = np.zeros_like(since)
+            # a predicted value counts as observed; a carried (unfitted) variable stays unobserved
+            observed = np.broadcast_to(self.predicted_, observed.shape).astype(np.float32)
+            since = _fed_back_since(observed, since, self.since_cap_hours)
         return self.normaliser_.unzscore(out, batch.variables)
 
 
@@ -368,20 +387,38 @@ class GRUConfig:
             raise ValueError("max_epochs, patience and batch_size must be >= 1")
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: unchanged), then restore."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class GRURegressor(nn.Module):
     """GRU over hourly inputs; predicts each variable's next-hour z-score.
 
     Input per hour: ``[filled (V), observed (V), since (V), treatments now (T), treatments planned
     next hour (T), static z (S), static known (S)]``. The next-hour prediction ``(B, L, V)`` is
-    ``filled + elapsed * head(gru(inputs))``: the head gives a change per hour, scaled by the hours
-    since each variable's last observation (:func:`elapsed_hours`, as in :class:`RidgeForecaster`).
+    ``filled + elapsed * predicted * head(gru(inputs))``: the head gives a change per hour, scaled
+    by the hours since each variable's last observation (:func:`elapsed_hours`, as in
+    :class:`RidgeForecaster`); ``predicted`` (a ``(V,)`` 0/1 buffer) zeroes the change of variables
+    the training data cannot teach, which are carried forward.
     ``forward(inputs, filled, elapsed, hidden=None, targets=None, mask=None)`` returns
     ``(prediction, hidden)``, and the masked MSE over observed targets as a third item when
     ``targets`` are given.
     """
 
-    def __init__(self, n_inputs: int, n_variables: int, config: GRUConfig) -> None:
+    def __init__(self, n_inputs: int, predicted: torch.Tensor, config: GRUConfig) -> None:
         super().__init__()
+        n_variables = len(predicted)
+        self.register_buffer("predicted", predicted.float())
         self.gru = nn.GRU(
             n_inputs, config.hidden_size, num_layers=config.num_layers, batch_first=True,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
@@ -390,7 +427,7 @@ class GRURegressor(nn.Module):
 
     def forward(self, inputs, filled, elapsed, hidden=None, targets=None, mask=None):
         out, hidden = self.gru(inputs, hidden)  # (B, L, hidden)
-        prediction = filled + elapsed * self.head(out)  # (B, L, V)
+        prediction = filled + elapsed * self.predicted * self.head(out)  # (B, L, V)
         if targets is None:
             return prediction, hidden
         loss = ((prediction - targets) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
@@ -408,7 +445,9 @@ class GRUForecaster:
 
     Prediction: the GRU reads the context; step 1 comes from the last context hour; each later
     step feeds the previous prediction back as an observed hour (with that hour's planned
-    treatments). Same seed -> same model and forecasts.
+    treatments). Variables with fewer than two (or only constant) training values cannot be
+    learnt: they are carried forward and stay unobserved (:attr:`predicted_` is False for them).
+    Same seed -> same model and forecasts.
 
     Parameters
     ----------
@@ -418,18 +457,31 @@ class GRUForecaster:
         Seed for initialisation, window draws and batch order.
     device
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+    num_threads
+        torch intra-op CPU threads while fitting and predicting (restored afterwards); ``None``
+        keeps torch's setting. On a busy 2-core machine 1 thread was 9x faster than 2.
     progress
         Optional ``callable(epoch, train_loss, validation_loss)`` called after every epoch.
     """
 
     name = "gru"
 
-    def __init__(self, config: GRUConfig | None = None, *, seed: int = 0, device: str = "auto", progress=None) -> None:
+    def __init__(
+        self,
+        config: GRUConfig | None = None,
+        *,
+        seed: int = 0,
+        device: str = "auto",
+        num_threads: int | None = None,
+        progress: Callable[[int, float, float | None], None] | None = None,
+    ) -> None:
         self.config = config or GRUConfig()
         self.seed = seed
         self.device = resolve_device(device)
+        self.num_threads = num_threads
         self.progress = progress
         self.normaliser_: Normaliser | None = None
+        self.predicted_: np.ndarray | None = None  # (V,) bool
         self.model_: GRURegressor | None = None
         self.history_: list[dict[str, float]] = []
 
@@ -471,6 +523,10 @@ class GRUForecaster:
     # ---------------------------------------------------------------- fit / predict
     def fit(self, train: Cohort, validation: Cohort | None = None) -> GRUForecaster:
         """Train on ``train``; with ``validation``, keep the best validation state and stop early."""
+        with _torch_threads(self.num_threads):
+            return self._fit(train, validation)
+
+    def _fit(self, train: Cohort, validation: Cohort | None) -> GRUForecaster:
         _check_training_cohort(train, "training")
         if validation is not None:
             _check_training_cohort(validation, "validation")
@@ -480,7 +536,8 @@ class GRUForecaster:
         arrays = HourlyArrays.from_cohort(train)
         n_variables = len(arrays.variables)
         n_inputs = 3 * n_variables + 2 * len(arrays.treatment_codes) + 2 * len(arrays.static_codes)
-        self.model_ = GRURegressor(n_inputs, n_variables, cfg).to(self.device)
+        self.predicted_ = self.normaliser_.n_observed[self.normaliser_.index(arrays.variables)] > 0
+        self.model_ = GRURegressor(n_inputs, torch.from_numpy(self.predicted_), cfg).to(self.device)
         optimiser = torch.optim.AdamW(self.model_.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         validation_windows = None
         if validation is not None:
@@ -553,8 +610,9 @@ class GRUForecaster:
             raise ValueError(f"the batch plans treatments for {batch.horizon} hours; horizon {horizon} asked")
         self.model_.eval()
         out = np.empty((batch.size, horizon, len(batch.variables)), dtype=np.float32)
-        for lo in range(0, batch.size, 2048):
-            out[lo : lo + 2048] = self._predict_chunk(batch.select(slice(lo, lo + 2048)), horizon)
+        with _torch_threads(self.num_threads):
+            for lo in range(0, batch.size, 2048):
+                out[lo : lo + 2048] = self._predict_chunk(batch.select(slice(lo, lo + 2048)), horizon)
         return self.normaliser_.unzscore(out, batch.variables)
 
     def _predict_chunk(self, batch: ForecastBatch, horizon: int) -> np.ndarray:
@@ -566,11 +624,14 @@ class GRUForecaster:
         prediction, hidden = self.model_(self._tensor(inputs), self._tensor(filled), self._tensor(elapsed))
         z_next = prediction[:, -1]  # (b, V), hour t+1
         steps = [z_next]
+        n_variables = z_next.shape[1]
+        predicted = self.model_.predicted.expand_as(z_next)
+        since = self._tensor(inputs[:, -1, 2 * n_variables : 3 * n_variables])
         ones = torch.ones_like(z_next)
-        zeros = torch.zeros_like(z_next)
         for step in range(1, horizon):
+            since = _fed_back_since(predicted, since, self.config.since_cap_hours)
             # the fed-back hour is t+step; its treatments are batch index c+step-1, planned next c+step
-            row = torch.cat([z_next, ones, zeros, treatments_z[:, c + step - 1], treatments_z[:, c + step], static], dim=1)
+            row = torch.cat([z_next, predicted, since, treatments_z[:, c + step - 1], treatments_z[:, c + step], static], dim=1)
             prediction, hidden = self.model_(row[:, None, :], z_next[:, None, :], ones[:, None, :], hidden)
             z_next = prediction[:, -1]
             steps.append(z_next)
