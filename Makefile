@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python pipelines/demo.py
+	bash pipelines/demo.sh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -33,7 +33,8 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except (OrgansimError, FileNotFoundError, ValueError, KeyError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}")
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError quotes str()
+            err_console.print(f"[bold red]error:[/] {message}")
             raise typer.Exit(code=2) from exc
 
     return wrapper
