@@ -15,6 +15,9 @@ Start hours: for each horizon ``h`` separately, :func:`~organsim.data.windows.ch
 up to ``per_stay`` start hours t per test stay by a seeded hash, with at least ``min_context`` of
 the stay's hours in the context and ``t + h <= `` the stay's last hour. Every forecaster is scored
 on the same problems. Systems or variables without an observed target at a horizon get ``null``.
+
+``by_sofa_stratum`` repeats the per-system and mean figures for the problems whose start hour
+falls in each SOFA stratum (worst SOFA over the preceding 24 hours: 0-5, 6-10, 11+).
 """
 
 from __future__ import annotations
@@ -25,16 +28,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 from rich.table import Table
 
 from organsim.catalog import SYSTEMS, Catalog
 from organsim.data.cohort import Cohort
 from organsim.data.normalize import Normaliser
 from organsim.data.windows import Forecaster, HourlyArrays
+from organsim.scores import sofa
+from organsim.scores.tables import SOFA_STRATA
 from organsim.utils.io import atomic_write_text
 from organsim.utils.progress import progress_bar
 
 DEFAULT_HORIZONS = (1, 6, 24)
+UNKNOWN_STRATUM = "unknown"
+"""SOFA stratum label of a start hour whose SOFA cannot be computed."""
 
 
 def squared_error_sums(
@@ -128,6 +136,35 @@ def _nest(by_horizon: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+class _ErrorSums:
+    """Running per-variable sums of squared errors for one (forecaster, horizon, group)."""
+
+    def __init__(self, n_variables: int) -> None:
+        self.sum_sq_z = np.zeros(n_variables)
+        self.sum_sq_minmax = np.zeros(n_variables)
+        self.n_targets = np.zeros(n_variables, dtype=np.int64)
+        self.n_problems = 0
+
+    def add(self, parts: tuple[np.ndarray, np.ndarray, np.ndarray], n_problems: int) -> None:
+        self.sum_sq_z += parts[0]
+        self.sum_sq_minmax += parts[1]
+        self.n_targets += parts[2]
+        self.n_problems += n_problems
+
+
+def _strata_at(starts: pl.DataFrame, strata: pl.DataFrame) -> np.ndarray:
+    """The SOFA stratum label (``"0-5"``, ``"6-10"``, ``"11+"``, or ``"unknown"``) at each start hour."""
+    labelled = starts.join(strata, on=["stay_id", "hour"], how="left", maintain_order="left")
+    return labelled["sofa_stratum"].fill_null(UNKNOWN_STRATUM).to_numpy()
+
+
+def _sofa_strata(test: Cohort) -> pl.DataFrame:
+    """``(stay_id, hour, sofa_stratum)`` of the test cohort: the stratum of the 24-hour worst SOFA."""
+    treatments = test.treatments if test.meta.get("treatments_recorded", False) else None
+    scored = sofa(test.hourly, treatments, catalog=test.catalog)
+    return scored.select(pl.col("stay_id").cast(pl.Int64), pl.col("hour").cast(pl.Int32), "sofa_stratum")
+
+
 def evaluate_forecasters(
     forecasters: Mapping[str, Forecaster],
     test: Cohort,
@@ -138,6 +175,7 @@ def evaluate_forecasters(
     per_stay: int | None = 16,
     min_context: int = 3,
     seed: int = 0,
+    by_sofa_stratum: bool = True,
     chunk_size: int = 8192,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -158,9 +196,15 @@ def evaluate_forecasters(
     per_stay
         Most start hours per stay and horizon (``None``: every eligible hour).
     min_context
-        Fewest of the stay's own hours in a context.
+        Fewest of the stay's own hours in a context (the default, 3, leaves out forecasts made
+        from a stay's first hours, where no history exists and every forecaster falls back on a
+        population mean).
     seed
         Seed of the start-hour choice.
+    by_sofa_stratum
+        Also report the figures per SOFA stratum of the start hour: the stratum of the worst
+        SOFA over the 24 hours up to t (:func:`organsim.scores.sofa`, true values; treatments
+        used when the cohort records them), ``"unknown"`` where SOFA cannot be computed.
     chunk_size
         Problems per ``predict`` call (bounds memory).
     progress
@@ -171,7 +215,9 @@ def evaluate_forecasters(
     dict
         ``{"settings": {...}, "forecasters": {name: {"mean_nmse": {h}, "mean_mse_minmax": {h},
         "n_targets": {h}, "systems": {system: {"nmse": {h}, "mse_minmax": {h}, "n_targets": {h},
-        "n_variables_scored": {h}}}, "variables": {code: {...}}}}}``, horizons as string keys.
+        "n_variables_scored": {h}}}, "variables": {code: {...}}, "by_sofa_stratum": {label:
+        {"n_problems": {h}, "mean_nmse": {h}, "mean_mse_minmax": {h}, "n_targets": {h},
+        "systems": {...}}}}}}``, horizons as string keys.
     """
     if not forecasters:
         raise ValueError("no forecaster to evaluate")
@@ -179,19 +225,21 @@ def evaluate_forecasters(
         raise ValueError(f"horizons must be >= 1, got {list(horizons)}")
     arrays = HourlyArrays.from_cohort(test)
     variables = arrays.variables
-    per_forecaster: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in forecasters}
-    n_problems: dict[str, int] = {}
+    strata = _sofa_strata(test) if by_sofa_stratum else None
     plans = [(h, arrays.starts(horizon=h, per_stay=per_stay, min_context=min_context, seed=seed)) for h in horizons]
+    totals: dict[tuple[str, int], _ErrorSums] = {}
+    by_stratum: dict[tuple[str, int, str], _ErrorSums] = {}
     total_chunks = sum(-(-starts.height // chunk_size) for _, starts in plans) * len(forecasters)
     with progress_bar(disable=not progress, transient=True) as bar:
         task = bar.add_task("evaluating forecasters", total=total_chunks)
         for h, starts in plans:
-            n_problems[str(h)] = starts.height
-            sums = {name: [np.zeros(len(variables)), np.zeros(len(variables)), np.zeros(len(variables), np.int64)] for name in forecasters}
+            for name in forecasters:
+                totals[name, h] = _ErrorSums(len(variables))
             for lo in range(0, starts.height, chunk_size):
                 chunk = starts.slice(lo, chunk_size)
                 batch = arrays.batch(chunk, context_hours=context_hours, horizon=h)
                 truth = arrays.targets(chunk, horizon=h)[:, h - 1]  # (b, V)
+                labels = _strata_at(chunk, strata) if strata is not None else None
                 for name, forecaster in forecasters.items():
                     bar.update(task, description=f"{name}: {h} h")
                     prediction = np.asarray(forecaster.predict(batch, h))
@@ -200,14 +248,21 @@ def evaluate_forecasters(
                             f"forecaster {name!r} returned shape {prediction.shape}; expected {(batch.size, h, len(variables))}"
                         )
                     try:
-                        parts = squared_error_sums(prediction[:, h - 1], truth, normaliser, variables)
+                        totals[name, h].add(squared_error_sums(prediction[:, h - 1], truth, normaliser, variables), batch.size)
+                        for label in np.unique(labels) if labels is not None else ():
+                            rows = labels == label
+                            sums = by_stratum.setdefault((name, h, str(label)), _ErrorSums(len(variables)))
+                            sums.add(squared_error_sums(prediction[rows, h - 1], truth[rows], normaliser, variables), int(rows.sum()))
                     except ValueError as exc:
                         raise ValueError(f"forecaster {name!r} at horizon {h}: {exc}") from exc
-                    for total, part in zip(sums[name], parts, strict=True):
-                        total += part
                     bar.advance(task)
-            for name in forecasters:
-                per_forecaster[name][h] = aggregate(*sums[name], variables, test.catalog)
+    catalog = test.catalog
+    scored: dict[str, dict[str, Any]] = {}
+    for name in forecasters:
+        figures = _nest({h: aggregate(*_sums(totals[name, h]), variables, catalog) for h, _ in plans})
+        if strata is not None:
+            figures["by_sofa_stratum"] = _strata_figures(by_stratum, name, [h for h, _ in plans], variables, catalog)
+        scored[name] = figures
     return {
         "settings": {
             "horizons": [int(h) for h in horizons],
@@ -216,11 +271,34 @@ def evaluate_forecasters(
             "min_context": min_context,
             "seed": seed,
             "n_stays": int(len(arrays.stay_ids)),
-            "n_problems": n_problems,
+            "n_problems": {str(h): starts.height for h, starts in plans},
             "cohort_source": test.meta.get("source"),
         },
-        "forecasters": {name: _nest(by_h) for name, by_h in per_forecaster.items()},
+        "forecasters": scored,
     }
+
+
+def _sums(sums: _ErrorSums) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return sums.sum_sq_z, sums.sum_sq_minmax, sums.n_targets
+
+
+def _strata_figures(
+    by_stratum: dict[tuple[str, int, str], _ErrorSums], name: str, horizons: list[int], variables: Sequence[str], catalog: Catalog
+) -> dict[str, Any]:
+    """``{label: {"n_problems": {h}, "mean_nmse": {h}, ..., "systems": {...}}}`` for one forecaster."""
+    labels = sorted({label for (n, _, label) in by_stratum if n == name}, key=_stratum_order)
+    out: dict[str, Any] = {}
+    for label in labels:
+        present = {h: by_stratum[name, h, label] for h in horizons if (name, h, label) in by_stratum}
+        nested = _nest({h: aggregate(*_sums(sums), variables, catalog) for h, sums in present.items()})
+        nested.pop("variables")
+        out[label] = {"n_problems": {str(h): sums.n_problems for h, sums in present.items()}, **nested}
+    return out
+
+
+def _stratum_order(label: str) -> tuple[int, str]:
+    order = [s[0] for s in SOFA_STRATA]
+    return (order.index(label), label) if label in order else (len(order), label)
 
 
 def metrics_document(primary: str, results: Mapping[str, Any]) -> dict[str, Any]:

@@ -137,3 +137,25 @@ def test_a_forecast_of_the_wrong_shape_is_refused():
 
     with pytest.raises(ValueError, match="'short' returned shape"):
         evaluate_forecasters({"short": Short()}, cohort.subset(split="test"), normaliser, horizons=(2,))
+
+
+def test_figures_by_sofa_stratum_split_the_problems_by_the_start_hour_sofa():
+    # stays 1-4 have platelets 15, bilirubin 13 and creatinine 6 (4 + 4 + 4 SOFA points: "11+"),
+    # stays 5-8 normal labs ("0-5"); HR is the forecast variable
+    rows = []
+    for s in range(1, 9):
+        sick = s <= 4
+        for h in range(12):
+            rows.append((s, h, 80.0 + h, 15.0 if sick else 250.0, 13.0 if sick else 0.5, 6.0 if sick else 0.8))
+    hourly = pl.DataFrame(rows, schema=["stay_id", "hour", "hr", "platelets", "bilirubin_total", "creatinine"], orient="row")
+    stays = pl.DataFrame({"stay_id": list(range(1, 9)), "sepsis": [False] * 8})
+    cohort = Cohort.from_frames(stays, hourly, source="test")
+    normaliser = Normaliser.fit(cohort)
+    results = evaluate_forecasters({"steps": StepForecaster(normaliser)}, cohort, normaliser, horizons=(1, 3), per_stay=4)
+    strata = results["forecasters"]["steps"]["by_sofa_stratum"]
+    assert list(strata) == ["0-5", "11+"]
+    for h in ("1", "3"):
+        assert strata["0-5"]["n_problems"][h] == strata["11+"]["n_problems"][h] == 16
+        total = results["forecasters"]["steps"]["n_targets"][h]
+        assert strata["0-5"]["n_targets"][h] + strata["11+"]["n_targets"][h] == total
+        assert strata["11+"]["systems"]["cardiovascular"]["nmse"][h] is not None
