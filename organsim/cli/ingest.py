@@ -1,4 +1,4 @@
-"""``organsim ingest physionet2019|meds|table`` and ``organsim export-meds``.
+"""``organsim ingest physionet2019|meds|mimic-iv|table`` and ``organsim export-meds``.
 
 Each command reads its input completely (with a progress bar), then writes the result atomically:
 on any error nothing is written and an existing output directory is left as it was.
@@ -17,6 +17,7 @@ from rich.table import Table
 
 from organsim.cli.app import app, console, friendly_errors, ingest_app
 from organsim.data import Cohort, read_meds, read_physionet2019, read_table, write_meds
+from organsim.data.mimic import read_mimic_iv
 from organsim.utils.progress import progress_bar
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output directory (written atomically).")]
@@ -91,6 +92,25 @@ def ingest_meds(
         cohort = read_meds(src, progress=progress)
     cohort.save(out, overwrite=overwrite)
     _summary(cohort, out)
+
+
+@ingest_app.command("mimic-iv")
+@friendly_errors
+def ingest_mimic_iv(
+    src: Annotated[Path, typer.Argument(help="The MIMIC-IV directory with hosp/ and icu/ (tables as .csv or .csv.gz).")],
+    out: Out,
+    overwrite: Overwrite = False,
+) -> None:
+    """Read the official MIMIC-IV CSV tables into a canonical cohort directory with treatments.
+
+    Sepsis is not labelled (MIMIC-IV has none); derive Sepsis-3 with organsim.scores.sepsis3_onset.
+    """
+    _check_out(out, overwrite)
+    with _reading(f"reading {src.name} tables") as progress:
+        cohort = read_mimic_iv(src, progress=progress)
+    cohort.save(out, overwrite=overwrite)
+    _summary(cohort, out)
+    console.print(f"sepsis {cohort.meta['provenance']['sepsis']}")
 
 
 @ingest_app.command("table")
