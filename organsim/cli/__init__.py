@@ -2,6 +2,7 @@
 
 from organsim.cli import (
     agents,  # noqa: F401  (registers: train, evaluate)
+    counterfactual,  # noqa: F401  (registers: strategies list|validate)
     data,  # noqa: F401  (registers: info)
     ingest,  # noqa: F401  (registers: ingest physionet2019|meds|table, export-meds)
     physiology,  # noqa: F401  (registers: generate, counterfactual)

@@ -1,0 +1,135 @@
+"""Layer 6: counterfactual treatment runs, checked against ground truth.
+
+>>> from organsim.counterfactual import EngineOracle, load_strategy, summarise_futures
+>>> strategy = load_strategy("early_norepinephrine")                       # pipelines/strategies/
+>>> oracle = EngineOracle.from_cohort(cohort)                              # doctest: +SKIP
+>>> futures = oracle.simulate(cohort, [7], 6, strategy, horizon=48, n_samples=1)   # doctest: +SKIP
+>>> summary, = summarise_futures(futures)                                 # doctest: +SKIP
+
+Modules: :mod:`~organsim.counterfactual.strategy` (strategies as data: schema, checks, library),
+:mod:`~organsim.counterfactual.state` (what a strategy reads), :mod:`~organsim.counterfactual.policy`
+(strategies as treatment policies), :mod:`~organsim.counterfactual.futures` (sampled futures, the
+simulator interface, the engine's oracle), :mod:`~organsim.counterfactual.outcomes` (bands, scores,
+events, trial effects), :mod:`~organsim.counterfactual.features` (state summaries, treatment
+courses), :mod:`~organsim.counterfactual.overlap` (the behaviour-policy guardrail),
+:mod:`~organsim.counterfactual.matching` (matched real stays), :mod:`~organsim.counterfactual.benchmark`
+(error against the engine's truth), :mod:`~organsim.counterfactual.whatif` (what-if runs and
+virtual trials).
+"""
+
+from organsim.counterfactual.benchmark import (
+    BENCHMARK_HORIZONS,
+    DEFAULT_CONTRASTS,
+    band_coverage,
+    cf_benchmark,
+    choose_cases,
+    counterfactual_metrics,
+    effect_metrics,
+    normalised_rmse,
+)
+from organsim.counterfactual.features import COURSE_FEATURES, state_features, treatment_courses
+from organsim.counterfactual.futures import (
+    EngineOracle,
+    Futures,
+    RecordedFuture,
+    Simulator,
+    run_futures,
+)
+from organsim.counterfactual.matching import MatchedComparison, matched_comparison
+from organsim.counterfactual.outcomes import (
+    HORIZONS_HOURS,
+    OutcomeSummary,
+    quantile_bands,
+    stay_means,
+    summarise_futures,
+    trial_effect,
+)
+from organsim.counterfactual.overlap import (
+    ACTION_BINS,
+    DEFAULT_SUPPORT_THRESHOLD,
+    BehaviourPolicy,
+    BehaviourPolicyConfig,
+    OverlapReport,
+    assess_overlap,
+    overlap_on_record,
+)
+from organsim.counterfactual.policy import RecordedTreatments, StrategyPolicy
+from organsim.counterfactual.state import RecordedStates, StrategyState
+from organsim.counterfactual.strategy import (
+    Condition,
+    ScheduleRule,
+    Strategy,
+    StrategyError,
+    ThresholdRule,
+    TitrationRule,
+    TreatmentPlan,
+    library_names,
+    load_strategy,
+    parse_strategy,
+    read_library,
+    read_strategy_file,
+    strategy_library_dir,
+)
+from organsim.counterfactual.whatif import (
+    StrategyOutcome,
+    TrialResult,
+    WhatIfResult,
+    virtual_trial,
+    what_if,
+)
+
+__all__ = [
+    "ACTION_BINS",
+    "BENCHMARK_HORIZONS",
+    "COURSE_FEATURES",
+    "DEFAULT_CONTRASTS",
+    "DEFAULT_SUPPORT_THRESHOLD",
+    "HORIZONS_HOURS",
+    "BehaviourPolicy",
+    "BehaviourPolicyConfig",
+    "Condition",
+    "EngineOracle",
+    "Futures",
+    "MatchedComparison",
+    "OutcomeSummary",
+    "OverlapReport",
+    "RecordedFuture",
+    "RecordedStates",
+    "RecordedTreatments",
+    "ScheduleRule",
+    "Simulator",
+    "Strategy",
+    "StrategyError",
+    "StrategyOutcome",
+    "StrategyPolicy",
+    "StrategyState",
+    "ThresholdRule",
+    "TitrationRule",
+    "TreatmentPlan",
+    "TrialResult",
+    "WhatIfResult",
+    "assess_overlap",
+    "band_coverage",
+    "cf_benchmark",
+    "choose_cases",
+    "counterfactual_metrics",
+    "effect_metrics",
+    "library_names",
+    "load_strategy",
+    "matched_comparison",
+    "normalised_rmse",
+    "overlap_on_record",
+    "parse_strategy",
+    "quantile_bands",
+    "read_library",
+    "read_strategy_file",
+    "run_futures",
+    "state_features",
+    "stay_means",
+    "strategy_library_dir",
+    "summarise_futures",
+    "treatment_courses",
+    "trial_effect",
+    "virtual_trial",
+    "what_if",
+]
