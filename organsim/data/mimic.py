@@ -14,7 +14,7 @@ icu/chartevents        stay_id, charttime, itemid, valuenum
 hosp/labevents         subject_id, charttime, itemid, valuenum
 icu/outputevents       stay_id, charttime, itemid, value
 icu/inputevents        stay_id, starttime, endtime, itemid, amount, amountuom, rate, rateuom,
-                       patientweight, ordercategoryname
+                       patientweight, ordercategoryname, statusdescription
 icu/procedureevents    stay_id, starttime, endtime, itemid
 =====================  ===============================================================================
 
@@ -39,7 +39,8 @@ Mapping:
   range are nulled before averaging; summed variables and ``gcs`` are checked per hour. Each nulled
   value is counted in the :class:`~organsim.data.validate.IngestReport`.
 - Treatments (data_schemas/treatments.yaml), per ICU hour, from ``[starttime, endtime)`` intervals
-  clipped to ``[intime, outtime]``:
+  clipped to ``[intime, outtime]``; inputevents rows whose ``statusdescription`` is ``Rewritten``
+  (superseded by a corrected row) are skipped and counted:
 
   - ``norepinephrine``: inputevents rows of the vasopressor itemids; ``rate`` is converted to the
     unit of the drug's catalog factor (``mcg/min`` and ``mg/min`` are divided by the row's
@@ -77,7 +78,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import polars as pl
 
@@ -106,6 +107,8 @@ WEIGHT_CODE = "weight"
 CAREUNIT_UNITS = {"MICU": "MICU", "SICU": "SICU", "TSICU": "SICU"}
 """Abbreviation in brackets at the end of ``first_careunit`` -> unit; any other care unit is "other"."""
 GENDER_SEX = {"M": 1, "F": 0}
+REWRITTEN_STATUS = "Rewritten"
+"""inputevents ``statusdescription`` of an entry superseded by a corrected one (skipped)."""
 AMOUNT_TO_ML = {"ml": 1.0, "l": 1000.0}
 """Lower-cased inputevents ``amountuom`` -> factor to mL."""
 
@@ -131,12 +134,17 @@ RATE_CONVERSIONS = {
 """inputevents ``rateuom`` -> (catalog unit, multiplier, divide by weight in kg)."""
 
 
+ColumnKind = Literal["int", "float", "time", "text"]
+_WHAT: dict[str, str] = {"int": "a whole number", "float": "a number", "time": f"a time ({TIME_FORMAT})", "text": "text"}
+"""What a value of each column kind must be, for error messages."""
+
+
 @dataclass(frozen=True)
 class Column:
     """A column the loader reads: how to parse it and whether a read row must have it."""
 
     name: str
-    kind: Literal["int", "float", "time", "text"]
+    kind: ColumnKind
     required: bool = False
 
 
@@ -153,7 +161,9 @@ def _columns(spec: str) -> tuple[Column, ...]:
     out = []
     for item in spec.split():
         name, kind = item.split(":")
-        out.append(Column(name, kind.rstrip("!"), kind.endswith("!")))  # type: ignore[arg-type]
+        if kind.rstrip("!") not in _WHAT:
+            raise ValueError(f"column {name}: kind {kind!r} is not one of {sorted(_WHAT)}")
+        out.append(Column(name, cast(ColumnKind, kind.rstrip("!")), kind.endswith("!")))
     return tuple(out)
 
 
@@ -168,12 +178,10 @@ TABLES: dict[str, MimicTable] = {
     "outputevents": MimicTable("icu/outputevents", _columns("stay_id:int! charttime:time! itemid:int! value:float")),
     "inputevents": MimicTable("icu/inputevents", _columns(
         "stay_id:int! starttime:time! endtime:time! itemid:int! amount:float amountuom:text rate:float rateuom:text "
-        "patientweight:float ordercategoryname:text")),
+        "patientweight:float ordercategoryname:text statusdescription:text")),
     "procedureevents": MimicTable("icu/procedureevents", _columns("stay_id:int! starttime:time! endtime:time! itemid:int!")),
 }
 """The official tables read, in reading order (see the module docstring)."""
-
-_WHAT = {"int": "a whole number", "float": "a number", "time": f"a time ({TIME_FORMAT})", "text": "text"}
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -392,11 +400,16 @@ def variable_itemids(catalog: Catalog) -> dict[int, str]:
     return out
 
 
-def _in_stay(frame: pl.DataFrame, name: str, report: IngestReport) -> pl.DataFrame:
-    """Keep rows whose ``time`` lies in their stay's ``[intime, outtime]``; count the others as dropped."""
+def _in_stay(frame: pl.DataFrame, report: IngestReport, name: str | None) -> pl.DataFrame:
+    """Rows whose ``time`` lies in their stay's ``[intime, outtime]`` -> stay_id, hour, time, itemid, value.
+
+    The rows outside are counted as dropped under ``name`` (not when ``name`` is None).
+    """
     inside = pl.col("time").is_between(pl.col("intime"), pl.col("outtime"))
-    report.add("dropped", f"{name} values outside the stay", frame.select((~inside).sum()).item())
-    return frame.filter(inside)
+    if name is not None:
+        report.add("dropped", f"{name} values outside the stay", frame.select((~inside).sum()).item())
+    return frame.filter(inside).select(
+        "stay_id", _hour(pl.col("time")).alias("hour"), "time", pl.col("itemid").cast(pl.Int32), "value")
 
 
 def read_measurements(
@@ -421,22 +434,22 @@ def read_measurements(
     Returns
     -------
     events
-        stay_id, hour (Int32), time, itemid, code, value (Float64, catalog unit): one row per value
-        of a catalog variable charted in ``[intime, outtime]`` of its stay.
+        stay_id, hour (Int32), time, itemid (Int32), code (Enum of the catalog's variable codes),
+        value (Float64, catalog unit): one row per value of a catalog variable charted in
+        ``[intime, outtime]`` of its stay.
     weights
         stay_id, weight (kg): the stay's first admission weight in chartevents, at any time.
     """
     itemids = variable_itemids(catalog)
     weight_itemids = set(next(s for s in catalog.statics if s.code == WEIGHT_CODE).mimic_iv)
     chart_path, lab_path, output_path = files["chartevents"], files["labevents"], files["outputevents"]
-    columns = ["stay_id", "time", "itemid", "value", "intime", "outtime"]
 
     chart = read_table(chart_path, TABLES["chartevents"], _itemid_filter(set(itemids) | weight_itemids))
     chart = _attach_stays(chart, stays, chart_path).rename({"charttime": "time", "valuenum": "value"})
     weights = _first_per_stay(chart.filter(pl.col("itemid").is_in(sorted(weight_itemids))), "value", "time")
     chart = chart.filter(pl.col("itemid").is_in(sorted(itemids)))
     report.add("dropped", "chartevents values without valuenum", chart["value"].null_count())
-    parts = [_in_stay(chart.filter(pl.col("value").is_not_null()).select(columns), "chartevents", report)]
+    parts = [_in_stay(chart.filter(pl.col("value").is_not_null()), report, "chartevents")]
     if progress:
         progress(done + 1, len(TABLES))
 
@@ -447,21 +460,19 @@ def read_measurements(
     report.add("dropped", "labevents values without valuenum", lab["valuenum"].null_count())
     lab = lab.filter(pl.col("valuenum").is_not_null()).rename({"charttime": "time", "valuenum": "value"})
     lab = lab.join(stays.select("subject_id", "stay_id", "intime", "outtime"), on="subject_id")
-    parts.append(lab.filter(pl.col("time").is_between(pl.col("intime"), pl.col("outtime"))).select(columns))
+    parts.append(_in_stay(lab, report, None))
     if progress:
         progress(done + 2, len(TABLES))
 
     output = read_table(output_path, TABLES["outputevents"], _itemid_filter(set(itemids)))
     output = _attach_stays(output, stays, output_path).rename({"charttime": "time"})
-    parts.append(_in_stay(output.filter(pl.col("value").is_not_null()).select(columns), "outputevents", report))
+    parts.append(_in_stay(output.filter(pl.col("value").is_not_null()), report, "outputevents"))
     if progress:
         progress(done + 3, len(TABLES))
     report.files += 3
 
-    events = pl.concat(parts).with_columns(
-        _hour(pl.col("time")).alias("hour"),
-        pl.col("itemid").replace_strict(itemids, return_dtype=pl.Utf8).alias("code"),
-    )
+    codes = pl.Enum(catalog.variable_codes)
+    events = pl.concat(parts, rechunk=False).with_columns(pl.col("itemid").replace_strict(itemids, return_dtype=codes).alias("code"))
     fahrenheit = pl.col("itemid").is_in(sorted(FAHRENHEIT_ITEMIDS))
     percent = (pl.col("code") == FIO2_CODE) & pl.col("value").is_between(*FIO2_PERCENT_RANGE)
     report.add("converted", "temperature_f_to_c", events.select(fahrenheit.sum()).item())
@@ -481,16 +492,13 @@ def _drop_out_of_range_long(
     Compares in Float32, as :func:`~organsim.data.validate.null_out_of_range` does; codes without
     bounds pass.
     """
-    limits = pl.DataFrame(
-        {"code": list(bounds), "_low": [b[0] for b in bounds.values()], "_high": [b[1] for b in bounds.values()]},
-        schema={"code": pl.Utf8, "_low": pl.Float32, "_high": pl.Float32},
-    )
-    checked = events.join(limits, on="code", how="left", maintain_order="left")
+    low = pl.col("code").replace_strict({c: b[0] for c, b in bounds.items()}, default=None, return_dtype=pl.Float32)
+    high = pl.col("code").replace_strict({c: b[1] for c, b in bounds.items()}, default=None, return_dtype=pl.Float32)
     value = pl.col("value").cast(pl.Float32)
-    below, above = value < pl.col("_low"), value > pl.col("_high")
-    sums = checked.group_by("code").agg(below.sum().alias("below"), above.sum().alias("above"))
-    counts = {r["code"]: {"below": int(r["below"]), "above": int(r["above"])} for r in sums.iter_rows(named=True)}
-    return checked.filter(~(below | above).fill_null(False)).drop("_low", "_high"), counts
+    below, above = (value < low).fill_null(False), (value > high).fill_null(False)
+    sums = events.group_by("code").agg(below.sum().alias("below"), above.sum().alias("above"))
+    counts = {str(r["code"]): {"below": int(r["below"]), "above": int(r["above"])} for r in sums.iter_rows(named=True)}
+    return events.filter(~(below | above)), counts
 
 
 def hourly_from_events(events: pl.DataFrame, grid: pl.DataFrame, catalog: Catalog, report: IngestReport) -> pl.DataFrame:
@@ -512,7 +520,7 @@ def hourly_from_events(events: pl.DataFrame, grid: pl.DataFrame, catalog: Catalo
     pl.DataFrame
         ``grid`` plus a Float32 column per catalog variable seen (null = not measured).
     """
-    bounds = plausible_bounds(catalog)
+    bounds = {v.code: v.plausible for v in catalog.variables}
     summed = sorted(v.code for v in catalog.variables if v.unit.endswith("/h"))
     checked_per_hour = [*summed, GCS_CODE]
     keys = ["stay_id", "hour", "code"]
@@ -527,8 +535,8 @@ def hourly_from_events(events: pl.DataFrame, grid: pl.DataFrame, catalog: Catalo
                   .group_by(["stay_id", "hour", "itemid"]).agg(pl.col("value").last()))
     gcs = components.group_by(["stay_id", "hour"]).agg(pl.col("value").sum(), pl.len().alias("components"))
     report.add("flagged", "gcs_hours_incomplete", gcs.filter(pl.col("components") < n_components).height)
-    gcs = gcs.filter(pl.col("components") == n_components).select("stay_id", "hour", pl.lit(GCS_CODE).alias("code"),
-                                                                     "value")
+    gcs = gcs.filter(pl.col("components") == n_components).select(
+        "stay_id", "hour", pl.lit(GCS_CODE).cast(events.schema["code"]).alias("code"), "value")
     wide = pl.concat([means, sums, gcs]).pivot(on="code", index=["stay_id", "hour"], values="value")
     wide, counts = null_out_of_range(wide, {c: bounds[c] for c in checked_per_hour if c in wide.columns})
     report.add_out_of_range(counts)
@@ -699,6 +707,9 @@ def read_treatments(
     keep = (_itemid_filter(set(fluid.mimic_iv) | set(vasopressor.norepinephrine_equivalent))
             | _raw("ordercategoryname").str.contains(category, literal=True).fill_null(False))
     inputs = _attach_stays(read_table(input_path, TABLES["inputevents"], keep), stays, input_path)
+    rewritten = pl.col("statusdescription") == REWRITTEN_STATUS
+    report.add("dropped", "inputevents rows rewritten (superseded)", inputs.select(rewritten.sum()).item())
+    inputs = inputs.filter(~rewritten.fill_null(False))
     _error(inputs, pl.col("endtime") < pl.col("starttime"), input_path, "endtime", "endtime {cell} is before starttime {starttime}")
     weights = _coalesce_weights(chart_weights, _first_per_stay(inputs, "patientweight", "starttime"))
     intervals = {

@@ -122,6 +122,8 @@ def tables() -> dict[str, list[dict]]:
             infusion(300, "11:00:00", "11:00:00", 111111, amount="x"),  # not a catalog item: never parsed
             infusion(301, "08:00:00", "10:00:00", NACL, amount=0.5, amountuom="L", patientweight=50),
             infusion(301, "08:00:00", "09:00:00", PHENYLEPHRINE, rate=100, rateuom="mcg/min"),
+            infusion(301, "09:00:00", "10:00:00", NOREPINEPHRINE, rate=0.3, rateuom="mcg/kg/min", patientweight=50,
+                     statusdescription="Rewritten"),  # superseded: skipped
         ],
         "icu/procedureevents": [
             {"subject_id": 10, "stay_id": 300, "starttime": f"{D1} 11:00:00", "endtime": f"{D1} 12:45:00",
@@ -223,7 +225,7 @@ def test_ingest_report(cohort) -> None:
     assert report["converted"] == {"temperature_f_to_c": 1, "fio2_percent_to_fraction": 1,
                                    "vasopressor rate mcg/min -> ug/kg/min": 2}
     assert report["dropped"] == {"chartevents values without valuenum": 1, "chartevents values outside the stay": 1,
-                                 "labevents values without valuenum": 1}
+                                 "labevents values without valuenum": 1, "inputevents rows rewritten (superseded)": 1}
     assert report["flagged"] == {"gcs_hours_incomplete": 1}
     assert (report["files"], report["stays"], report["hours"]) == (8, 3, 35)
 
