@@ -634,7 +634,7 @@ def vasopressor_rates(inputs: pl.DataFrame, weights: pl.DataFrame, catalog: Cata
         conversions.append((itemid, rateuom, conversion.multiplier * factor.factor, conversion.per_weight, converted))
     lookup = pl.DataFrame(conversions, schema={"itemid": pl.Int64, "rateuom": pl.Utf8, "_multiplier": pl.Float64,
                                                "_per_weight": pl.Boolean, "_converted": pl.Boolean}, orient="row")
-    rows = (rows.join(lookup, on=["itemid", "rateuom"], how="left", nulls_equal=True, maintain_order="left")
+    rows = (rows.join(lookup, on=["itemid", "rateuom"], how="left", maintain_order="left")
             .join(weights, on="stay_id", how="left", maintain_order="left")
             .with_columns(pl.when(pl.col("patientweight") > 0).then(pl.col("patientweight")).otherwise(pl.col(WEIGHT_CODE))
                           .alias("_kg")))
@@ -661,7 +661,7 @@ def fluid_amounts(inputs: pl.DataFrame, catalog: Catalog, path: Path, report: In
     report.add("dropped", "fluid rows without an amount", rows["amount"].null_count())
     rows = rows.filter(pl.col("amount").is_not_null())
     unit = pl.col("amountuom").str.to_lowercase()
-    _error(rows, ~unit.is_in(list(AMOUNT_TO_ML)).fill_null(False) | unit.is_null(), path, "amountuom",
+    _error(rows, ~unit.is_in(list(AMOUNT_TO_ML)).fill_null(False), path, "amountuom",
            "amount unit {cell!r} of a fluid is not mL or L")
     rows = rows.with_columns((pl.col("amount") * unit.replace_strict(AMOUNT_TO_ML, return_dtype=pl.Float64)).alias("value"))
     return _drop_out_of_range(rows, treatment.code, (0.0, float("inf")), report)

@@ -263,11 +263,16 @@ def test_bad_input_names_file_row_and_column(tmp_path: Path, case: str) -> None:
     assert (caught.value.file, caught.value.row, caught.value.column) == (str(src / file), row, column)
 
 
-def test_missing_table_and_missing_column(tmp_path: Path) -> None:
+def test_missing_or_doubled_table_and_missing_column(tmp_path: Path) -> None:
     src = write_tree(tmp_path / "mimic", tables())
-    (src / "icu" / "procedureevents.csv").unlink()
+    (src / "icu" / "procedureevents.csv").rename(src / "icu" / "procedureevents.txt")
     with pytest.raises(DataError, match="required MIMIC-IV table icu/procedureevents is missing"):
         read_mimic_iv(src)
+    (src / "icu" / "procedureevents.txt").rename(src / "icu" / "procedureevents.csv")
+    (src / "icu" / "chartevents.csv").write_text(HEADERS["icu/chartevents"] + "\n")
+    with pytest.raises(DataError, match="both .csv.gz and .csv") as caught:
+        read_mimic_iv(src)
+    assert caught.value.file == str(src / "icu" / "chartevents.csv")
     rows = tables()
     rows["icu/chartevents"] = [{k: v for k, v in r.items() if k != "valuenum"} for r in rows["icu/chartevents"]]
     headers = {**HEADERS, "icu/chartevents": HEADERS["icu/chartevents"].replace(",valuenum", "")}
