@@ -69,10 +69,10 @@ class PipelineTracker:
         for name in QUIET_LOGGERS:  # schema creation logs at INFO; nothing a user acts on
             logging.getLogger(name).setLevel(logging.WARNING)
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         with warnings.catch_warnings():
-            # mlflow 3.17's SQLAlchemy store uses a loader option SQLAlchemy 2.1 deprecates
+            # mlflow 3.17's SQLAlchemy store (made here) uses a loader option SQLAlchemy 2.1 deprecates
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow\.store\.")
+            self.client = MlflowClient(tracking_uri=tracking_uri)
             found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
