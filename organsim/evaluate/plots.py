@@ -97,12 +97,13 @@ def plot_trajectories(
                 for name, forecast in forecasts.items():
                     ax.plot(hours[context_hours:], forecast[row, :, i], linewidth=1.2, label=name)
                 ax.axvline(t, color="grey", linestyle="--", linewidth=0.8)
+                ax.set_xlim(hours[0] - 0.5, hours[-1] + 0.5)
                 ax.set_title(f"stay {batch.stay_ids[row]}: {code} ({catalog.variable(code).unit})", fontsize=8)
                 ax.tick_params(labelsize=7)
                 if row == batch.size - 1:
                     ax.set_xlabel("ICU hour", fontsize=7)
         handles, labels = axes[0, 0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="outside upper center", ncols=len(labels), fontsize=8)
+        figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
         figure.suptitle(f"{system}: observed vs {horizon}-hour free-running forecasts", fontsize=10)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=90)
