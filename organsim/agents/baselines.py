@@ -125,15 +125,7 @@ class LastObservationForecaster:
         return np.repeat(value[:, None, :], horizon, axis=1).astype(np.float32)
 
 
-# ====================================================================== training rows
-def _training_starts(arrays: HourlyArrays) -> tuple[np.ndarray, np.ndarray]:
-    """Every (stay, t) with an hour t+1 in the stay: the one-step training problems."""
-    counts = np.clip(arrays.last_hour - arrays.first_hour, 0, None)
-    owner = np.repeat(np.arange(len(arrays.stay_ids)), counts)
-    hour = arrays.first_hour[owner] + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
-    return arrays.stay_ids[owner], hour.astype(np.int32)
-
-
+# ====================================================================== start tables
 def _starts_frame(stay_ids: np.ndarray, hours: np.ndarray) -> pl.DataFrame:
     """A start table (see :func:`~organsim.data.windows.choose_starts`) from two arrays."""
     return pl.DataFrame({"stay_id": stay_ids, "hour": hours}, schema=STARTS_SCHEMA)
@@ -254,10 +246,11 @@ class RidgeForecaster:
         last = np.maximum.accumulate(np.where(observed, np.arange(n_rows, dtype=np.int64)[:, None], -1), axis=0)
         last = np.where(last >= block_start[:, None], last, -1)  # no carry across stays
         last[-1] = -1
-        stay_ids, hours = _training_starts(arrays)
-        positions = arrays._positions(stay_ids)
+        every = arrays.starts(horizon=1, per_stay=None, min_context=1, seed=0)  # every (stay, t) with a t+1
+        stay_ids, hours = every["stay_id"].to_numpy(), every["hour"].to_numpy()
+        positions = arrays.positions_of(stay_ids)
         hour_grid = hours.astype(np.int64)[:, None] + np.arange(-k + 1, 2)[None, :]  # (N, k + 1): t-k+1 .. t+1
-        rows = arrays._rows(positions, hour_grid)
+        rows = arrays.rows_of(positions, hour_grid)
         window_start = rows[:, k - 1] - self.context_hours + 1  # (N,), row of hour t-C+1
         lag_last = last[rows[:, :k]]  # (N, k, V)
         valid = (lag_last >= 0) & (lag_last >= window_start[:, None, None])

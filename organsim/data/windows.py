@@ -239,14 +239,19 @@ class HourlyArrays:
         )
 
     # ------------------------------------------------------------------ gathering
-    def _positions(self, stay_ids: np.ndarray) -> np.ndarray:
+    def positions_of(self, stay_ids: np.ndarray) -> np.ndarray:
+        """``(B,)`` int64 position of each stay in :attr:`stay_ids`; a stay without hourly rows is a ``KeyError``."""
         try:
             return np.array([self._position[int(s)] for s in stay_ids], dtype=np.int64)
         except KeyError as exc:
             raise KeyError(f"stay {exc.args[0]} has no hourly rows in this cohort") from None
 
-    def _rows(self, positions: np.ndarray, hours: np.ndarray) -> np.ndarray:
-        """Row index into the stacked arrays of each (stay, hour); hours outside the stay -> the pad row."""
+    def rows_of(self, positions: np.ndarray, hours: np.ndarray) -> np.ndarray:
+        """Row index into :attr:`values` / :attr:`treatments` of each (stay, hour).
+
+        ``positions`` is ``(B,)`` (from :meth:`positions_of`), ``hours`` is ``(B, L)`` ICU hours;
+        returns ``(B, L)`` int64, the pad row (NaN values, default treatments) outside the stay.
+        """
         first = self.first_hour[positions][:, None]
         last = self.last_hour[positions][:, None]
         rows = self.offsets[positions][:, None] + hours - first
@@ -260,10 +265,10 @@ class HourlyArrays:
         if horizon < 0:
             raise ValueError(f"horizon must be >= 0, got {horizon}")
         stay_ids, start_hours = _check_starts(starts)
-        positions = self._positions(stay_ids)
+        positions = self.positions_of(stay_ids)
         offsets = np.arange(-context_hours + 1, horizon + 1, dtype=np.int64)  # (C + H,)
         hours = start_hours.astype(np.int64)[:, None] + offsets[None, :]  # (B, C + H)
-        rows = self._rows(positions, hours)
+        rows = self.rows_of(positions, hours)
         return ForecastBatch(
             stay_ids=stay_ids,
             start_hours=start_hours,
@@ -280,9 +285,9 @@ class HourlyArrays:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         stay_ids, start_hours = _check_starts(starts)
-        positions = self._positions(stay_ids)
+        positions = self.positions_of(stay_ids)
         hours = start_hours.astype(np.int64)[:, None] + np.arange(1, horizon + 1)[None, :]  # (B, H)
-        return self.values[self._rows(positions, hours)]  # (B, H, V)
+        return self.values[self.rows_of(positions, hours)]  # (B, H, V)
 
     def starts(self, *, horizon: int, per_stay: int | None, min_context: int, seed: int) -> pl.DataFrame:
         """See :func:`choose_starts`."""
