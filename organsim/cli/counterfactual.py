@@ -53,7 +53,7 @@ def list_strategies() -> None:
 @strategies_app.command("validate")
 @friendly_errors
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Strategy YAML files to check.", exists=False)],
+    files: Annotated[list[Path], typer.Argument(help="Strategy YAML files to check.")],
 ) -> None:
     """Check strategy files against the schema and the catalog; every problem names the line and key."""
     failed = 0

@@ -93,13 +93,13 @@ class StrategyPolicy:
     ) -> None:
         if decision_hour < 1:
             raise ValueError(f"decision_hour is an ICU hour (1-based), got {decision_hour}")
-        needed = {"usual_care": usual_care, "observed": observed}.get(strategy.others, True)
-        if needed is None:
+        others = {"usual_care": usual_care, "observed": observed, "none": None}[strategy.others]
+        if others is None and strategy.others != "none":
             raise ValueError(f"strategy {strategy.name!r} leaves its other treatments to {strategy.others!r}; "
                              f"pass {strategy.others}=<a treatment policy>")
         self.strategy = strategy
         self.decision_hour = int(decision_hour)
-        self.others = {"usual_care": usual_care, "observed": observed, "none": None}[strategy.others]
+        self.others = others
         self._freshness = strategy.freshness(catalog or load_catalog())
 
     def __repr__(self) -> str:

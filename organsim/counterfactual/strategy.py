@@ -73,7 +73,7 @@ MAX_STRATEGY_HOURS = 24 * 14
 TREATMENT_QUANTITIES = ("previous", "total", "total_per_kg")
 """Suffixes of the treatment quantities a condition may read (``norepinephrine.previous``)."""
 OPERATORS = ("<", "<=", ">", ">=")
-OTHERS = ("usual_care", "observed", "none")
+Others = Literal["usual_care", "observed", "none"]
 """What decides the treatments a strategy does not govern."""
 
 _CONDITION = re.compile(r"^\s*([a-z][a-z0-9_]*(?:\.[a-z_]+)?)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
@@ -314,7 +314,7 @@ class Strategy(_Strict):
     reference
         The clinical source the strategy follows.
     others
-        What decides the treatments this strategy does not govern (:data:`OTHERS`).
+        What decides the treatments this strategy does not govern (:data:`Others`).
     max_age_hours
         Per-variable freshness overriding the default for conditions without their own.
     treatments
@@ -324,7 +324,7 @@ class Strategy(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
     reference: str | None = None
-    others: Literal["usual_care", "observed", "none"] = "usual_care"
+    others: Others = "usual_care"
     max_age_hours: dict[str, int] = Field(default_factory=dict)
     treatments: dict[str, TreatmentPlan] = Field(default_factory=dict)
 
@@ -340,17 +340,6 @@ class Strategy(_Strict):
     def governed(self) -> tuple[str, ...]:
         """The treatment codes this strategy decides itself."""
         return tuple(self.treatments)
-
-    def conditions(self) -> list[Condition]:
-        """Every condition of every rule."""
-        out: list[Condition] = []
-        for plan in self.treatments.values():
-            for rule in plan.rules:
-                if not isinstance(rule, ScheduleRule):
-                    out += [*rule.when, *rule.when_any]
-                if isinstance(rule, TitrationRule):
-                    out += [*rule.wean_when, *rule.wean_when_any]
-        return out
 
     def freshness(self, catalog: Catalog) -> dict[str, int]:
         """Default carry-forward window (hours) of each catalog variable for this strategy's conditions."""
@@ -417,7 +406,7 @@ def _check_rule(where: tuple[str | int, ...], rule: ThresholdRule | TitrationRul
                 variables: set[str], treatments: set[str], catalog: Catalog) -> list[tuple[tuple[str | int, ...], str]]:
     problems: list[tuple[tuple[str | int, ...], str]] = []
     if rule.until_hour is not None and rule.until_hour <= rule.from_hour:
-        problems.append((where + ("until_hour",), f"until_hour {rule.until_hour} must be after from_hour {rule.from_hour}"))
+        problems.append((where + ("until_hour",), f"until_hour {rule.until_hour} must be after the rule's first hour, {rule.from_hour}"))
     if isinstance(rule, ScheduleRule):
         return problems + _check_value(where + ("dose",), rule.dose, treatment)
     groups = [("when", rule.when), ("when_any", rule.when_any)]
