@@ -25,9 +25,9 @@ LIBRARY = (
 
 
 def test_the_library_holds_the_argued_strategies_and_all_are_valid() -> None:
-    assert library_names() == LIBRARY
+    assert set(LIBRARY) <= set(library_names())
     entries = read_library()
-    assert [e.error for e in entries] == [None] * len(LIBRARY)
+    assert [e.error for e in entries] == [None] * len(entries)
     by_name = {e.name: e.strategy for e in entries}
     assert by_name["observed_care"].others == "observed" and by_name["observed_care"].governed == ()
     assert by_name["restrictive_fluids_early_norepinephrine"].governed == ("iv_fluid_ml", "norepinephrine")
