@@ -132,7 +132,7 @@ def run(cohort: Cohort, *, gru_config: GRUConfig, threads: int | None) -> dict[s
         "summary": {
             "mean_nmse": {name: figures["mean_nmse"] for name, figures in scored.items()},
             "mean_nmse_relative_to_locf": {
-                name: {h: round(figures["mean_nmse"][h] / scored["locf"]["mean_nmse"][h], 4) for h in horizons}
+                name: {h: ratio(figures["mean_nmse"][h], scored["locf"]["mean_nmse"][h]) for h in horizons}
                 for name, figures in scored.items()
             },
             "systems_nmse": {
@@ -149,6 +149,11 @@ def run(cohort: Cohort, *, gru_config: GRUConfig, threads: int | None) -> dict[s
     if cohort.meta.get("source") == "physionet2019":
         record["locf_reference_check"] = locf_reference_check(locf, ridge, test, normaliser)
     return record
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    """``value / reference`` to 4 decimals; None when either is missing (no target at that horizon)."""
+    return None if value is None or not reference else round(value / reference, 4)
 
 
 def locf_reference_check(locf, ridge, test: Cohort, normaliser: Normaliser) -> dict[str, Any]:
