@@ -58,6 +58,7 @@ SCORE_NAMES = ("sofa", "apache_ii", "news2", "qsofa", "sirs")
 EVALUATE_BASELINES = ("locf", "ridge", "gru")
 """The baselines ``organsim evaluate --baselines`` fits (organsim.cli.agents.BASELINES)."""
 EVALUATE_LOG = "evaluate.log"
+TRAIN_LOG = "train.log"
 
 
 def _bar_callback(bar, task):
@@ -161,10 +162,11 @@ class Generate(CohortStage):
 class IngestParams(StageParams):
     """Parameters of the ``ingest`` stage (as ``organsim ingest <format>``)."""
 
-    format: Literal["physionet2019", "mimic-iv", "meds", "table"] = Field(description="The input format.")
+    format: Literal["cohort", "physionet2019", "mimic-iv", "meds", "table"] = Field(
+        description="The input format (cohort: a canonical cohort directory, e.g. from organsim generate).")
     source: Annotated[Path | None, ExternalInput()] = Field(
-        None, description="Input file or directory (relative to the pipeline file): PhysioNet directory or archive, "
-                          "MIMIC-IV root (hosp/, icu/), MEDS root, or wide table.")
+        None, description="Input file or directory (relative to the pipeline file): cohort directory, PhysioNet "
+                          "directory or archive, MIMIC-IV root (hosp/, icu/), MEDS root, or wide table.")
     source_stage: Annotated[str | None, Consumes("meds")] = Field(None, description="Read an earlier stage's MEDS output instead of a path.")
     stays: Annotated[Path | None, ExternalInput()] = Field(None, description="Optional stays table (format table only).")
 
@@ -182,7 +184,7 @@ class IngestParams(StageParams):
 @register_stage
 class Ingest(CohortStage):
     name = "ingest"
-    summary = "Read PhysioNet 2019 files, MIMIC-IV tables, a MEDS dataset or a wide table into a cohort."
+    summary = "Read a cohort directory, PhysioNet 2019 files, MIMIC-IV tables, a MEDS dataset or a wide table into a cohort."
     params = IngestParams
     code = ("data", "utils")
 
@@ -190,7 +192,9 @@ class Ingest(CohortStage):
         source = ctx.input("source_stage") if params.source_stage is not None else params.source
         with progress_bar(transient=True) as bar:
             task = bar.add_task(f"reading {source.name}", total=None)
-            if params.format == "physionet2019":
+            if params.format == "cohort":
+                cohort = Cohort.load(source)
+            elif params.format == "physionet2019":
                 cohort = read_physionet2019(source, progress=_bar_callback(bar, task))
             elif params.format == "mimic-iv":
                 cohort = read_mimic_iv(source, progress=_bar_callback(bar, task))
@@ -448,6 +452,8 @@ class TrainParams(StageParams):
     lora_r: int = Field(0, ge=0, description="LoRA rank on the base model (0: fine-tune all its weights).")
     device: Device = Field("auto", description=DEVICE_DOC)
     seed: int = Field(0, ge=0, description="Seed of initialisation, windows and reference sets.")
+    processes: int = Field(1, ge=1, description="Data-parallel processes under `accelerate launch --multi_gpu` "
+                                                "(one per GPU; on a CPU, gloo processes); batch_size is per process.")
 
     @model_validator(mode="after")
     def _lora_needs_base_model(self) -> TrainParams:
@@ -463,18 +469,47 @@ class TrainParams(StageParams):
 @register_stage
 class Train(Stage):
     name = "train"
-    summary = "Train the nine organ agents (SFT); resumes an interrupted run from its last epoch."
+    summary = "Train the nine organ agents (SFT), in this process or N under accelerate launch; resumes an interrupted run."
     params = TrainParams
     produces = "model"
     code = ("agents", "data", "utils")
     resumable = True
 
     def run(self, params: TrainParams, ctx: StageContext) -> None:
+        if params.processes > 1:
+            self._launch(params, ctx)
+            return
         fields: dict[str, object] = {"backbone_sharing": params.backbone}
         if params.base_model is not None:
             fields.update(base_model=str(params.base_model), lora_r=params.lora_r)
         train_agents(Cohort.load(ctx.input("cohort")), ctx.out, preset=params.preset, train_config=params.train_config(),
                      agent_fields=fields, device=params.device, resume=ctx.resume)
+
+    @staticmethod
+    def _launch(params: TrainParams, ctx: StageContext) -> None:
+        """``accelerate launch --multi_gpu --num_processes N organsim train ...``: the same training code in N processes."""
+        script = Path(sys.executable).with_name("organsim")
+        if not script.is_file():
+            raise OrgansimError(f"the organsim console script is not beside {sys.executable}; install organsim (pip install -e .)")
+        command = [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(params.processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script), "train",
+            "--cohort", str(ctx.input("cohort")), "--out", str(ctx.out), "--preset", params.preset, "--device", params.device,
+            "--references", params.references, "--epochs", str(params.epochs), "--patience", str(params.patience),
+            "--batch-size", str(params.batch_size), "--learning-rate", repr(params.learning_rate), "--n-bins", str(params.n_bins),
+            "--backbone", params.backbone, "--lora-r", str(params.lora_r), "--seed", str(params.seed),
+        ]
+        if params.base_model is not None:
+            command += ["--base-model", str(params.base_model)]
+        if ctx.resume:
+            command.append("--resume")
+        with progress_bar(transient=True) as bar:
+            bar.add_task(f"training in {params.processes} processes (accelerate launch)", total=None)
+            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
+        log = atomic_write_text(ctx.out / TRAIN_LOG, done.stdout + done.stderr)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            raise OrgansimError(f"accelerate launch ... organsim train failed (exit {done.returncode}, log {log}): " + " | ".join(tail))
 
     def metrics(self, out: Path) -> StageMetrics:
         training = read_config(out)["training"]
@@ -488,7 +523,7 @@ class Train(Stage):
         )
 
     def artifacts(self, out: Path) -> list[Path]:
-        return [out / CONFIG_FILE, out / WEIGHTS_FILE]
+        return [p for p in (out / CONFIG_FILE, out / WEIGHTS_FILE, out / TRAIN_LOG) if p.is_file()]
 
     def headline(self, out: Path, metrics: StageMetrics) -> str:
         v = metrics.values
