@@ -296,14 +296,15 @@ class TaskData:
 
 
 # ------------------------------------------------------------------------------------------ protocol
-def fit_classifier(name: str, fit: TaskData, validation: TaskData, seed: int) -> Any:
-    """Fit classifier ``name`` (one of :data:`CLASSIFIERS`) on ``fit``; LightGBM stops early on ``validation``."""
+def fit_classifier(name: str, fit: TaskData, validation: TaskData, seed: int, threads: int = 1) -> Any:
+    """Fit classifier ``name`` (one of :data:`CLASSIFIERS`) on ``fit``; LightGBM (``threads`` threads)
+    stops early on ``validation``."""
     if name == "logistic":
         model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
                               LogisticRegression(C=1.0, max_iter=1000))
         return model.fit(fit.features, fit.labels)
     elif name == "lightgbm":
-        model = lightgbm_classifier(seed, n_estimators=BOOSTING_ROUNDS)
+        model = lightgbm_classifier(seed, n_estimators=BOOSTING_ROUNDS, threads=threads)
         return model.fit(fit.features, fit.labels, eval_X=(validation.features,), eval_y=(validation.labels,),
                          callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
     raise ValueError(f"unknown classifier {name!r}; choose one of {CLASSIFIERS}")
@@ -356,9 +357,10 @@ def train_on_synthetic_test_on_real(
     classifiers: Sequence[str] = CLASSIFIERS,
     window_hours: int = 6,
     seed: int = 0,
+    threads: int = 1,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """The TSTR protocol of the module docstring.
+    """The TSTR protocol of the module docstring (``progress`` is called before each fit).
 
     Returns
     -------
@@ -384,7 +386,7 @@ def train_on_synthetic_test_on_real(
                 if progress:
                     progress(f"utility: {task}, {name} trained on {source}")
                 fit, validation = data[source].split(VALIDATION_FRACTION, seed)
-                model = fit_classifier(name, fit, validation, seed)
+                model = fit_classifier(name, fit, validation, seed, threads)
                 threshold = None
                 if task == "sepsis_6h":
                     threshold = best_utility_threshold(validation.stay_ids, validation.labels,
