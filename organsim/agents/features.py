@@ -24,6 +24,22 @@ Z_CLIP = 8.0
 
 
 @dataclass(frozen=True)
+class CarryState:
+    """Per window and variable, what a new hour's inputs carry forward.
+
+    Attributes
+    ----------
+    values : np.ndarray
+        ``(B, V)`` last observed value, NaN = never observed.
+    hours_since : np.ndarray
+        ``(B, V)`` float hours since that observation (inf = never).
+    """
+
+    values: np.ndarray
+    hours_since: np.ndarray
+
+
+@dataclass(frozen=True)
 class FeatureEncoder:
     """Turns raw windows into model inputs with a fitted tokenizer and normaliser.
 
@@ -86,23 +102,46 @@ class FeatureEncoder:
         since = np.where(last >= 0, np.minimum(position - last, self.since_cap_hours), self.since_cap_hours) / self.since_cap_hours
         return self._inputs(carried, observed, since, treatments_given, treatments_planned, static, hours)
 
+    def carry_state(self, values: np.ndarray) -> CarryState:
+        """The carried-forward state after the last hour of ``(B, T, V)`` windows (for :meth:`encode_step`)."""
+        observed = ~np.isnan(values)
+        position = np.arange(values.shape[1])[None, :, None]
+        last = np.maximum.accumulate(np.where(observed, position, -1), axis=1)[:, -1]  # (B, V)
+        carried = np.take_along_axis(values, np.clip(last, 0, None)[:, None, :], axis=1)[:, 0]
+        hours_since = np.where(last >= 0, values.shape[1] - 1 - last, np.inf)
+        return CarryState(values=np.where(last >= 0, carried, np.nan), hours_since=hours_since.astype(np.float64))
+
     def encode_step(
         self,
-        values: np.ndarray,
+        state: CarryState,
+        measured: np.ndarray,
         treatments_given: np.ndarray,
         treatments_planned: np.ndarray,
         static: np.ndarray,
         hours: np.ndarray,
-    ) -> HourInputs:
-        """Inputs of one new hour whose every variable counts as observed (a fed-back forecast).
+    ) -> tuple[HourInputs, CarryState]:
+        """Inputs of one more hour after ``state``, and the state after it.
 
-        Shapes as in :meth:`encode` with T = 1; ``values`` must be finite.
+        Parameters
+        ----------
+        state
+            From :meth:`carry_state` or a previous step.
+        measured
+            ``(B, V)`` the hour's values, NaN = not measured (e.g. a fed-back forecast of the
+            variables that are charted hourly, NaN for the others).
+        treatments_given, treatments_planned
+            ``(B, 1, n_treatments)``.
+        static
+            ``(B, n_statics)``.
+        hours
+            ``(B, 1)`` ICU hour index of the new hour.
         """
-        if np.isnan(values).any():
-            raise ValueError("a fed-back hour must give every variable a value")
-        observed = np.ones(values.shape, dtype=bool)
-        since = np.zeros(values.shape, dtype=np.float64)
-        return self._inputs(values, observed, since, treatments_given, treatments_planned, static, hours)
+        observed = ~np.isnan(measured)
+        carried = np.where(observed, measured, state.values)
+        hours_since = np.where(observed, 0.0, state.hours_since + 1)
+        since = np.minimum(hours_since, self.since_cap_hours) / self.since_cap_hours
+        inputs = self._inputs(carried[:, None], observed[:, None], since[:, None], treatments_given, treatments_planned, static, hours)
+        return inputs, CarryState(values=carried, hours_since=hours_since)
 
     def _inputs(self, carried, observed, since, treatments_given, treatments_planned, static, hours) -> HourInputs:
         ids, _, _ = self.tokenizer.encode(carried, self.variables)  # NaN (never observed) -> the missing id 0

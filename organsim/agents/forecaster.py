@@ -2,9 +2,13 @@
 
 All nine agents step together, one hour at a time, with the decoder's key/value cache: the context
 is read once (hours before the first measurement are masked out and positions restart at the
-first measured hour), each agent predicts the next hour of its own variables, the joint forecast
-is fed back as a fully observed hour (with that hour's planned treatments) and the next hour is
-predicted from the cache. :meth:`AgentForecaster.predict` feeds back predictive means;
+first measured hour), each agent predicts the next hour of its own variables, and the joint
+forecast is fed back as the next hour (with that hour's planned treatments), from which the hour
+after is predicted from the cache. A fed-back hour is measured the way the training data are:
+the variables charted in most training hours (``AgentConfig.feedback_variables``: the vital
+signs) hold their forecast; the others (labs, drawn every few hours or days) count as not
+measured that hour, so the agents keep reading their last real value with its age growing, as
+they learned to. Their forecasts are still made at every hour; truth is never fed back. :meth:`AgentForecaster.predict` feeds back predictive means;
 :meth:`AgentForecaster.sample_paths` feeds back draws, giving a distribution of futures.
 """
 
@@ -69,6 +73,7 @@ class AgentForecaster:
         self.model = agents.model.to(self.device).eval()
         self.encoder = agents.encoder
         self.centers = center_tensor(agents.tokenizer, agents.config.variables).to(self.device)
+        self.feedback = np.isin(np.array(agents.config.variables), agents.config.feedback_variables)  # (V,)
 
     # ------------------------------------------------------------------ public API
     def predict(self, batch: ForecastBatch, horizon: int) -> np.ndarray:
@@ -146,6 +151,7 @@ class AgentForecaster:
         b = batch.size
         hours = batch.start_hours.astype(np.int64)[:, None] + np.arange(-context + 1, 1)[None, :]  # (b, C)
         inputs = self.encoder.encode(values, treatments[:, :context], treatments[:, 1 : context + 1], static, hours)
+        state = self.encoder.carry_state(values)
         mask = torch.from_numpy(leading_empty_mask(values)).to(self.device)  # (b, C)
         positions = (mask.cumsum(1) - 1).clamp_min(0)  # (b, C)
         references = self.reference_matrix.to(self.device).expand(b, -1, -1)
@@ -166,7 +172,9 @@ class AgentForecaster:
             hour = batch.start_hours.astype(np.int64)[:, None] + step + 1  # (b, 1)
             given = treatments[:, context + step : context + step + 1]
             planned = treatments[:, context + step + 1 : context + step + 2]
-            step_inputs = self.encoder.encode_step(chosen[:, None, :], given, planned, static, hour).to(self.device)
+            measured = np.where(self.feedback[None, :], chosen, np.nan)  # (b, V): hourly-charted variables only
+            step_inputs, state = self.encoder.encode_step(state, measured, given, planned, static, hour)
+            step_inputs = step_inputs.to(self.device)
             mask = torch.cat([mask, torch.ones(b, 1, dtype=mask.dtype, device=self.device)], dim=1)
             step_positions = step_positions[:, -1:] + 1
         return paths, first

@@ -68,6 +68,11 @@ class AgentConfig:
         reaches (``context_hours + horizon - 1 <= window_hours`` keeps rollouts in trained range).
     dropout
         Attention dropout of the decoder and dropout on the input vectors.
+    persistence_bins
+        Half-width D of the learned persistence term: a variable's logit of bin ``k`` gets a
+        learned per-variable bonus ``kappa_v(k - k_last)`` for ``|k - k_last| <= D``, where
+        ``k_last`` is the bin of its last observed value (none when it was never observed in the
+        window). It lets rarely measured labs learn "about where it was" from few examples. 0 = off.
     backbone_sharing
         ``"shared"``: one decoder for the nine agents; ``"separate"``: one decoder per system.
     variables
@@ -80,6 +85,9 @@ class AgentConfig:
         Treatment and static codes, in ForecastBatch order.
     since_cap_hours
         Cap of the hours-since-last-observation input.
+    feedback_variables
+        Variables whose forecast is fed back as measured in free-running steps (those charted
+        in at least half of the training hours); the others count as not measured then.
     base_model
         Directory of a local causal-LM checkpoint used as the decoder (None: build from preset).
     lora_r
@@ -101,8 +109,10 @@ class AgentConfig:
     treatment_codes: tuple[str, ...]
     static_codes: tuple[str, ...]
     dropout: float = 0.0
+    persistence_bins: int = 8
     backbone_sharing: str = "shared"
     since_cap_hours: float = 48.0
+    feedback_variables: tuple[str, ...] = ()
     base_model: str | None = None
     lora_r: int = 0
     lora_alpha: int = 16
@@ -132,6 +142,11 @@ class AgentConfig:
             raise ValueError(f"systems without variables: {empty}")
         if min(self.bin_counts) < 1:
             raise ValueError("every variable needs at least one bin")
+        unknown_feedback = sorted(set(self.feedback_variables) - set(self.variables))
+        if unknown_feedback:
+            raise ValueError(f"feedback_variables {unknown_feedback} are not among the variables")
+        if self.persistence_bins < 0:
+            raise ValueError(f"persistence_bins must be >= 0, got {self.persistence_bins}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -312,6 +327,13 @@ class OrganAgents(nn.Module):
 
         # ---- heads: each agent owns one linear head per variable of its system (logits over its bins)
         self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in config.bin_counts)
+        width = config.persistence_bins
+        if width:
+            distance = torch.arange(-width, width + 1, dtype=torch.float32)
+            bump = torch.exp(-(distance**2) / 8).repeat(n_variables, 1)  # starts near persistence
+            self.persistence = nn.Parameter(bump)  # (V, 2D + 1)
+        else:
+            self.persistence = None
 
     # ------------------------------------------------------------------ inputs
     def reference_mask(self, references: torch.Tensor) -> torch.Tensor:
@@ -382,24 +404,36 @@ class OrganAgents(nn.Module):
             caches.append(out.past_key_values)
         return torch.stack(hidden, dim=1), (caches if use_cache else None)
 
-    def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``(B, S, H)`` last-position states -> ``(B, V, K)`` logits, padding bins at a large negative value."""
+    def _variable_logits(self, v: int, states: torch.Tensor, last_ids: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, bins_v)`` of variable ``v`` from agent states ``(n, H)`` and last observed ids ``(n,)``."""
+        logits = self.heads[v](states).float()
+        if self.persistence is None:
+            return logits
+        width = self.config.persistence_bins
+        distance = torch.arange(logits.shape[-1], device=logits.device)[None, :] - (last_ids[:, None] - 1)  # (n, bins_v)
+        near = (distance.abs() <= width) & (last_ids[:, None] > 0)
+        bonus = self.persistence[v][(distance + width).clamp(0, 2 * width)]  # (n, bins_v)
+        return logits + torch.where(near, bonus, torch.zeros_like(bonus))
+
+    def _head_logits(self, hidden: torch.Tensor, last_ids: torch.Tensor) -> torch.Tensor:
+        """``(B, S, H)`` last-position states and ``(B, V)`` last ids -> ``(B, V, K)`` logits (padding bins very negative)."""
         width = max(self.config.bin_counts)
         rows = []
-        for v, head in enumerate(self.heads):
-            logits = head(hidden[:, int(self.variable_system[v])])  # (B, bins_v)
+        for v in range(len(self.heads)):
+            logits = self._variable_logits(v, hidden[:, int(self.variable_system[v])], last_ids[:, v])  # (B, bins_v)
             rows.append(nn.functional.pad(logits, (0, width - logits.shape[-1]), value=torch.finfo(logits.dtype).min))
         return torch.stack(rows, dim=1)
 
-    def _loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, hidden: torch.Tensor, last_ids: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy over observed targets (heads applied only where a target exists) and their count."""
         b_index, t_index, v_index = (targets >= 0).nonzero(as_tuple=True)  # (N,) each
         states = hidden[b_index, self.variable_system[v_index], t_index]  # (N, H)
         labels = targets[b_index, t_index, v_index]  # (N,)
+        anchors = last_ids[b_index, t_index, v_index]  # (N,)
         total = hidden.new_zeros((), dtype=torch.float32)
         for v in torch.unique(v_index).tolist():
             rows = v_index == v
-            logits = self.heads[v](states[rows]).float()  # (n_v, bins_v)
+            logits = self._variable_logits(v, states[rows], anchors[rows])  # (n_v, bins_v)
             total = total + nn.functional.cross_entropy(logits, labels[rows], reduction="sum")
         return total, torch.tensor(len(v_index), device=hidden.device)
 
@@ -443,8 +477,8 @@ class OrganAgents(nn.Module):
         embeds = self.embed_hours(inputs, references)
         hidden, cache = self._decode(embeds, attention_mask, position_ids, past_key_values, use_cache)  # (B, S, T, H)
         if targets is None:
-            return AgentOutput(logits=self._head_logits(hidden[:, :, -1]), past_key_values=cache)
-        loss_sum, n = self._loss(hidden, targets)
+            return AgentOutput(logits=self._head_logits(hidden[:, :, -1], inputs.last_ids[:, -1]), past_key_values=cache)
+        loss_sum, n = self._loss(hidden, inputs.last_ids, targets)
         return AgentOutput(logits=None, loss=loss_sum / n.clamp_min(1), n_targets=n, past_key_values=cache)
 
 

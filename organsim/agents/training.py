@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 from accelerate import Accelerator
 from transformers import get_cosine_schedule_with_warmup
@@ -222,8 +223,6 @@ def window_tensors(arrays: HourlyArrays, windows: Windows, index: np.ndarray, en
 
     Keys: the :class:`HourInputs` fields and ``targets`` (``(B, T, V)`` 0-based bins, -100 unobserved).
     """
-    import polars as pl
-
     length = int(windows.lengths[index].max())
     positions = windows.positions[index]
     starts = windows.start_hours[index]
@@ -259,7 +258,8 @@ class _WindowDataset(torch.utils.data.Dataset):
         return {**window_tensors(self.arrays, self.windows, index, self.encoder), "references": self.references[index]}
 
 
-def _split_inputs(batch: dict[str, torch.Tensor]) -> tuple[HourInputs, torch.Tensor, torch.Tensor]:
+def split_batch(batch: dict[str, torch.Tensor]) -> tuple[HourInputs, torch.Tensor, torch.Tensor]:
+    """A collated batch dict -> (inputs, targets, reference sets)."""
     fields = {k: v for k, v in batch.items() if k not in ("targets", "references")}
     return HourInputs(**fields), batch["targets"], batch["references"]
 
@@ -284,7 +284,9 @@ def prepare_agents(
     tokenizer = BinTokenizer.fit_cohort(train, split=None, n_bins=train_config.n_bins, method=train_config.bin_method)
     normaliser = Normaliser.fit(train, split=None)
     catalog = cohort.catalog
-    fields = dict(agent_fields or {})
+    charted = train.hourly.select(pl.col(tokenizer.variables).is_not_null().mean()).row(0)  # share of hours measured
+    fields = {"feedback_variables": tuple(v for v, share in zip(tokenizer.variables, charted, strict=True) if share >= 0.5)}
+    fields.update(agent_fields or {})
     if fields.get("base_model"):
         fields["hidden_size"] = base_model_hidden_size(fields["base_model"])
     config = AgentConfig.from_preset(
@@ -300,7 +302,8 @@ def prepare_agents(
     return TrainedAgents(model=OrganAgents(config), tokenizer=tokenizer, normaliser=normaliser), cohort
 
 
-def _accelerator(device: str) -> Accelerator:
+def make_accelerator(device: str) -> Accelerator:
+    """An :class:`accelerate.Accelerator` for ``device``: bf16 mixed precision on CUDA, none on CPU."""
     resolved = resolve_device(device)
     cuda = resolved.startswith("cuda")
     return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
@@ -354,7 +357,7 @@ def train_agents(
     """
     out_dir = Path(out_dir)
     train_config = train_config or TrainConfig()
-    accelerator = _accelerator(device)
+    accelerator = make_accelerator(device)
     state: dict[str, Any]
     if resume and (out_dir / LAST_DIR).is_dir():
         agents, cohort, state, optimizer_state = _resume(out_dir, cohort, train_config)
@@ -410,7 +413,7 @@ def train_agents(
             model.train()
             loss_sum, target_sum, steps = 0.0, 0, 0
             for batch in loader:
-                inputs, targets, refs = _split_inputs(batch)
+                inputs, targets, refs = split_batch(batch)
                 with accelerator.autocast():
                     out = model(inputs, refs, targets)
                 accelerator.backward(out.loss)

@@ -99,14 +99,54 @@ def evaluate(
         raise ValueError(f"unknown baselines {unknown}; choose from {BASELINES}")
     agents = TrainedAgents.load(model)
     data = split_like_training(Cohort.load(cohort), agents)
-    train_part, validation_part, test_part = (data.subset(split=s) for s in ("train", "validation", "test"))
+    results, written = evaluate_agents(agents, data, out, references=references, baselines=chosen, per_stay=per_stay, device=device, seed=seed)
+    atomic_write_text(out / "model.json", json.dumps({"model_dir": str(model.resolve()), "training": agents.training}, indent=2) + "\n")
+    console.print(summary_table(results))
+    console.print(f"Scored {results['settings']['n_stays']:,} test stays. Wrote " + ", ".join(str(p) for p in [*written, out / "model.json"]) + ".")
+
+
+def evaluate_agents(
+    agents: TrainedAgents,
+    cohort: Cohort,
+    out: Path,
+    *,
+    references: str = "all",
+    baselines: list[str] | tuple[str, ...] = BASELINES,
+    per_stay: int | None = 4,
+    device: str = "auto",
+    seed: int = 0,
+) -> tuple[dict, list[Path]]:
+    """Score agents (both reference settings) and baselines on ``cohort``'s test split; write the report.
+
+    Parameters
+    ----------
+    agents
+        Trained agents.
+    cohort
+        The cohort, split as in training (:func:`split_like_training`).
+    out
+        Report directory: metrics.json (``agents_<references>`` as primary) and trajectory plots.
+    references
+        The primary agents' reference setting.
+    baselines
+        Names from :data:`BASELINES`, fitted on the train split (the GRU also uses the validation split).
+    per_stay, device, seed
+        Start hours per test stay and horizon, device, seed of start hours and baseline training.
+
+    Returns
+    -------
+    results, written
+        :func:`~organsim.evaluate.accuracy.evaluate_forecasters` output and the files written.
+    """
+    train_part, validation_part, test_part = (cohort.subset(split=s) for s in ("train", "validation", "test"))
     if test_part.stays.height == 0:
-        raise ValueError(f"the cohort {cohort} has no test stays to score")
-    forecasters = {
-        f"agents_{mode}": AgentForecaster(agents, references=mode, device=device) for mode in (references, *[m for m in REFERENCE_MODES if m != references])
-    }
+        raise ValueError("the cohort has no test stays to score")
+    primary = f"agents_{references}"
+    forecasters = {primary: AgentForecaster(agents, references=references, device=device)}
+    for mode in REFERENCE_MODES:
+        forecasters.setdefault(f"agents_{mode}", AgentForecaster(agents, references=mode, device=device))
     with console.status("fitting baselines on the train split") as status:
-        for name in chosen:
+        for name in baselines:
             status.update(f"fitting baseline {name} on the train split")
             if name == "locf":
                 forecasters[name] = LastObservationForecaster().fit(train_part)
@@ -119,13 +159,9 @@ def evaluate(
         per_stay=per_stay, seed=seed, progress=True,
     )
     out.mkdir(parents=True, exist_ok=True)
-    metrics = write_metrics(out / "metrics.json", f"agents_{references}", results)
-    atomic_write_text(out / "model.json", json.dumps({"model_dir": str(model.resolve()), "training": agents.training}, indent=2) + "\n")
-    primary = forecasters[f"agents_{references}"]
-    shown = {name: f for name, f in forecasters.items() if name == primary.name or name in chosen}
-    written = [metrics, out / "model.json", *write_plots(shown, test_part, out, agents.config.context_hours, seed)]
-    console.print(summary_table(results))
-    console.print(f"Scored {results['settings']['n_stays']:,} test stays. Wrote " + ", ".join(str(p) for p in written) + ".")
+    metrics = write_metrics(out / "metrics.json", primary, results)
+    shown = {name: f for name, f in forecasters.items() if name == primary or name in baselines}
+    return results, [metrics, *write_plots(shown, test_part, out, agents.config.context_hours, seed)]
 
 
 def split_like_training(cohort: Cohort, agents: TrainedAgents) -> Cohort:

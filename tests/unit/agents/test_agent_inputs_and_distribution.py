@@ -56,12 +56,29 @@ def test_targets_and_fed_back_hours(encoder):
     targets = encoder.targets(values).numpy()
     assert targets[0, 0, 0] == -100 and np.all(targets[0, 1, 1:] == -100)
     assert targets[0, 1, 0] == encoder.tokenizer.encode(np.array([[75.0]]), ["hr"])[0][0, 0] - 1
-    full = np.nan_to_num(values[:, 1:], nan=1.0)
+    # one more hour after the window: hr measured again, map not (its value and age carry on)
+    window = np.full((1, 3, v), np.nan, dtype=np.float32)
+    hr, map_ = encoder.variables.index("hr"), encoder.variables.index("map")
+    window[0, 0, map_] = 70.0
+    window[0, 2, hr] = 90.0
+    state = encoder.carry_state(window)
+    lactate = encoder.variables.index("lactate")
+    assert state.values[0, map_] == 70.0 and state.hours_since[0, map_] == 2 and np.isinf(state.hours_since[0, lactate])
+    measured = np.full((1, v), np.nan)
+    measured[0, hr] = 95.0
     zeros = np.zeros((1, 1, len(encoder.treatment_codes)), dtype=np.float32)
-    step = encoder.encode_step(full, zeros, zeros, np.zeros((1, 4), dtype=np.float32), np.array([[3]]))
-    assert torch.all(step.observed == 1) and torch.all(step.since == 0) and torch.all(step.last_ids > 0)
-    with pytest.raises(ValueError, match="every variable"):
-        encoder.encode_step(values[:, 1:], zeros, zeros, np.zeros((1, 4), dtype=np.float32), np.array([[3]]))
+    step, after = encoder.encode_step(state, measured, zeros, zeros, np.zeros((1, 4), dtype=np.float32), np.array([[3]]))
+    np.testing.assert_array_equal(step.observed[0, 0, [hr, map_]].numpy(), [1, 0])
+    np.testing.assert_allclose(step.since[0, 0, [hr, map_]].numpy(), [0, 0.75])  # 3 h of a 4 h cap
+    assert after.values[0, hr] == 95.0 and after.values[0, map_] == 70.0 and after.hours_since[0, map_] == 3
+    # the step's inputs equal those of the whole window with the new hour appended
+    whole = encoder.encode(np.concatenate([window, measured[:, None].astype(np.float32)], axis=1),
+                           np.zeros((1, 4, len(encoder.treatment_codes)), dtype=np.float32),
+                           np.zeros((1, 4, len(encoder.treatment_codes)), dtype=np.float32),
+                           np.zeros((1, 4), dtype=np.float32), np.arange(4)[None])
+    for name, tensor in vars(step).items():
+        if name != "static":
+            torch.testing.assert_close(tensor[:, 0], getattr(whole, name)[:, -1])
 
 
 def test_leading_empty_mask():
