@@ -3,7 +3,7 @@
 A stage's key is the SHA-256 of three parts, kept apart in the state file so the runner can say
 which one changed: its parameters (canonical JSON), its inputs (the output hashes of the stages it
 reads and the content of its external files) and its code version (organsim's version, the source
-of the stage class, of the organsim packages it declares and of the catalog YAML).
+of the stage class, of the organsim packages and modules it declares and of the catalog YAML).
 """
 
 from __future__ import annotations
@@ -56,12 +56,17 @@ def hash_path(path: str | Path) -> str:
 
 
 @functools.cache
-def _package_hash(package: str) -> str:
-    directory = PACKAGE_ROOT / package
-    if not directory.is_dir():
-        raise ValueError(f"a stage declares code package {package!r}, but organsim/{package} does not exist")
+def _code_hash(name: str) -> str:
+    """Hash of the source of organsim subpackage or module ``name`` (``"physiology"``, ``"cli.agents"``)."""
+    path = PACKAGE_ROOT.joinpath(*name.split("."))
+    if path.is_dir():
+        files = _files_under(path, ".py")
+    elif path.with_suffix(".py").is_file():
+        files = [path.with_suffix(".py")]
+    else:
+        raise ValueError(f"a stage declares code {name!r}, but organsim has no such package or module")
     digest = hashlib.sha256()
-    for file in _files_under(directory, ".py"):
+    for file in files:
         digest.update(file.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0")
         _feed_file(digest, file)
     return digest.hexdigest()
@@ -71,8 +76,8 @@ def code_version(spec: StageSpec) -> str:
     """Hash of what decides a stage's output besides its parameters and inputs (see the module docstring)."""
     digest = hashlib.sha256()
     digest.update(version("organsim").encode() + b"\0" + spec.stage.source().encode())
-    for package in sorted({*spec.stage.code, "catalog"}):
-        digest.update(package.encode() + b"\0" + _package_hash(package).encode())
+    for name in sorted({*spec.stage.code, "catalog"}):
+        digest.update(name.encode() + b"\0" + _code_hash(name).encode())
     digest.update(hash_path(default_schema_dir()).encode())
     return digest.hexdigest()
 

@@ -96,8 +96,9 @@ class Stage(ABC):
     produces
         Kind of output (what :class:`Consumes` parameters of later stages ask for).
     code
-        organsim subpackages whose source decides the output; with this class's own source, the
-        catalog and the organsim version they form the stage's code version.
+        organsim subpackages or modules (``"physiology"``, ``"tracking.distributed"``) whose source
+        decides the output; with this class's own source, the catalog and the organsim version
+        they form the stage's code version.
     resumable
         The stage writes its output directory in place and continues an interrupted attempt itself.
     """

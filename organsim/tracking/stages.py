@@ -12,12 +12,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
+from rich.progress import Progress, TaskID
 
 from organsim.agents.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config
 from organsim.agents.model import BACKBONE_SHARING, PRESETS, REFERENCE_MODES
@@ -31,6 +33,7 @@ from organsim.physiology import (
     ClinicianPolicy,
     EngineConfig,
     PhysiologyEngine,
+    Trajectory,
     named_policy,
 )
 from organsim.scores import score_cohort
@@ -61,7 +64,8 @@ EVALUATE_LOG = "evaluate.log"
 TRAIN_LOG = "train.log"
 
 
-def _bar_callback(bar, task):
+def _bar_callback(bar: Progress, task: TaskID) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback (what organsim's loaders and the engine take) moving ``task``."""
     return lambda done, total: bar.update(task, completed=done, total=total)
 
 
@@ -144,7 +148,7 @@ class Generate(CohortStage):
     name = "generate"
     summary = "Generate a cohort with the mechanistic physiology engine (optionally sharded over processes or Ray)."
     params = GenerateParams
-    code = ("physiology", "data", "utils")
+    code = ("physiology", "data", "utils", "tracking.distributed")
 
     def run(self, params: GenerateParams, ctx: StageContext) -> None:
         config = EngineConfig(seed=params.seed, n_patients=params.patients, hours=params.hours, septic_fraction=params.septic_fraction)
@@ -337,13 +341,14 @@ class CounterfactualParams(StageParams):
     cohort: CohortInput = Field(description="Stage whose engine-generated cohort to re-run.")
     stays: list[int] = Field(default_factory=list, description="Stay ids to re-run (default: the first n_stays stays).")
     n_stays: int = Field(20, ge=1, description="How many stays (from the lowest id) when stays is not given.")
+    septic_only: bool = Field(False, description="Take the n_stays from the stays with Sepsis-3 (where treatment matters most).")
     from_hour: int = Field(6, ge=1, description="First ICU hour the strategy decides.")
     policies: list[Literal[POLICY_NAMES]] = Field(["none"], min_length=1, description=f"Strategies: {', '.join(POLICY_NAMES)}.")
 
     @model_validator(mode="after")
     def _stays_or_count(self) -> CounterfactualParams:
-        if self.stays and "n_stays" in self.model_fields_set:
-            raise ValueError("give stays (ids) or n_stays (a count), not both")
+        if self.stays and self.model_fields_set & {"n_stays", "septic_only"}:
+            raise ValueError("give stays (ids) or n_stays / septic_only (a selection), not both")
         return self
 
 
@@ -351,11 +356,21 @@ OUTCOMES = ("death", "death_hour", "sepsis_onset_hour", "last_sofa", "mean_map",
             "fluids_ml", "norepinephrine_hours", "antibiotic_doses", "ventilated_hours")
 
 
-def trajectory_outcomes(trajectory, from_hour: int) -> pl.DataFrame:
+def _reduce_over_hours(values: np.ndarray, reduce: str) -> np.ndarray:
+    """Per row of ``(n, H)`` ``values``: the mean or max over non-NaN hours, NaN for a row with none."""
+    seen = np.isfinite(values)
+    if reduce == "mean":
+        totals = np.where(seen, values, 0.0).sum(axis=1)
+        return np.where(seen.any(axis=1), totals / np.maximum(seen.sum(axis=1), 1), np.nan)
+    return np.where(seen.any(axis=1), np.where(seen, values, -np.inf).max(axis=1), np.nan)
+
+
+def trajectory_outcomes(trajectory: Trajectory, from_hour: int) -> pl.DataFrame:
     """One row per stay: outcomes of a :class:`~organsim.physiology.Trajectory` from ``from_hour`` on.
 
     Columns: ``stay_id`` and :data:`OUTCOMES` (MAP in mmHg, lactate in mmol/L, fluids in mL, SOFA
-    at the stay's last hour, hours on norepinephrine or ventilation, antibiotic doses).
+    at the stay's last hour, hours on norepinephrine or ventilation, antibiotic doses); MAP and
+    lactate are null for a stay that died before ``from_hour``.
     """
     variables, codes = list(trajectory.variables), list(trajectory.treatment_codes)
     hours = np.arange(1, trajectory.true.shape[1] + 1)
@@ -369,13 +384,13 @@ def trajectory_outcomes(trajectory, from_hour: int) -> pl.DataFrame:
         "death_hour": trajectory.death_hour,
         "sepsis_onset_hour": trajectory.sepsis_onset_hour,
         "last_sofa": trajectory.sofa[np.arange(len(last)), last],
-        "mean_map": np.nanmean(true[:, :, variables.index("map")], axis=1),
-        "max_lactate": np.nanmax(true[:, :, variables.index("lactate")], axis=1),
+        "mean_map": _reduce_over_hours(true[:, :, variables.index("map")], "mean"),  # NaN: died before from_hour
+        "max_lactate": _reduce_over_hours(true[:, :, variables.index("lactate")], "max"),
         "fluids_ml": given[:, :, codes.index("iv_fluid_ml")].sum(axis=1),
         "norepinephrine_hours": (given[:, :, codes.index("norepinephrine")] > 0).sum(axis=1).astype(np.float64),
         "antibiotic_doses": given[:, :, codes.index("antibiotic")].sum(axis=1),
         "ventilated_hours": given[:, :, codes.index("mechanical_ventilation")].sum(axis=1),
-    }).with_columns(pl.col("death_hour", "sepsis_onset_hour").fill_nan(None))
+    }).with_columns(pl.col("death_hour", "sepsis_onset_hour", "last_sofa", "mean_map", "max_lactate").fill_nan(None))
 
 
 @register_stage
@@ -391,7 +406,10 @@ class Counterfactual(Stage):
         engine = PhysiologyEngine.from_cohort(cohort)
         if params.from_hour > engine.config.hours:
             raise ValueError(f"from_hour {params.from_hour} is after the cohort's last hour ({engine.config.hours})")
-        stay_ids = params.stays or cohort.stay_ids[: params.n_stays]
+        candidates = cohort.stays.filter(pl.col("sepsis")) if params.septic_only else cohort.stays
+        stay_ids = params.stays or candidates["stay_id"].to_list()[: params.n_stays]
+        if not stay_ids:
+            raise ValueError("the cohort has no septic stays to re-run" if params.septic_only else "the cohort has no stays")
         outcomes, trajectories = [], []
         with progress_bar(transient=True) as bar:
             task = bar.add_task("re-running stays", total=len(params.policies) + 1)
@@ -410,7 +428,8 @@ class Counterfactual(Stage):
                 bar.advance(task)
         _write_parquet(pl.concat(outcomes).select("policy", "stay_id", *OUTCOMES), ctx.out / "outcomes.parquet")
         _write_parquet(pl.concat(trajectories), ctx.out / "trajectories.parquet")
-        check = {"from_hour": params.from_hour, "stays": len(stay_ids), "factual_reproduced": bool(reproduced)}
+        check = {"from_hour": params.from_hour, "stays": len(stay_ids), "septic_only": params.septic_only,
+                 "factual_reproduced": bool(reproduced)}
         atomic_write_text(ctx.out / "check.json", json.dumps(check, indent=2) + "\n")
 
     def metrics(self, out: Path) -> StageMetrics:
@@ -431,7 +450,10 @@ class Counterfactual(Stage):
         policies = [k.removesuffix(".deaths") for k in v if k.endswith(".deaths") and k != "factual.deaths"]
         shown = "; ".join(f"{p}: {v[p + '.deaths']:.0f} deaths, MAP {v[p + '.mean_map']:.0f}" for p in policies)
         replay = "reproduces" if v["factual_reproduced"] else "DOES NOT reproduce"
-        return (f"{v['stays']:.0f} stays, clinician {v['factual.deaths']:.0f} deaths, MAP {v['factual.mean_map']:.0f} mmHg; "
+        check = json.loads((out / "check.json").read_text(encoding="utf-8"))
+        which = "septic stays" if check["septic_only"] else "stays"
+        return (f"{v['stays']:.0f} {which} from hour {check['from_hour']}: clinician {v['factual.deaths']:.0f} deaths, "
+                f"MAP {v['factual.mean_map']:.0f} mmHg; "
                 f"{shown}; the oracle {replay} the recorded cohort")
 
 
@@ -549,7 +571,7 @@ class Evaluate(Stage):
     summary = "Score the agents and baselines on the test split (nMSE at 1, 6, 24 h): metrics.json and plots."
     params = EvaluateParams
     produces = "report"
-    code = ("agents", "evaluate", "scores", "data", "utils", "cli")
+    code = ("agents", "evaluate", "scores", "data", "utils", "cli.agents")
 
     def run(self, params: EvaluateParams, ctx: StageContext) -> None:
         # organsim.cli.agents.evaluate_agents is a layer above the tracking package's reach, so the

@@ -30,7 +30,7 @@ def _check_flags(params: ToyParams) -> None:
 
 
 class Toy(Stage):
-    """value = add + the upstream toy's value."""
+    """value = add + the upstream toy's value; logs ``label#attempt`` (attempts counted in the scratch directory)."""
 
     name = "toy"
     summary = "adds numbers"
@@ -39,8 +39,10 @@ class Toy(Stage):
     code = ("utils",)
 
     def run(self, params: ToyParams, ctx: StageContext) -> None:
+        with (ctx.work / "attempts").open("a") as attempts:
+            attempts.write("x")
         with Path(params.log).open("a") as log:
-            log.write(f"{params.label}\n")
+            log.write(f"{params.label}#{len((ctx.work / 'attempts').read_text())}\n")
         _check_flags(params)
         (ctx.out / "value.txt").write_text(str(params.add + _upstream_value(ctx, params)))
 
