@@ -6,6 +6,7 @@ from organsim.cli import (
     data,  # noqa: F401  (registers: info)
     ingest,  # noqa: F401  (registers: ingest physionet2019|meds|table, export-meds)
     physiology,  # noqa: F401  (registers: generate, counterfactual)
+    pipeline,  # noqa: F401  (registers: pipeline run|check|stages)
     scores,  # noqa: F401  (registers: scores)
     synth,  # noqa: F401  (registers: export, report-synthetic)
 )
