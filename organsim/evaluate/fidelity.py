@@ -42,6 +42,14 @@ STATIC_FEATURES = ("age", "sex", "hosp_adm_hours")
 DETECTION_TREES = 200
 
 
+def subsample_stays(cohort: Cohort, max_stays: int | None, seed: int) -> Cohort:
+    """``cohort`` or a seeded random subset of ``max_stays`` of its stays (for the costlier measures)."""
+    if max_stays is None or cohort.stays.height <= max_stays:
+        return cohort
+    chosen = np.random.default_rng(seed).choice(cohort.stays["stay_id"].to_numpy(), size=max_stays, replace=False)
+    return cohort.subset(sorted(chosen.tolist()))
+
+
 def measured_variables(cohort: Cohort, min_values: int = 1) -> list[str]:
     """Catalog variables with at least ``min_values`` measured hourly values, in catalog order."""
     counts = cohort.hourly.select(pl.col(list(cohort.catalog.variable_codes)).is_not_null().sum()).row(0, named=True)

@@ -143,14 +143,6 @@ def membership_inference(embedding: StayEmbedding, real_train: Cohort, synthetic
                                -nearest_distances(embedding.transform(real_test), records))
 
 
-def subsample_stays(cohort: Cohort, max_stays: int | None, seed: int) -> Cohort:
-    """``cohort`` or a seeded random subset of ``max_stays`` of its stays (for the quadratic distance search)."""
-    if max_stays is None or cohort.stays.height <= max_stays:
-        return cohort
-    chosen = np.random.default_rng(seed).choice(cohort.stays["stay_id"].to_numpy(), size=max_stays, replace=False)
-    return cohort.subset(sorted(chosen.tolist()))
-
-
 def privacy_metrics(real_train: Cohort, synthetic: Cohort, real_test: Cohort, variables: Sequence[str]
                     ) -> tuple[dict[str, Any], DistanceToClosestRecord, MembershipInference]:
     """Both measures with one embedding fitted on ``real_train``: (JSON summary, DCR, attack)."""

@@ -70,6 +70,10 @@ class ReportConfig:
         Values per variable and cohort in the distribution distances (a seeded sample beyond it).
     tasks, classifiers
         The utility tasks and classifiers (:data:`~organsim.evaluate.utility.TASKS`, ``CLASSIFIERS``).
+    match_training_stays
+        Train the utility classifiers on as many real-train stays as there are synthetic stays (or
+        the reverse), so the AUROC drop measures quality, not quantity (see
+        :mod:`~organsim.evaluate.utility`).
     threads
         CPU threads of LightGBM and of the linear algebra (BLAS/OpenMP pools). One by default: on
         the 2-core development machine, shared with other work, two threads made LightGBM 16 and
@@ -84,6 +88,7 @@ class ReportConfig:
     tasks: tuple[str, ...] = utility.TASKS
     classifiers: tuple[str, ...] = utility.CLASSIFIERS
     threads: int = 1
+    match_training_stays: bool = True
 
     def __post_init__(self) -> None:
         if self.threads < 1:
@@ -182,7 +187,7 @@ def _build(synthetic: Cohort, real_train: Cohort, real_test: Cohort, config: Rep
         if progress:
             progress(description)
 
-    synthetic, real_train, real_test = (privacy.subsample_stays(c, config.max_stays, seed + i)
+    synthetic, real_train, real_test = (fidelity.subsample_stays(c, config.max_stays, seed + i)
                                         for i, c in enumerate((synthetic, real_train, real_test)))
     for name, cohort in (("synthetic", synthetic), ("real-train", real_train), ("real-test", real_test)):
         if cohort.hourly.height == 0:
@@ -209,7 +214,8 @@ def _build(synthetic: Cohort, real_train: Cohort, real_test: Cohort, config: Rep
 
     tstr = utility.train_on_synthetic_test_on_real(
         real_train, synthetic, real_test, variables, tasks=config.tasks, classifiers=config.classifiers,
-        window_hours=config.window_hours, seed=seed, threads=config.threads, progress=step)
+        window_hours=config.window_hours, seed=seed, threads=config.threads,
+        match_training_stays=config.match_training_stays, progress=step)
     skipped_steps = sum(2 * len(config.classifiers) for t in tstr.values() if t["status"] == "skipped")
     for _ in range(skipped_steps):
         step("utility: skipped task")
@@ -284,7 +290,7 @@ def _plot_distributions(real: Cohort, synthetic: Cohort, variables: list[str], s
         ax.set_yticks([])
     for ax in axes[len(variables):]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=6)
+    axes[0].legend(fontsize=6, loc="upper right")
     return _png(figure)
 
 
@@ -299,7 +305,7 @@ def _plot_ks(distributions: dict[str, Any], variables: list[str]) -> bytes:
     ax.set_yticks(y, variables, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("Kolmogorov-Smirnov statistic (0 = same distribution)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     return _png(figure)
 
 
@@ -345,7 +351,7 @@ def _plot_sequences(real: Cohort, synthetic: Cohort, sequences: dict[str, Any], 
         length_ax.hist(np.clip(values, 0, bins[-1]), bins=bins, density=True, histtype="step", color=color, label=label)
     length_ax.set_xlabel("hourly rows per stay")
     length_ax.set_yticks([])
-    length_ax.legend(fontsize=7)
+    length_ax.legend(fontsize=7, loc="upper right")
     y = np.arange(len(variables))
     for offset, (statistic, color) in zip((-0.27, 0, 0.27), (("stay_mean", "#2ca02c"), ("stay_std", "#9467bd"),
                                                             ("hourly_change", "#ff7f0e")), strict=True):
@@ -354,7 +360,7 @@ def _plot_sequences(real: Cohort, synthetic: Cohort, sequences: dict[str, Any], 
     ks_ax.set_yticks(y, variables, fontsize=7)
     ks_ax.invert_yaxis()
     ks_ax.set_xlabel("KS statistic, synthetic vs real-train")
-    ks_ax.legend(fontsize=7)
+    ks_ax.legend(fontsize=7, loc="lower right")
     return _png(figure)
 
 
@@ -386,7 +392,7 @@ def _plot_utility(tstr: dict[str, Any]) -> bytes | None:
     ax.set_xticks(x, [b[0] for b in bars], fontsize=7)
     ax.set_ylim(0.4, 1.0)
     ax.set_ylabel("AUROC on real-test")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _png(figure)
 
 
@@ -401,7 +407,7 @@ def _plot_privacy(dcr: privacy.DistanceToClosestRecord, attack: privacy.Membersh
                 label="real-test -> real-train")
     dcr_ax.set_xlabel("distance to the closest real-train stay (standardised)")
     dcr_ax.set_yticks([])
-    dcr_ax.legend(fontsize=7)
+    dcr_ax.legend(fontsize=7, loc="upper right")
     distances = np.concatenate([-attack.members, -attack.non_members])
     bins = np.linspace(0, np.quantile(distances, 0.99), 41)
     attack_ax.hist(np.clip(-attack.members, 0, bins[-1]), bins=bins, density=True, histtype="step", color=REAL,
@@ -410,7 +416,7 @@ def _plot_privacy(dcr: privacy.DistanceToClosestRecord, attack: privacy.Membersh
                    label="real-test (non-members)")
     attack_ax.set_xlabel(f"distance to the closest synthetic stay (attack AUROC {attack.auroc:.3f})")
     attack_ax.set_yticks([])
-    attack_ax.legend(fontsize=7)
+    attack_ax.legend(fontsize=7, loc="upper right")
     return _png(figure)
 
 
@@ -525,9 +531,11 @@ def render_html(report: SyntheticReport) -> str:
     parts.append(_image(report, "detection", "Summaries with the largest share of the detection classifier's gain."))
 
     parts.append("<h2>Utility: train on synthetic, test on real</h2>")
+    matched = ("The larger training cohort was first reduced to a random sample as large as the smaller one, so the "
+               "drop measures what the data are worth, not how much there is. " if m["settings"]["match_training_stays"] else "")
     parts.append("<p class='note'>Each classifier is trained once on real-train and once on synthetic (80 % of the stays; "
-                 "the other 20 % for early stopping and the utility threshold) and scored on real-test. Utility: the "
-                 "PhysioNet 2019 normalised utility (1 = perfect, 0 = never alarming).</p>")
+                 "the other 20 % for early stopping and the utility threshold) and scored on real-test. " + matched +
+                 "Utility: the PhysioNet 2019 normalised utility (1 = perfect, 0 = never alarming).</p>")
     rows = []
     for task, entry in m["utility"].items():
         if entry["status"] != "ok":

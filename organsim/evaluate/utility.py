@@ -16,8 +16,11 @@ the values measured in the last ``window_hours`` hours, and hours since the last
 plus the hour (hours since ICU admission) and the statics age, sex, hospital-to-ICU hours and ICU
 type. Vectorised with polars.
 
-Protocol (:func:`train_on_synthetic_test_on_real`): for each task and each training cohort (real-
-train, synthetic) the training stays are split 80/20 by stay (seeded); each classifier (logistic
+Protocol (:func:`train_on_synthetic_test_on_real`): the larger of the two training cohorts (real-
+train, synthetic) is first reduced to a seeded sample of as many stays as the smaller has, so the
+comparison measures what the data are worth, not how much of it there is (a real-train twice the
+size of the synthetic cohort would otherwise win on quantity alone). For each task and training
+cohort the training stays are split 80/20 by stay (seeded); each classifier (logistic
 regression after median imputation and standardisation; LightGBM gradient-boosted trees with early
 stopping on the 20 %) is fitted on the 80 %, and is scored on real-test: AUROC, AUPRC and, for
 sepsis, the PhysioNet 2019 normalised utility of the predictions thresholded at the threshold that
@@ -44,7 +47,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from organsim.data.cohort import Cohort
-from organsim.evaluate.fidelity import lightgbm_classifier
+from organsim.evaluate.fidelity import lightgbm_classifier, subsample_stays
 
 TASKS = ("sepsis_6h", "hypotension_4h", "mortality_24h")
 CLASSIFIERS = ("logistic", "lightgbm")
@@ -358,17 +361,25 @@ def train_on_synthetic_test_on_real(
     window_hours: int = 6,
     seed: int = 0,
     threads: int = 1,
+    match_training_stays: bool = True,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """The TSTR protocol of the module docstring (``progress`` is called before each fit).
+
+    ``match_training_stays=False`` trains on both cohorts whole (absolute utility, confounded by
+    their sizes).
 
     Returns
     -------
     dict
         ``{task: {"status": "ok", "rows": {cohort: {rows, stays, positive_rate}},
         "classifiers": {classifier: {"real": scores, "synthetic": scores, "auroc_drop": float}}}}``;
-        a task that cannot be run has ``"status": "skipped"`` and a ``reason``.
+        a task that cannot be run has ``"status": "skipped"`` and a ``reason``. ``rows`` counts
+        the training rows after matching.
     """
+    if match_training_stays:
+        n = min(real_train.stays.height, synthetic.stays.height)
+        real_train, synthetic = (subsample_stays(c, n, seed) for c in (real_train, synthetic))
     cohorts = {"real": real_train, "synthetic": synthetic, "test": real_test}
     features = {name: hourly_features(c, variables, window_hours=window_hours) for name, c in cohorts.items()}
     results: dict[str, Any] = {}

@@ -19,6 +19,7 @@ from organsim.evaluate.fidelity import (
     missingness_rates,
     sequence_distances,
     stay_summaries,
+    subsample_stays,
 )
 
 
@@ -124,3 +125,11 @@ def test_detection_separates_a_shifted_cohort_and_not_a_fresh_sample() -> None:
     assert detection_auroc(real, fresh, variables, folds=3, max_stays=40, seed=0)["stays_per_cohort"] == 40
     with pytest.raises(ValueError, match="folds must be at least 2"):
         detection_auroc(real, fresh, variables, folds=1)
+
+
+def test_subsample_stays() -> None:
+    cohort = random_cohort(30, seed=0)
+    assert subsample_stays(cohort, None, 0) is cohort and subsample_stays(cohort, 30, 0) is cohort
+    part = subsample_stays(cohort, 10, seed=4)
+    assert part.stays.height == 10 and part.hourly.height == 120
+    assert part.stay_ids == subsample_stays(cohort, 10, seed=4).stay_ids != subsample_stays(cohort, 10, seed=5).stay_ids

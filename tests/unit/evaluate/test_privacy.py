@@ -14,7 +14,6 @@ from organsim.evaluate.privacy import (
     StayEmbedding,
     nearest_distances,
     privacy_metrics,
-    subsample_stays,
 )
 
 VARIABLES = ["hr", "map", "lactate"]
@@ -73,11 +72,3 @@ def test_a_fresh_sample_leaks_nothing() -> None:
     assert summary["distance_to_closest_record"]["exact_copies"] == 0
     assert abs(summary["membership_inference"]["auroc"] - 0.5) < 0.08
     assert summary == privacy_metrics(real_train, fresh, real_test, VARIABLES)[0]  # deterministic
-
-
-def test_subsample_stays() -> None:
-    cohort = random_cohort(30, seed=0)
-    assert subsample_stays(cohort, None, 0) is cohort and subsample_stays(cohort, 30, 0) is cohort
-    part = subsample_stays(cohort, 10, seed=4)
-    assert part.stays.height == 10 and part.hourly.height == 120
-    assert part.stay_ids == subsample_stays(cohort, 10, seed=4).stay_ids != subsample_stays(cohort, 10, seed=5).stay_ids

@@ -1,6 +1,6 @@
 """The synthetic report on small engine cohorts: metrics.json, a self-contained HTML page, determinism.
 
-Building one report on three 90-stay cohorts takes 10-20 s on the 2-core machine (mostly the plots),
+Building one report on three 80-stay cohorts takes 10-20 s on the 2-core machine (mostly the plots),
 hence the ``slow`` marks."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from organsim.physiology import EngineConfig, PhysiologyEngine
 CONFIG = ReportConfig(seed=3, detection_folds=3)
 
 
-def engine_cohort(seed: int, patients: int = 90) -> Cohort:
-    return PhysiologyEngine(EngineConfig(n_patients=patients, hours=30, seed=seed, septic_fraction=0.5)).generate()
+def engine_cohort(seed: int, patients: int = 80) -> Cohort:
+    return PhysiologyEngine(EngineConfig(n_patients=patients, hours=24, seed=seed, septic_fraction=0.5)).generate()
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from synthetic_cohorts import random_cohort
 
 from organsim.data import Cohort
 from organsim.evaluate.utility import (
@@ -154,3 +155,12 @@ def test_tasks_without_both_labels_are_skipped_with_a_reason() -> None:
     assert results["sepsis_6h"]["status"] == "skipped"
     assert results["sepsis_6h"]["reason"].startswith("real-train has 0 stays with a positive row and 1 without")
     assert results["mortality_24h"]["reason"].endswith("real-test has only label 0")
+
+
+def test_training_cohorts_are_matched_in_size() -> None:
+    real_train, synthetic, real_test = random_cohort(30, seed=0), random_cohort(10, seed=1), random_cohort(8, seed=2)
+    matched = train_on_synthetic_test_on_real(real_train, synthetic, real_test, ["hr"], tasks=["sepsis_6h"])
+    assert {k: v["stays"] for k, v in matched["sepsis_6h"]["rows"].items()} == {"real": 10, "synthetic": 10, "test": 8}
+    whole = train_on_synthetic_test_on_real(real_train, synthetic, real_test, ["hr"], tasks=["sepsis_6h"],
+                                            match_training_stays=False)
+    assert whole["sepsis_6h"]["rows"]["real"]["stays"] == 30
