@@ -79,20 +79,18 @@ class AgentForecaster:
     def predict(self, batch: ForecastBatch, horizon: int) -> np.ndarray:
         """``(B, horizon, V)`` float32 predictive means in raw units; steps 2.. feed the means back."""
         out = np.empty((batch.size, horizon, len(batch.variables)), dtype=np.float32)
-        for lo in range(0, batch.size, self.batch_size):
-            part = batch.select(slice(lo, lo + self.batch_size))
-            paths, _ = self._rollout(part, horizon, BinnedDistribution.mean)  # (b, H, V_model)
-            out[lo : lo + part.size] = self._to_batch_layout(paths, batch)
+        for index in self._chunks(batch, self.batch_size):
+            paths, _ = self._rollout(batch.select(index), horizon, BinnedDistribution.mean)  # (b, H, V_model)
+            out[index] = self._to_batch_layout(paths, batch)
         return out
 
     def next_hour(self, batch: ForecastBatch) -> BinnedDistribution:
         """The predictive distribution of hour t+1 (``probs`` ``(B, V_model, K)``, model variable order)."""
-        parts = []
-        for lo in range(0, batch.size, self.batch_size):
-            part = batch.select(slice(lo, lo + self.batch_size))
-            _, first = self._rollout(part, 1, BinnedDistribution.mean)
-            parts.append(first.probs)
-        return BinnedDistribution(probs=torch.cat(parts), centers=self.centers)
+        probs = torch.empty(batch.size, len(self.agents.config.variables), self.centers.shape[1], dtype=torch.float64)
+        for index in self._chunks(batch, self.batch_size):
+            _, first = self._rollout(batch.select(index), 1, BinnedDistribution.mean)
+            probs[torch.from_numpy(index)] = first.probs.cpu()
+        return BinnedDistribution(probs=probs, centers=self.centers.cpu())
 
     def sample_paths(self, batch: ForecastBatch, horizon: int, n_samples: int, *, seed: int = 0) -> np.ndarray:
         """``(n_samples, B, horizon, V)`` float32 sampled futures: each step feeds its own draw back.
@@ -101,15 +99,23 @@ class AgentForecaster:
         """
         generator = torch.Generator(device=self.device).manual_seed(seed)
         out = np.empty((n_samples, batch.size, horizon, len(batch.variables)), dtype=np.float32)
-        repeat = np.repeat(np.arange(batch.size), n_samples)
-        per_call = max(1, self.batch_size // n_samples)
-        for lo in range(0, batch.size, per_call):
-            index = repeat[lo * n_samples : (lo + per_call) * n_samples]
-            part = batch.select(index)
+        for index in self._chunks(batch, max(1, self.batch_size // n_samples)):
+            part = batch.select(np.repeat(index, n_samples))
             paths, _ = self._rollout(part, horizon, lambda dist: dist.sample(1, generator)[0])  # (b * n, H, V)
-            paths = self._to_batch_layout(paths, batch).reshape(-1, n_samples, horizon, len(batch.variables))
-            out[:, lo : lo + paths.shape[0]] = paths.transpose(1, 0, 2, 3)
+            paths = self._to_batch_layout(paths, batch).reshape(len(index), n_samples, horizon, len(batch.variables))
+            out[:, index] = paths.transpose(1, 0, 2, 3)
         return out
+
+    @staticmethod
+    def _chunks(batch: ForecastBatch, size: int) -> list[np.ndarray]:
+        """Problem indices in chunks of ``size``, problems with similar measured context lengths together.
+
+        Hours before a context's first measurement are masked, and hours masked for every problem
+        of a chunk are not computed at all, so grouping by length saves most of the padding.
+        """
+        measured_hours = leading_empty_mask(batch.values).sum(axis=1)  # (B,)
+        order = np.argsort(measured_hours, kind="stable")
+        return [order[lo : lo + size] for lo in range(0, batch.size, size)]
 
     # ------------------------------------------------------------------ rollout
     def _model_columns(self, batch: ForecastBatch) -> np.ndarray:
@@ -146,13 +152,16 @@ class AgentForecaster:
         context = max(1, min(batch.context_hours, config.context_hours, config.window_hours - horizon + 1))
         offset = batch.context_hours - context
         values = batch.values[:, offset:, :][:, :, columns]  # (b, C, V)
+        started = leading_empty_mask(values)  # (b, C)
+        skip = int(np.argmax(started.any(axis=0)))  # leading hours masked for every problem: left out
+        context, offset, values, started = context - skip, offset + skip, values[:, skip:], started[:, skip:]
         treatments = batch.treatments[:, offset:, :][:, :, treatment_columns]  # (b, C + H, T)
         static = batch.static[:, static_columns]
         b = batch.size
         hours = batch.start_hours.astype(np.int64)[:, None] + np.arange(-context + 1, 1)[None, :]  # (b, C)
         inputs = self.encoder.encode(values, treatments[:, :context], treatments[:, 1 : context + 1], static, hours)
         state = self.encoder.carry_state(values)
-        mask = torch.from_numpy(leading_empty_mask(values)).to(self.device)  # (b, C)
+        mask = torch.from_numpy(started).to(self.device)  # (b, C)
         positions = (mask.cumsum(1) - 1).clamp_min(0)  # (b, C)
         references = self.reference_matrix.to(self.device).expand(b, -1, -1)
         paths = np.empty((b, horizon, len(config.variables)), dtype=np.float32)

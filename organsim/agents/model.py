@@ -69,10 +69,12 @@ class AgentConfig:
     dropout
         Attention dropout of the decoder and dropout on the input vectors.
     persistence_bins
-        Half-width D of the learned persistence term: a variable's logit of bin ``k`` gets a
-        learned per-variable bonus ``kappa_v(k - k_last)`` for ``|k - k_last| <= D``, where
-        ``k_last`` is the bin of its last observed value (none when it was never observed in the
-        window). It lets rarely measured labs learn "about where it was" from few examples. 0 = off.
+        Half-width D of the learned transition term: when a variable has a last observed value
+        in the window, in bin ``k_last``, its logit of bin ``k`` gets a learned per-variable term
+        ``kappa_v(k - k_last)`` for ``|k - k_last| <= D`` and ``kappa_v(outside)`` for the other
+        bins. Training starts it at the log-frequencies of bin moves between consecutive
+        measurements in the training split (:meth:`OrganAgents.init_transition_prior`), so even
+        a rarely measured lab starts out "about where it was", however extreme. 0 = off.
     backbone_sharing
         ``"shared"``: one decoder for the nine agents; ``"separate"``: one decoder per system.
     variables
@@ -328,12 +330,8 @@ class OrganAgents(nn.Module):
         # ---- heads: each agent owns one linear head per variable of its system (logits over its bins)
         self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in config.bin_counts)
         width = config.persistence_bins
-        if width:
-            distance = torch.arange(-width, width + 1, dtype=torch.float32)
-            bump = torch.exp(-(distance**2) / 8).repeat(n_variables, 1)  # starts near persistence
-            self.persistence = nn.Parameter(bump)  # (V, 2D + 1)
-        else:
-            self.persistence = None
+        # (V, 2D + 2): kappa(-D..D) then kappa(outside); set from data by init_transition_prior
+        self.persistence = nn.Parameter(torch.zeros(n_variables, 2 * width + 2)) if width else None
 
     # ------------------------------------------------------------------ inputs
     def reference_mask(self, references: torch.Tensor) -> torch.Tensor:
@@ -411,9 +409,30 @@ class OrganAgents(nn.Module):
             return logits
         width = self.config.persistence_bins
         distance = torch.arange(logits.shape[-1], device=logits.device)[None, :] - (last_ids[:, None] - 1)  # (n, bins_v)
-        near = (distance.abs() <= width) & (last_ids[:, None] > 0)
-        bonus = self.persistence[v][(distance + width).clamp(0, 2 * width)]  # (n, bins_v)
-        return logits + torch.where(near, bonus, torch.zeros_like(bonus))
+        slot = torch.where(distance.abs() <= width, distance + width, 2 * width + 1)  # outside -> last slot
+        term = self.persistence[v][slot]  # (n, bins_v)
+        return logits + torch.where(last_ids[:, None] > 0, term, torch.zeros_like(term))
+
+    @torch.no_grad()
+    def init_transition_prior(self, moves: torch.Tensor) -> None:
+        """Set the transition term from counts of bin moves between consecutive measurements.
+
+        Parameters
+        ----------
+        moves
+            ``(V, 2D + 2)`` counts: moves of ``-D..D`` bins, then moves farther away. The term
+            becomes the log-probability per bin (add-one smoothed; "outside" shared by the bins
+            it covers), relative to a uniform distribution over the variable's bins.
+        """
+        if self.persistence is None:
+            raise ValueError("this model has no transition term (persistence_bins = 0)")
+        width = self.config.persistence_bins
+        counts = moves.double() + 1.0
+        probs = counts / counts.sum(1, keepdim=True)
+        bins = torch.tensor(self.config.bin_counts, dtype=torch.float64)
+        outside_bins = (bins - (2 * width + 1)).clamp_min(1)
+        per_bin = torch.cat([probs[:, :-1], (probs[:, -1] / outside_bins)[:, None]], dim=1)
+        self.persistence.copy_((per_bin * bins[:, None]).log().float())
 
     def _head_logits(self, hidden: torch.Tensor, last_ids: torch.Tensor) -> torch.Tensor:
         """``(B, S, H)`` last-position states and ``(B, V)`` last ids -> ``(B, V, K)`` logits (padding bins very negative)."""

@@ -299,7 +299,29 @@ def prepare_agents(
         **fields,
     )
     torch.manual_seed(train_config.seed)
-    return TrainedAgents(model=OrganAgents(config), tokenizer=tokenizer, normaliser=normaliser), cohort
+    model = OrganAgents(config)
+    if config.persistence_bins:
+        model.init_transition_prior(torch.from_numpy(bin_moves(HourlyArrays.from_cohort(train), tokenizer, config.persistence_bins)))
+    return TrainedAgents(model=model, tokenizer=tokenizer, normaliser=normaliser), cohort
+
+
+def bin_moves(arrays: HourlyArrays, tokenizer: BinTokenizer, width: int) -> np.ndarray:
+    """``(V, 2 * width + 2)`` counts of bin moves between consecutive measurements of each variable.
+
+    Columns: moves of ``-width .. width`` bins, then moves of more than ``width`` bins. Only
+    consecutive measurements of the same stay are paired.
+    """
+    ids, observed, _ = tokenizer.encode(arrays.values[:-1], arrays.variables)  # (rows, V); the last row is padding
+    stay_of_row = np.repeat(np.arange(len(arrays.stay_ids)), arrays.last_hour - arrays.first_hour + 1)
+    counts = np.zeros((len(arrays.variables), 2 * width + 2), dtype=np.int64)
+    for v in range(len(arrays.variables)):
+        rows = np.flatnonzero(observed[:, v])
+        same_stay = stay_of_row[rows[1:]] == stay_of_row[rows[:-1]]
+        move = (ids[rows[1:], v] - ids[rows[:-1], v])[same_stay]
+        inside = np.abs(move) <= width
+        counts[v, : 2 * width + 1] = np.bincount(move[inside] + width, minlength=2 * width + 1)
+        counts[v, -1] = int((~inside).sum())
+    return counts
 
 
 def make_accelerator(device: str) -> Accelerator:

@@ -155,3 +155,23 @@ def test_random_reference_sets_mix_none_all_and_subsets():
     assert torch.equal(refs, sample_reference_sets(400, 9, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="references"):
         reference_sets("some", 1, 9)
+
+
+def test_transition_prior_from_move_counts(catalog):
+    config = _config(catalog, persistence_bins=1)
+    model = OrganAgents(config)
+    moves = torch.zeros(len(config.variables), 4)
+    moves[0] = torch.tensor([1.0, 6.0, 1.0, 0.0])  # hr: stays in its bin 6 times in 8, moves one bin twice
+    model.init_transition_prior(moves)
+    k = config.bin_counts[0]
+    expected = torch.log(torch.tensor([2 / 12, 7 / 12, 2 / 12, 1 / 12 / (k - 3)]) * k)  # add-one smoothing
+    assert torch.allclose(model.persistence[0], expected.float())
+    # the term is added around the last observed bin only, and only when there is one
+    states = torch.zeros(2, config.hidden_size)
+    logits = model._variable_logits(0, states, torch.tensor([3, 0]))  # last value in bin 2; never observed
+    head = model.heads[0](states).float()
+    delta = (logits - head)[0]
+    assert torch.allclose(delta[1:4], expected[:3].float()) and torch.allclose(delta[[0, 4]], expected[3].float().expand(2))
+    assert torch.equal(logits[1], head[1])
+    with pytest.raises(ValueError, match="no transition term"):
+        OrganAgents(_config(catalog, persistence_bins=0)).init_transition_prior(moves)

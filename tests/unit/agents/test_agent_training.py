@@ -14,11 +14,13 @@ from organsim.agents.checkpoint import TrainedAgents
 from organsim.agents.forecaster import AgentForecaster
 from organsim.agents.training import (
     TrainConfig,
+    bin_moves,
     length_bucketed_batches,
     random_windows,
     tiled_windows,
     train_agents,
 )
+from organsim.data.tokenizers import BinTokenizer
 from organsim.data.windows import HourlyArrays, choose_starts, forecast_batch
 from organsim.utils.errors import DataError
 
@@ -154,3 +156,20 @@ def test_a_broken_model_dir_is_reported_with_its_file(trained, tmp_path):
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(DataError, match=r"model.safetensors.*cannot read"):
         TrainedAgents.load(broken)
+
+
+def test_bin_moves_count_consecutive_measurements(agent_cohort):
+    arrays = HourlyArrays.from_cohort(agent_cohort)
+    tokenizer = BinTokenizer.fit_cohort(agent_cohort, split=None, n_bins=8)
+    counts = bin_moves(arrays, tokenizer, 2)
+    v = arrays.variables.index("map")
+    expected = np.zeros(6, dtype=np.int64)
+    for position in range(len(arrays.stay_ids)):
+        lo = arrays.offsets[position]
+        hi = lo + arrays.last_hour[position] - arrays.first_hour[position] + 1
+        ids, mask, _ = tokenizer.encode(arrays.values[lo:hi, v : v + 1], ["map"])
+        seen = ids[mask[:, 0], 0]
+        for move in np.diff(seen):
+            expected[move + 2 if abs(move) <= 2 else 5] += 1
+    np.testing.assert_array_equal(counts[v], expected)
+    assert counts.shape == (len(arrays.variables), 6)
