@@ -206,15 +206,18 @@ def tiled_windows(arrays: HourlyArrays, window_hours: int) -> Windows:
     return Windows(positions=positions, start_hours=starts, lengths=lengths)
 
 
-def length_bucketed_batches(lengths: np.ndarray, batch_size: int, bucket_batches: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffle, sort by length within groups of ``bucket_batches`` batches, cut, shuffle the batches."""
+def length_bucketed_batches(lengths: np.ndarray, batch_size: int, bucket_batches: int, rng: np.random.Generator) -> list[list[int]]:
+    """Shuffle, sort by length within groups of ``bucket_batches`` batches, cut, shuffle the batches.
+
+    Batches are lists of ints, as ``accelerate``'s batch-sampler sharding expects.
+    """
     order = rng.permutation(len(lengths))
     group = batch_size * bucket_batches
     batches = []
     for lo in range(0, len(order), group):
         chunk = order[lo : lo + group]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        batches.extend(chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
