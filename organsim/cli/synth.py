@@ -98,6 +98,8 @@ def report_synthetic(
     table.add_column("verdict")
     for check in metrics["checks"]:
         value = "-" if check["value"] is None else f"{check['value']:.3f}"
+        if check.get("interval_95"):
+            value += " (95 %: {:.3f}-{:.3f})".format(*check["interval_95"])
         verdict = {True: "[green]pass[/]", False: "[red]fail[/]", None: "not measured"}[check["passed"]]
         table.add_row(check["check"], value, check["target"], verdict)
     console.print(table)

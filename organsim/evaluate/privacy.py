@@ -33,6 +33,7 @@ from organsim.evaluate.fidelity import stay_summaries
 
 EXACT_COPY_DISTANCE = 1e-6
 """A synthetic stay this close (in standardised units) to a real-train stay counts as a copy."""
+BOOTSTRAP_RESAMPLES = 500
 
 
 @dataclass
@@ -88,15 +89,32 @@ class DistanceToClosestRecord:
     synthetic: np.ndarray
     holdout: np.ndarray
 
-    def summary(self) -> dict[str, Any]:
-        """Quantiles of both, their median ratio, the share of synthetic stays closer than the
-        holdout's 5th percentile (about 0.05 when synthetic stays are as far as unseen patients),
-        exact copies, and ``synthetic_not_closer_at_median`` (median synthetic >= median holdout)."""
+    def median_ratio_interval(self, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float] | None:
+        """95 % bootstrap interval of median(synthetic) / median(holdout), both resampled with replacement.
+
+        It shows whether a ratio just below 1 is sampling noise: for a second real sample of the
+        same patients it covers 1. None when a resampled holdout median is 0.
+        """
+        rng = np.random.default_rng(seed)
+        synthetic = np.median(rng.choice(self.synthetic, (resamples, len(self.synthetic))), axis=1)
+        holdout = np.median(rng.choice(self.holdout, (resamples, len(self.holdout))), axis=1)
+        if np.any(holdout <= 0):
+            return None
+        low, high = np.quantile(synthetic / holdout, [0.025, 0.975])
+        return float(low), float(high)
+
+    def summary(self, seed: int = 0) -> dict[str, Any]:
+        """Quantiles of both, their median ratio (with its :meth:`median_ratio_interval`, seeded),
+        the share of synthetic stays closer than the holdout's 5th percentile (about 0.05 when
+        synthetic stays are as far as unseen patients), exact copies, and
+        ``synthetic_not_closer_at_median`` (median synthetic >= median holdout)."""
         synthetic, holdout = _quantiles(self.synthetic), _quantiles(self.holdout)
+        interval = self.median_ratio_interval(seed=seed)
         return {
             "synthetic_to_train": synthetic,
             "holdout_to_train": holdout,
             "median_ratio": synthetic["median"] / holdout["median"] if holdout["median"] > 0 else None,
+            "median_ratio_interval_95": list(interval) if interval else None,
             "share_closer_than_holdout_p05": float(np.mean(self.synthetic < holdout["p05"])),
             "exact_copies": int(np.sum(self.synthetic < EXACT_COPY_DISTANCE)),
             "synthetic_not_closer_at_median": bool(synthetic["median"] >= holdout["median"]),
@@ -143,13 +161,14 @@ def membership_inference(embedding: StayEmbedding, real_train: Cohort, synthetic
                                -nearest_distances(embedding.transform(real_test), records))
 
 
-def privacy_metrics(real_train: Cohort, synthetic: Cohort, real_test: Cohort, variables: Sequence[str]
+def privacy_metrics(real_train: Cohort, synthetic: Cohort, real_test: Cohort, variables: Sequence[str], *, seed: int = 0
                     ) -> tuple[dict[str, Any], DistanceToClosestRecord, MembershipInference]:
-    """Both measures with one embedding fitted on ``real_train``: (JSON summary, DCR, attack)."""
+    """Both measures with one embedding fitted on ``real_train``: (JSON summary, DCR, attack); ``seed``
+    seeds the bootstrap interval."""
     embedding = StayEmbedding.fit(real_train, variables)
     dcr = distance_to_closest_record(embedding, real_train, synthetic, real_test)
     attack = membership_inference(embedding, real_train, synthetic, real_test)
-    summary = {"features": len(embedding.columns), "distance_to_closest_record": dcr.summary(),
+    summary = {"features": len(embedding.columns), "distance_to_closest_record": dcr.summary(seed),
                "membership_inference": attack.summary()}
     return summary, dcr, attack
 

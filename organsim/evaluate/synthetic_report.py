@@ -139,7 +139,8 @@ def _checks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
                    "passed": detection < TARGETS["detection_auroc"]})
     dcr = metrics["privacy"]["distance_to_closest_record"]
     checks.append({"check": "median distance to closest record, synthetic / holdout",
-                   "value": dcr["median_ratio"], "target": ">= 1", "passed": dcr["synthetic_not_closer_at_median"]})
+                   "value": dcr["median_ratio"], "target": ">= 1", "passed": dcr["synthetic_not_closer_at_median"],
+                   "interval_95": dcr["median_ratio_interval_95"]})
     attack = metrics["privacy"]["membership_inference"]["auroc"]
     checks.append({"check": "membership-inference AUROC", "value": attack,
                    "target": f"< {TARGETS['membership_inference_auroc']}", "passed": attack < TARGETS["membership_inference_auroc"]})
@@ -221,7 +222,7 @@ def _build(synthetic: Cohort, real_train: Cohort, real_test: Cohort, config: Rep
         step("utility: skipped task")
 
     step("privacy: distance to closest record, membership inference")
-    privacy_summary, dcr, attack = privacy.privacy_metrics(real_train, synthetic, real_test, variables)
+    privacy_summary, dcr, attack = privacy.privacy_metrics(real_train, synthetic, real_test, variables, seed=seed)
 
     metrics: dict[str, Any] = {
         "report": "organsim synthetic cohort report",
@@ -451,6 +452,13 @@ def _image(report: SyntheticReport, name: str, caption: str) -> str:
     return f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
 
 
+def _check_value(check: dict[str, Any]) -> Markup:
+    """The check's value, with its 95 % interval when it has one."""
+    interval = check.get("interval_95")
+    shown = _number(check["value"])
+    return Markup(f"{shown} (95 %: {_number(interval[0])} &ndash; {_number(interval[1])})" if interval else shown)
+
+
 def _verdict(passed: bool | None) -> Markup:
     if passed is None:
         return Markup('<span class="na">not measured</span>')
@@ -481,7 +489,7 @@ def render_html(report: SyntheticReport) -> str:
 
     parts.append("<h2>Checks</h2>")
     parts.append(_table(["check", "value", "target", "verdict"],
-                        [[c["check"], c["value"], c["target"], _verdict(c["passed"])] for c in m["checks"]]))
+                        [[c["check"], _check_value(c), c["target"], _verdict(c["passed"])] for c in m["checks"]]))
 
     parts.append("<h2>Cohorts</h2>")
     cohorts = m["cohorts"]
@@ -553,6 +561,8 @@ def render_html(report: SyntheticReport) -> str:
     dcr, attack = m["privacy"]["distance_to_closest_record"], m["privacy"]["membership_inference"]
     parts.append(_table(["measure", "synthetic -> real-train", "real-test -> real-train"], [
         ["median distance to closest record", dcr["synthetic_to_train"]["median"], dcr["holdout_to_train"]["median"]],
+        ["median ratio synthetic / holdout (95 % bootstrap interval)", Markup(
+            f"{_number(dcr['median_ratio'])} ({' &ndash; '.join(_number(x) for x in dcr['median_ratio_interval_95'] or [])})"), None],
         ["5th percentile", dcr["synthetic_to_train"]["p05"], dcr["holdout_to_train"]["p05"]],
         ["share closer than the holdout's 5th percentile", dcr["share_closer_than_holdout_p05"], 0.05],
         ["exact copies", dcr["exact_copies"], None],

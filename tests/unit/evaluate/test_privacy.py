@@ -34,6 +34,18 @@ def test_dcr_summary_by_hand() -> None:
     assert summary["holdout_to_train"]["p05"] == pytest.approx(2.2)
     assert summary["share_closer_than_holdout_p05"] == 0.6  # 0, 1 and 2 are below 2.2
     assert summary["exact_copies"] == 1
+    low, high = summary["median_ratio_interval_95"]
+    assert 0 <= low <= 0.5 <= high and summary == DistanceToClosestRecord(
+        np.array([0.0, 1.0, 2.0, 3.0, 4.0]), np.array([2.0, 4.0, 6.0])).summary()  # seeded
+
+
+def test_median_ratio_interval_covers_one_for_two_samples_of_one_population() -> None:
+    rng = np.random.default_rng(0)
+    dcr = DistanceToClosestRecord(rng.gamma(9, 1, 2000), rng.gamma(9, 1, 1000))
+    low, high = dcr.median_ratio_interval(seed=1)
+    assert low < 1 < high and high - low < 0.1
+    shifted = DistanceToClosestRecord(rng.gamma(9, 1, 2000) * 0.8, rng.gamma(9, 1, 1000))
+    assert shifted.median_ratio_interval(seed=1)[1] < 1
 
 
 def test_attack_auroc_by_hand() -> None:
