@@ -1,4 +1,5 @@
-"""Layer 7: evaluation. Forecast accuracy (per-system nMSE by horizon, metrics.json) and trajectory plots."""
+"""Layer 7: evaluation. Forecast accuracy (per-system nMSE by horizon, metrics.json), trajectory plots,
+and the synthetic-cohort report (fidelity, train-on-synthetic-test-on-real utility, privacy)."""
 
 from organsim.evaluate.accuracy import (
     DEFAULT_HORIZONS,
