@@ -42,6 +42,16 @@ def _reading(description: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
+def _ingest(read: Callable[..., Cohort], src: Path, out: Path, overwrite: bool, description: str) -> Cohort:
+    """Check the output path, read ``src`` with a progress bar, save atomically, print the summary."""
+    _check_out(out, overwrite)
+    with _reading(description) as progress:
+        cohort = read(src, progress=progress)
+    cohort.save(out, overwrite=overwrite)
+    _summary(cohort, out)
+    return cohort
+
+
 def _summary(cohort: Cohort, out: Path) -> None:
     """Print stays, hours, septic stays and out-of-range counts, and where the cohort went."""
     counts = cohort.counts()
@@ -72,11 +82,7 @@ def ingest_physionet2019(
     overwrite: Overwrite = False,
 ) -> None:
     """Read PhysioNet/CinC 2019 challenge files into a canonical cohort directory."""
-    _check_out(out, overwrite)
-    with _reading(f"reading {src.name}") as progress:
-        cohort = read_physionet2019(src, progress=progress)
-    cohort.save(out, overwrite=overwrite)
-    _summary(cohort, out)
+    _ingest(read_physionet2019, src, out, overwrite, f"reading {src.name}")
 
 
 @ingest_app.command("meds")
@@ -87,11 +93,7 @@ def ingest_meds(
     overwrite: Overwrite = False,
 ) -> None:
     """Read a MEDS dataset into a canonical cohort directory."""
-    _check_out(out, overwrite)
-    with _reading(f"reading {src.name} shards") as progress:
-        cohort = read_meds(src, progress=progress)
-    cohort.save(out, overwrite=overwrite)
-    _summary(cohort, out)
+    _ingest(read_meds, src, out, overwrite, f"reading {src.name} shards")
 
 
 @ingest_app.command("mimic-iv")
@@ -105,11 +107,7 @@ def ingest_mimic_iv(
 
     Sepsis is not labelled (MIMIC-IV has none); derive Sepsis-3 with organsim.scores.sepsis3_onset.
     """
-    _check_out(out, overwrite)
-    with _reading(f"reading {src.name} tables") as progress:
-        cohort = read_mimic_iv(src, progress=progress)
-    cohort.save(out, overwrite=overwrite)
-    _summary(cohort, out)
+    cohort = _ingest(read_mimic_iv, src, out, overwrite, f"reading {src.name} tables")
     console.print(f"sepsis {cohort.meta['provenance']['sepsis']}")
 
 
