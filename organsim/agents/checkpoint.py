@@ -3,7 +3,7 @@
 ::
 
     MODEL_DIR/
-      config.json          format, architecture (AgentConfig), tokenizer, normaliser, training
+      config.json          format, architecture (AgentConfig), value and change tokenizers, normaliser, training
                            settings, training state (epochs, losses, best epoch, data split)
       model.safetensors    the weights of the best epoch (lowest validation loss)
       last/                the latest epoch, for ``--resume``
@@ -32,7 +32,7 @@ from safetensors.torch import save as save_safetensors
 from organsim.agents.features import FeatureEncoder
 from organsim.agents.model import AgentConfig, OrganAgents
 from organsim.data.normalize import Normaliser
-from organsim.data.tokenizers import BinTokenizer
+from organsim.data.tokenizers import BinTokenizer, ChangeTokenizer
 from organsim.utils.errors import DataError
 from organsim.utils.io import atomic_directory, atomic_write_bytes, atomic_write_text
 
@@ -52,6 +52,8 @@ class TrainedAgents:
         The network (on CPU after :meth:`load`).
     tokenizer
         The value bins the model was trained with.
+    changes
+        The change bins the model was trained with.
     normaliser
         Training-split scaling statistics.
     training
@@ -60,6 +62,7 @@ class TrainedAgents:
 
     model: OrganAgents
     tokenizer: BinTokenizer
+    changes: ChangeTokenizer
     normaliser: Normaliser
     training: dict[str, Any] = field(default_factory=dict)
 
@@ -74,6 +77,7 @@ class TrainedAgents:
         config = self.config
         return FeatureEncoder(
             tokenizer=self.tokenizer,
+            changes=self.changes,
             normaliser=self.normaliser,
             variables=config.variables,
             treatment_codes=config.treatment_codes,
@@ -87,6 +91,7 @@ class TrainedAgents:
             "format": FORMAT,
             "model": self.config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
+            "changes": self.changes.to_dict(),
             "normaliser": self.normaliser.to_dict(),
             "training": self.training,
         }
@@ -99,13 +104,14 @@ class TrainedAgents:
         try:
             config = AgentConfig.from_dict(document["model"])
             tokenizer = BinTokenizer.from_dict(document["tokenizer"])
+            changes = ChangeTokenizer.from_dict(document["changes"])
             normaliser = Normaliser.from_dict(document["normaliser"])
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"malformed model config: {exc}", file=directory / CONFIG_FILE) from exc
         model = OrganAgents(config)
         load_weights(model, directory / weights)
         model.eval()
-        return cls(model=model, tokenizer=tokenizer, normaliser=normaliser, training=document.get("training", {}))
+        return cls(model=model, tokenizer=tokenizer, changes=changes, normaliser=normaliser, training=document.get("training", {}))
 
 
 def read_config(directory: Path) -> dict[str, Any]:

@@ -1,9 +1,12 @@
-"""The predictive distribution of an agent: per variable, probabilities over its value bins.
+"""The predictive distribution of an agent: per variable, probabilities over bins and their values.
 
-Chronos style, the distribution is discrete over the bins' decode values (the training mean of
-each bin, :attr:`BinTokenizer.centers`): :meth:`BinnedDistribution.mean` is the probability-weighted
-mean of those values, :meth:`BinnedDistribution.quantile` the smallest value whose cumulative
-probability reaches q, and :meth:`BinnedDistribution.sample` draws bins and returns their values.
+Chronos style, the distribution is discrete over the bins' decode values: a value bin decodes to
+the training mean of the values in it (:attr:`BinTokenizer.centers`), a change bin to the last
+observed value plus the bin's mean training change (:class:`ChangeTokenizer`), so the values can
+differ from case to case. :meth:`BinnedDistribution.mean` is the probability-weighted mean,
+:meth:`BinnedDistribution.quantile` the smallest value whose cumulative probability reaches q
+(values taken in ascending order), and :meth:`BinnedDistribution.sample` draws bins and returns
+their values.
 """
 
 from __future__ import annotations
@@ -11,19 +14,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from organsim.data.tokenizers import BinTokenizer
+from organsim.data.tokenizers import BinTokenizer, ChangeTokenizer
 
 
-def center_tensor(tokenizer: BinTokenizer, variables: Sequence[str]) -> torch.Tensor:
-    """``(V, K)`` float64 decode values of each variable's bins, zero-padded to K = the largest bin count."""
+def center_tensor(tokenizer: BinTokenizer | ChangeTokenizer, variables: Sequence[str], width: int | None = None) -> torch.Tensor:
+    """``(V, K)`` float64 bin centers of each variable, zero-padded to K (default: the largest bin count).
+
+    Value bins: centers in catalog units. Change bins: centers in units of the variable's scale.
+    """
     columns = tokenizer.columns_of(variables)
-    width = max(tokenizer.bin_counts[c] for c in columns)
+    width = width or max(tokenizer.bin_counts[c] for c in columns)
     out = torch.zeros(len(columns), width, dtype=torch.float64)
     for row, column in enumerate(columns):
         centers = tokenizer.centers[column]
-        out[row, : len(centers)] = torch.from_numpy(centers)
+        out[row, : len(centers)] = torch.from_numpy(np.asarray(centers, dtype=np.float64))
     return out
 
 
@@ -36,7 +43,7 @@ class BinnedDistribution:
     probs : torch.Tensor
         ``(B, V, K)`` float probabilities over bins (zero on a variable's padding bins).
     centers : torch.Tensor
-        ``(V, K)`` float64 value of each bin in catalog units (from :func:`center_tensor`).
+        ``(V, K)`` or ``(B, V, K)`` float64 value of each bin in catalog units.
     """
 
     probs: torch.Tensor
@@ -56,17 +63,20 @@ class BinnedDistribution:
         levels = torch.as_tensor(q if isinstance(q, Sequence) else [q], dtype=torch.float64, device=self.probs.device)
         if torch.any((levels <= 0) | (levels >= 1)):
             raise ValueError(f"quantile levels must be in (0, 1), got {levels.tolist()}")
-        cdf = self.probs.cumsum(-1)  # (B, V, K)
-        last_bin = (self.probs > 0).cumsum(-1).argmax(-1, keepdim=True)  # (B, V, 1) last bin with mass
+        centers = self.centers.expand_as(self.probs)
+        # order the bins by value (padding bins, with no mass, last)
+        key = torch.where(self.probs > 0, centers, torch.full_like(centers, torch.inf))
+        order = torch.argsort(key, dim=-1, stable=True)
+        probs, values = torch.gather(self.probs, -1, order), torch.gather(centers, -1, order)
+        cdf = probs.cumsum(-1)  # (B, V, K)
+        last_bin = (probs > 0).sum(-1, keepdim=True).clamp_min(1) - 1  # (B, V, 1) last bin with mass
         index = torch.searchsorted(cdf.contiguous(), levels.expand(*cdf.shape[:-1], -1).contiguous())  # (B, V, n_q)
-        index = torch.minimum(index, last_bin)
-        values = torch.gather(self.centers.expand(cdf.shape[0], -1, -1), -1, index)  # (B, V, n_q)
-        return values.permute(2, 0, 1)
+        return torch.gather(values, -1, torch.minimum(index, last_bin)).permute(2, 0, 1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(n, B, V)`` float64 draws (each a bin's value)."""
         b, v, k = self.probs.shape
         flat = self.probs.reshape(b * v, k).float()
         bins = torch.multinomial(flat, n, replacement=True, generator=generator)  # (B*V, n)
-        centers = self.centers.expand(b, -1, -1).reshape(b * v, k)
+        centers = self.centers.expand_as(self.probs).reshape(b * v, k)
         return torch.gather(centers, 1, bins).reshape(b, v, n).permute(2, 0, 1)

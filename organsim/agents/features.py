@@ -17,7 +17,7 @@ import torch
 
 from organsim.agents.model import HourInputs
 from organsim.data.normalize import Normaliser
-from organsim.data.tokenizers import BinTokenizer
+from organsim.data.tokenizers import BinTokenizer, ChangeTokenizer
 
 Z_CLIP = 8.0
 """Inputs' z-scores are clipped to +-Z_CLIP (extreme values stay extreme but bounded)."""
@@ -46,7 +46,9 @@ class FeatureEncoder:
     Attributes
     ----------
     tokenizer
-        Bins of every variable (fitted on the training split).
+        Value bins of every variable (fitted on the training split).
+    changes
+        Change bins of every variable (fitted on changes between consecutive training measurements).
     normaliser
         Training-split means and standard deviations of variables, treatments and statics.
     variables, treatment_codes, static_codes
@@ -56,6 +58,7 @@ class FeatureEncoder:
     """
 
     tokenizer: BinTokenizer
+    changes: ChangeTokenizer
     normaliser: Normaliser
     variables: tuple[str, ...]
     treatment_codes: tuple[str, ...]
@@ -93,23 +96,14 @@ class FeatureEncoder:
         HourInputs
             CPU tensors.
         """
-        b, t, v = values.shape
-        observed = ~np.isnan(values)
-        position = np.arange(t)[None, :, None]
-        last = np.maximum.accumulate(np.where(observed, position, -1), axis=1)  # (B, T, V), -1 = none yet
-        carried = np.take_along_axis(values, np.clip(last, 0, None), axis=1)
-        carried = np.where(last >= 0, carried, np.nan)  # (B, T, V) last observed value
-        since = np.where(last >= 0, np.minimum(position - last, self.since_cap_hours), self.since_cap_hours) / self.since_cap_hours
-        return self._inputs(carried, observed, since, treatments_given, treatments_planned, static, hours)
+        carried, hours_since = carry_forward(values)
+        since = np.minimum(hours_since, self.since_cap_hours) / self.since_cap_hours
+        return self._inputs(carried, ~np.isnan(values), since, treatments_given, treatments_planned, static, hours)
 
     def carry_state(self, values: np.ndarray) -> CarryState:
         """The carried-forward state after the last hour of ``(B, T, V)`` windows (for :meth:`encode_step`)."""
-        observed = ~np.isnan(values)
-        position = np.arange(values.shape[1])[None, :, None]
-        last = np.maximum.accumulate(np.where(observed, position, -1), axis=1)[:, -1]  # (B, V)
-        carried = np.take_along_axis(values, np.clip(last, 0, None)[:, None, :], axis=1)[:, 0]
-        hours_since = np.where(last >= 0, values.shape[1] - 1 - last, np.inf)
-        return CarryState(values=np.where(last >= 0, carried, np.nan), hours_since=hours_since.astype(np.float64))
+        carried, hours_since = carry_forward(values)
+        return CarryState(values=carried[:, -1], hours_since=hours_since[:, -1])
 
     def encode_step(
         self,
@@ -166,10 +160,39 @@ class FeatureEncoder:
             hours=f32(hour_feature),
         )
 
-    def targets(self, values: np.ndarray) -> torch.Tensor:
-        """``(B, T, V)`` raw next-hour values -> int64 0-based bin index, -100 where not observed."""
-        ids, mask, _ = self.tokenizer.encode(values, self.variables)
-        return torch.from_numpy(np.where(mask, ids - 1, -100))
+    def targets(self, next_values: np.ndarray, carried: np.ndarray) -> torch.Tensor:
+        """Training targets: int64 ``(B, T, V)`` 0-based bins, -100 where the next value was not measured.
+
+        Parameters
+        ----------
+        next_values
+            ``(B, T, V)`` raw values at t + 1.
+        carried
+            ``(B, T, V)`` last observed value up to t (NaN = none): where present, the target is
+            the change bin from it, else the value bin.
+        """
+        value_ids, observed, _ = self.tokenizer.encode(next_values, self.variables)
+        change_ids, _, _ = self.changes.encode(next_values, carried, self.variables)
+        ids = np.where(np.isnan(carried), value_ids, change_ids)
+        return torch.from_numpy(np.where(observed, ids - 1, -100))
+
+
+def carry_forward(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Last observed value and hours since it, at every hour of ``(B, T, V)`` windows.
+
+    Returns
+    -------
+    carried, hours_since
+        ``(B, T, V)`` float: the value (NaN before the window's first measurement) and the hours
+        since it was measured (0 at a measured hour, inf before the first measurement).
+    """
+    observed = ~np.isnan(values)
+    position = np.arange(values.shape[1])[None, :, None]
+    last = np.maximum.accumulate(np.where(observed, position, -1), axis=1)  # (B, T, V), -1 = none yet
+    carried = np.take_along_axis(values, np.clip(last, 0, None), axis=1)
+    carried = np.where(last >= 0, carried, np.nan)
+    hours_since = np.where(last >= 0, position - last, np.inf).astype(np.float64)
+    return carried, hours_since
 
 
 def leading_empty_mask(values: np.ndarray) -> np.ndarray:

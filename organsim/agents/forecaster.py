@@ -72,7 +72,11 @@ class AgentForecaster:
         self.name = name or f"agents_{label}"
         self.model = agents.model.to(self.device).eval()
         self.encoder = agents.encoder
-        self.centers = center_tensor(agents.tokenizer, agents.config.variables).to(self.device)
+        config = agents.config
+        width = max(max(a, b) for a, b in zip(config.bin_counts, config.change_bin_counts, strict=True))
+        self.value_centers = center_tensor(agents.tokenizer, config.variables, width).to(self.device)  # (V, K)
+        self.change_centers = center_tensor(agents.changes, config.variables, width).to(self.device)  # (V, K)
+        self.change_scales = torch.from_numpy(agents.changes.scales[agents.changes.columns_of(config.variables)]).to(self.device)
         self.feedback = np.isin(np.array(agents.config.variables), agents.config.feedback_variables)  # (V,)
 
     # ------------------------------------------------------------------ public API
@@ -85,12 +89,15 @@ class AgentForecaster:
         return out
 
     def next_hour(self, batch: ForecastBatch) -> BinnedDistribution:
-        """The predictive distribution of hour t+1 (``probs`` ``(B, V_model, K)``, model variable order)."""
-        probs = torch.empty(batch.size, len(self.agents.config.variables), self.centers.shape[1], dtype=torch.float64)
+        """The predictive distribution of hour t+1 (``(B, V_model, K)`` probabilities and values, model variable order)."""
+        shape = (batch.size, len(self.agents.config.variables), self.value_centers.shape[1])
+        probs = torch.empty(shape, dtype=torch.float64)
+        centers = torch.empty(shape, dtype=torch.float64)
         for index in self._chunks(batch, self.batch_size):
             _, first = self._rollout(batch.select(index), 1, BinnedDistribution.mean)
             probs[torch.from_numpy(index)] = first.probs.cpu()
-        return BinnedDistribution(probs=probs, centers=self.centers.cpu())
+            centers[torch.from_numpy(index)] = first.centers.cpu()
+        return BinnedDistribution(probs=probs, centers=centers)
 
     def sample_paths(self, batch: ForecastBatch, horizon: int, n_samples: int, *, seed: int = 0) -> np.ndarray:
         """``(n_samples, B, horizon, V)`` float32 sampled futures: each step feeds its own draw back.
@@ -118,6 +125,12 @@ class AgentForecaster:
         return [order[lo : lo + size] for lo in range(0, batch.size, size)]
 
     # ------------------------------------------------------------------ rollout
+    def _centers(self, last_values: np.ndarray, relative: torch.Tensor) -> torch.Tensor:
+        """``(b, V, K)`` bin values: last value + scale * change center where ``relative``, else value centers."""
+        last = torch.from_numpy(np.nan_to_num(last_values)).to(self.device)  # (b, V); 0 where relative is False
+        anchored = last[:, :, None] + self.change_scales[None, :, None] * self.change_centers[None]
+        return torch.where(relative[:, :, None], anchored, self.value_centers[None].expand_as(anchored))
+
     def _model_columns(self, batch: ForecastBatch) -> np.ndarray:
         """Index of each model variable in the batch's variables."""
         position = {v: i for i, v in enumerate(batch.variables)}
@@ -171,7 +184,7 @@ class AgentForecaster:
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
                 out = self.model(step_inputs, references, attention_mask=mask, position_ids=step_positions, past_key_values=cache, use_cache=True)
             cache = out.past_key_values
-            dist = BinnedDistribution.from_logits(out.logits, self.centers)  # (b, V, K)
+            dist = BinnedDistribution.from_logits(out.logits, self._centers(state.values, out.relative))  # (b, V, K)
             first = first or dist
             chosen = choose(dist).float().cpu().numpy()  # (b, V)
             paths[:, step] = chosen

@@ -17,9 +17,12 @@ all passed through a LayerNorm and fed via ``inputs_embeds`` to a Hugging Face d
 with LoRA adapters). The decoder is causal over hours, so one pass predicts the next hour at every
 position (efficient SFT) and :meth:`OrganAgents.forward` also steps with ``past_key_values``.
 
-Each agent has one linear head per variable of its system: logits over that variable's bins, the
-predictive distribution of its value at ``t + 1``
-(:class:`~organsim.agents.distribution.BinnedDistribution`).
+Each agent has one linear head per variable of its system giving the predictive distribution of
+its value at ``t + 1`` (:class:`~organsim.agents.distribution.BinnedDistribution`): over the
+variable's *change* bins from its last observed value when it has one in the window
+(:class:`~organsim.data.tokenizers.ChangeTokenizer`: the forecast stays anchored on the last
+measurement, however extreme), over its *value* bins (anchored on the clinical cut-offs) when it
+has none. Training starts each head at the training frequencies of its bins.
 
 The nine agents share one backbone (``backbone_sharing="shared"``, the sequences of the nine
 systems are one batch of ``B * 9``) or each has its own (``"separate"``); embeddings of values and
@@ -31,6 +34,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaModel
@@ -68,13 +72,8 @@ class AgentConfig:
         reaches (``context_hours + horizon - 1 <= window_hours`` keeps rollouts in trained range).
     dropout
         Attention dropout of the decoder and dropout on the input vectors.
-    persistence_bins
-        Half-width D of the learned transition term: when a variable has a last observed value
-        in the window, in bin ``k_last``, its logit of bin ``k`` gets a learned per-variable term
-        ``kappa_v(k - k_last)`` for ``|k - k_last| <= D`` and ``kappa_v(outside)`` for the other
-        bins. Training starts it at the log-frequencies of bin moves between consecutive
-        measurements in the training split (:meth:`OrganAgents.init_transition_prior`), so even
-        a rarely measured lab starts out "about where it was", however extreme. 0 = off.
+    change_bin_counts
+        Change bins per variable (the :class:`~organsim.data.tokenizers.ChangeTokenizer`'s).
     backbone_sharing
         ``"shared"``: one decoder for the nine agents; ``"separate"``: one decoder per system.
     variables
@@ -108,10 +107,10 @@ class AgentConfig:
     variables: tuple[str, ...]
     variable_systems: tuple[str, ...]
     bin_counts: tuple[int, ...]
+    change_bin_counts: tuple[int, ...]
     treatment_codes: tuple[str, ...]
     static_codes: tuple[str, ...]
     dropout: float = 0.0
-    persistence_bins: int = 8
     backbone_sharing: str = "shared"
     since_cap_hours: float = 48.0
     feedback_variables: tuple[str, ...] = ()
@@ -134,21 +133,19 @@ class AgentConfig:
             raise ValueError(f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}")
         if not 1 <= self.context_hours <= self.window_hours:
             raise ValueError(f"need 1 <= context_hours ({self.context_hours}) <= window_hours ({self.window_hours})")
-        if not (len(self.variables) == len(self.variable_systems) == len(self.bin_counts)):
-            raise ValueError("variables, variable_systems and bin_counts need one entry per variable")
+        if not (len(self.variables) == len(self.variable_systems) == len(self.bin_counts) == len(self.change_bin_counts)):
+            raise ValueError("variables, variable_systems, bin_counts and change_bin_counts need one entry per variable")
         unknown = sorted(set(self.variable_systems) - set(self.systems))
         if unknown:
             raise ValueError(f"unknown systems {unknown}; known: {list(self.systems)}")
         empty = [s for s in self.systems if s not in self.variable_systems]
         if empty:
             raise ValueError(f"systems without variables: {empty}")
-        if min(self.bin_counts) < 1:
-            raise ValueError("every variable needs at least one bin")
+        if min(self.bin_counts) < 1 or min(self.change_bin_counts) < 1:
+            raise ValueError("every variable needs at least one value bin and one change bin")
         unknown_feedback = sorted(set(self.feedback_variables) - set(self.variables))
         if unknown_feedback:
             raise ValueError(f"feedback_variables {unknown_feedback} are not among the variables")
-        if self.persistence_bins < 0:
-            raise ValueError(f"persistence_bins must be >= 0, got {self.persistence_bins}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -215,9 +212,12 @@ class AgentOutput:
     Attributes
     ----------
     logits : torch.Tensor | None
-        ``(B, V, K)`` logits over each variable's bins for the hour after the last position
-        (K = the largest bin count; a variable's unused entries are a large negative number).
-        Variable ``v``'s logits come from the agent of ``v``'s system. None when a loss was asked.
+        ``(B, V, K)`` logits for the hour after the last position, over each variable's change
+        bins where ``relative`` else over its value bins (K = the largest bin count; unused
+        entries are a large negative number). Variable ``v``'s logits come from the agent of
+        ``v``'s system. None when a loss was asked.
+    relative : torch.Tensor | None
+        ``(B, V)`` bool: the logits are over change bins (the variable has a last value).
     loss : torch.Tensor | None
         Mean cross-entropy over observed targets (when targets were given).
     n_targets : torch.Tensor | None
@@ -227,6 +227,7 @@ class AgentOutput:
     """
 
     logits: torch.Tensor | None
+    relative: torch.Tensor | None = None
     loss: torch.Tensor | None = None
     n_targets: torch.Tensor | None = None
     past_key_values: Any = None
@@ -327,11 +328,11 @@ class OrganAgents(nn.Module):
             self.backbone = None
             self.backbones = nn.ModuleList(build_llama_backbone(config) for _ in range(n_systems))
 
-        # ---- heads: each agent owns one linear head per variable of its system (logits over its bins)
-        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in config.bin_counts)
-        width = config.persistence_bins
-        # (V, 2D + 2): kappa(-D..D) then kappa(outside); set from data by init_transition_prior
-        self.persistence = nn.Parameter(torch.zeros(n_variables, 2 * width + 2)) if width else None
+        # ---- heads: each agent owns one linear head per variable of its system: logits over the
+        # variable's value bins, then over its change bins
+        self.heads = nn.ModuleList(
+            nn.Linear(hidden, n + m) for n, m in zip(config.bin_counts, config.change_bin_counts, strict=True)
+        )
 
     # ------------------------------------------------------------------ inputs
     def reference_mask(self, references: torch.Tensor) -> torch.Tensor:
@@ -402,57 +403,56 @@ class OrganAgents(nn.Module):
             caches.append(out.past_key_values)
         return torch.stack(hidden, dim=1), (caches if use_cache else None)
 
-    def _variable_logits(self, v: int, states: torch.Tensor, last_ids: torch.Tensor) -> torch.Tensor:
-        """Logits ``(n, bins_v)`` of variable ``v`` from agent states ``(n, H)`` and last observed ids ``(n,)``."""
+    def _variable_logits(self, v: int, states: torch.Tensor, relative: torch.Tensor) -> torch.Tensor:
+        """Logits of variable ``v`` from agent states ``(n, H)``: over change bins where ``relative`` ``(n,)``
+        (a last value exists), else over value bins; ``(n, max(value bins, change bins))``, padding very negative."""
         logits = self.heads[v](states).float()
-        if self.persistence is None:
-            return logits
-        width = self.config.persistence_bins
-        distance = torch.arange(logits.shape[-1], device=logits.device)[None, :] - (last_ids[:, None] - 1)  # (n, bins_v)
-        slot = torch.where(distance.abs() <= width, distance + width, 2 * width + 1)  # outside -> last slot
-        term = self.persistence[v][slot]  # (n, bins_v)
-        return logits + torch.where(last_ids[:, None] > 0, term, torch.zeros_like(term))
+        n_values, n_changes = self.config.bin_counts[v], self.config.change_bin_counts[v]
+        width = max(n_values, n_changes)
+        low = torch.finfo(logits.dtype).min
+        values = nn.functional.pad(logits[:, :n_values], (0, width - n_values), value=low)
+        changes = nn.functional.pad(logits[:, n_values:], (0, width - n_changes), value=low)
+        return torch.where(relative[:, None], changes, values)
 
     @torch.no_grad()
-    def init_transition_prior(self, moves: torch.Tensor) -> None:
-        """Set the transition term from counts of bin moves between consecutive measurements.
+    def init_output_priors(self, value_counts: list[np.ndarray], change_counts: list[np.ndarray]) -> None:
+        """Start every head at the training frequencies of its bins (its bias = add-one smoothed log-frequency).
 
         Parameters
         ----------
-        moves
-            ``(V, 2D + 2)`` counts: moves of ``-D..D`` bins, then moves farther away. The term
-            becomes the log-probability per bin (add-one smoothed; "outside" shared by the bins
-            it covers), relative to a uniform distribution over the variable's bins.
+        value_counts, change_counts
+            Per variable, counts of training targets in each value bin and each change bin.
         """
-        if self.persistence is None:
-            raise ValueError("this model has no transition term (persistence_bins = 0)")
-        width = self.config.persistence_bins
-        counts = moves.double() + 1.0
-        probs = counts / counts.sum(1, keepdim=True)
-        bins = torch.tensor(self.config.bin_counts, dtype=torch.float64)
-        outside_bins = (bins - (2 * width + 1)).clamp_min(1)
-        per_bin = torch.cat([probs[:, :-1], (probs[:, -1] / outside_bins)[:, None]], dim=1)
-        self.persistence.copy_((per_bin * bins[:, None]).log().float())
+        for v, head in enumerate(self.heads):
+            counts = np.concatenate([value_counts[v], change_counts[v]]).astype(np.float64)
+            if counts.shape != head.bias.shape:
+                raise ValueError(f"variable {self.config.variables[v]!r}: {counts.shape[0]} counts for {head.bias.shape[0]} bins")
+            n_values = self.config.bin_counts[v]
+            log_freq = np.concatenate([
+                np.log((counts[:n_values] + 1) / (counts[:n_values].sum() + n_values)),
+                np.log((counts[n_values:] + 1) / (counts[n_values:].sum() + len(counts) - n_values)),
+            ])
+            head.bias.copy_(torch.from_numpy(log_freq).float())
 
-    def _head_logits(self, hidden: torch.Tensor, last_ids: torch.Tensor) -> torch.Tensor:
-        """``(B, S, H)`` last-position states and ``(B, V)`` last ids -> ``(B, V, K)`` logits (padding bins very negative)."""
-        width = max(self.config.bin_counts)
+    def _head_logits(self, hidden: torch.Tensor, relative: torch.Tensor) -> torch.Tensor:
+        """``(B, S, H)`` last-position states and ``(B, V)`` bool -> ``(B, V, K)`` logits (padding bins very negative)."""
+        width = max(max(a, b) for a, b in zip(self.config.bin_counts, self.config.change_bin_counts, strict=True))
         rows = []
         for v in range(len(self.heads)):
-            logits = self._variable_logits(v, hidden[:, int(self.variable_system[v])], last_ids[:, v])  # (B, bins_v)
+            logits = self._variable_logits(v, hidden[:, int(self.variable_system[v])], relative[:, v])  # (B, k_v)
             rows.append(nn.functional.pad(logits, (0, width - logits.shape[-1]), value=torch.finfo(logits.dtype).min))
         return torch.stack(rows, dim=1)
 
-    def _loss(self, hidden: torch.Tensor, last_ids: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, hidden: torch.Tensor, relative: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy over observed targets (heads applied only where a target exists) and their count."""
         b_index, t_index, v_index = (targets >= 0).nonzero(as_tuple=True)  # (N,) each
         states = hidden[b_index, self.variable_system[v_index], t_index]  # (N, H)
         labels = targets[b_index, t_index, v_index]  # (N,)
-        anchors = last_ids[b_index, t_index, v_index]  # (N,)
+        in_changes = relative[b_index, t_index, v_index]  # (N,)
         total = hidden.new_zeros((), dtype=torch.float32)
         for v in torch.unique(v_index).tolist():
             rows = v_index == v
-            logits = self._variable_logits(v, states[rows], anchors[rows])  # (n_v, bins_v)
+            logits = self._variable_logits(v, states[rows], in_changes[rows])
             total = total + nn.functional.cross_entropy(logits, labels[rows], reduction="sum")
         return total, torch.tensor(len(v_index), device=hidden.device)
 
@@ -476,9 +476,11 @@ class OrganAgents(nn.Module):
         references
             ``(B, S, S)`` bool reference sets (see :meth:`embed_hours`).
         targets
-            ``(B, T, V)`` int64 bin index (0-based) of each variable's value at t + 1, -100 where
-            not observed. Given: the loss over observed targets at every position is returned
-            (heads are applied only where a target exists) and ``logits`` is None.
+            ``(B, T, V)`` int64 0-based bin of each variable's value at t + 1, -100 where not
+            observed: a change bin (from the last observed value) where the variable has one in
+            the window (``inputs.last_ids > 0``), else a value bin. Given: the loss over observed
+            targets at every position is returned (heads are applied only where a target exists)
+            and ``logits`` is None.
         attention_mask
             ``(B, T_past + T)`` 1 = attend, 0 = padding (left padding for contexts that start
             before the stay); None = attend to all.
@@ -496,8 +498,9 @@ class OrganAgents(nn.Module):
         embeds = self.embed_hours(inputs, references)
         hidden, cache = self._decode(embeds, attention_mask, position_ids, past_key_values, use_cache)  # (B, S, T, H)
         if targets is None:
-            return AgentOutput(logits=self._head_logits(hidden[:, :, -1], inputs.last_ids[:, -1]), past_key_values=cache)
-        loss_sum, n = self._loss(hidden, inputs.last_ids, targets)
+            relative = inputs.last_ids[:, -1] > 0  # (B, V)
+            return AgentOutput(logits=self._head_logits(hidden[:, :, -1], relative), relative=relative, past_key_values=cache)
+        loss_sum, n = self._loss(hidden, inputs.last_ids > 0, targets)
         return AgentOutput(logits=None, loss=loss_sum / n.clamp_min(1), n_targets=n, past_key_values=cache)
 
 

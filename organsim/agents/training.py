@@ -41,7 +41,7 @@ from organsim.agents.checkpoint import (
     weights_to_save,
     write_model_dir,
 )
-from organsim.agents.features import FeatureEncoder
+from organsim.agents.features import FeatureEncoder, carry_forward
 from organsim.agents.model import (
     AgentConfig,
     HourInputs,
@@ -53,7 +53,7 @@ from organsim.agents.model import (
 )
 from organsim.data.cohort import Cohort
 from organsim.data.normalize import Normaliser
-from organsim.data.tokenizers import BIN_METHODS, BinTokenizer
+from organsim.data.tokenizers import BIN_METHODS, BinTokenizer, ChangeTokenizer
 from organsim.data.windows import STARTS_SCHEMA, HourlyArrays
 from organsim.utils.devices import resolve_device
 from organsim.utils.progress import progress_bar
@@ -84,7 +84,9 @@ class TrainConfig:
     references
         ``"random"`` (per window and agent: none, all or a random subset), ``"none"`` or ``"all"``.
     n_bins, bin_method
-        Tokenizer settings (see :class:`~organsim.data.tokenizers.BinTokenizer`).
+        Value tokenizer settings (see :class:`~organsim.data.tokenizers.BinTokenizer`).
+    n_change_bins
+        Change bins per variable (see :class:`~organsim.data.tokenizers.ChangeTokenizer`).
     split_fractions, split_seed
         Train/validation/test fractions and seed used when the cohort has no split yet.
     seed
@@ -102,6 +104,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     references: str = "random"
     n_bins: int = 64
+    n_change_bins: int = 32
     bin_method: str = "quantile"
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_seed: int = 0
@@ -119,6 +122,8 @@ class TrainConfig:
             raise ValueError(f"references must be one of {TRAIN_REFERENCES}, got {self.references!r}")
         if self.bin_method not in BIN_METHODS:
             raise ValueError(f"bin_method must be one of {BIN_METHODS}, got {self.bin_method!r}")
+        if self.n_bins < 2 or self.n_change_bins < 2:
+            raise ValueError("n_bins and n_change_bins must be >= 2")
         if self.bucket_batches < 1:
             raise ValueError("bucket_batches must be >= 1")
 
@@ -241,7 +246,8 @@ def window_tensors(arrays: HourlyArrays, windows: Windows, index: np.ndarray, en
         batch.static,
         hours,
     )
-    return {**vars(inputs), "targets": encoder.targets(values[:, 1:])}
+    carried, _ = carry_forward(values[:, :length])
+    return {**vars(inputs), "targets": encoder.targets(values[:, 1:], carried)}
 
 
 class _WindowDataset(torch.utils.data.Dataset):
@@ -286,6 +292,9 @@ def prepare_agents(
         raise ValueError("training needs stays in both the train and the validation split; the cohort is too small or badly split")
     tokenizer = BinTokenizer.fit_cohort(train, split=None, n_bins=train_config.n_bins, method=train_config.bin_method)
     normaliser = Normaliser.fit(train, split=None)
+    train_arrays = HourlyArrays.from_cohort(train)
+    scales = normaliser.std[normaliser.index(tokenizer.variables)]
+    changes = ChangeTokenizer.fit(consecutive_changes(train_arrays), tokenizer.variables, scales, n_bins=train_config.n_change_bins)
     catalog = cohort.catalog
     charted = train.hourly.select(pl.col(tokenizer.variables).is_not_null().mean()).row(0)  # share of hours measured
     fields = {"feedback_variables": tuple(v for v, share in zip(tokenizer.variables, charted, strict=True) if share >= 0.5)}
@@ -297,34 +306,51 @@ def prepare_agents(
         variables=tokenizer.variables,
         variable_systems=tuple(catalog.variable(v).system for v in tokenizer.variables),
         bin_counts=tokenizer.bin_counts,
+        change_bin_counts=changes.bin_counts,
         treatment_codes=catalog.treatment_codes,
         static_codes=catalog.static_codes,
         **fields,
     )
     torch.manual_seed(train_config.seed)
     model = OrganAgents(config)
-    if config.persistence_bins:
-        model.init_transition_prior(torch.from_numpy(bin_moves(HourlyArrays.from_cohort(train), tokenizer, config.persistence_bins)))
-    return TrainedAgents(model=model, tokenizer=tokenizer, normaliser=normaliser), cohort
+    agents = TrainedAgents(model=model, tokenizer=tokenizer, changes=changes, normaliser=normaliser)
+    model.init_output_priors(*target_counts(train_arrays, agents.encoder))
+    return agents, cohort
 
 
-def bin_moves(arrays: HourlyArrays, tokenizer: BinTokenizer, width: int) -> np.ndarray:
-    """``(V, 2 * width + 2)`` counts of bin moves between consecutive measurements of each variable.
-
-    Columns: moves of ``-width .. width`` bins, then moves of more than ``width`` bins. Only
-    consecutive measurements of the same stay are paired.
-    """
-    ids, observed, _ = tokenizer.encode(arrays.values[:-1], arrays.variables)  # (rows, V); the last row is padding
+def consecutive_changes(arrays: HourlyArrays) -> list[np.ndarray]:
+    """Per variable, the raw changes between consecutive measurements within each stay."""
     stay_of_row = np.repeat(np.arange(len(arrays.stay_ids)), arrays.last_hour - arrays.first_hour + 1)
-    counts = np.zeros((len(arrays.variables), 2 * width + 2), dtype=np.int64)
-    for v in range(len(arrays.variables)):
-        rows = np.flatnonzero(observed[:, v])
+    values = arrays.values[:-1]  # the last row is padding
+    changes = []
+    for v in range(values.shape[1]):
+        rows = np.flatnonzero(~np.isnan(values[:, v]))
         same_stay = stay_of_row[rows[1:]] == stay_of_row[rows[:-1]]
-        move = (ids[rows[1:], v] - ids[rows[:-1], v])[same_stay]
-        inside = np.abs(move) <= width
-        counts[v, : 2 * width + 1] = np.bincount(move[inside] + width, minlength=2 * width + 1)
-        counts[v, -1] = int((~inside).sum())
-    return counts
+        changes.append(np.diff(values[rows, v].astype(np.float64))[same_stay])
+    return changes
+
+
+def target_counts(arrays: HourlyArrays, encoder: FeatureEncoder) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per variable, how often each value bin and each change bin is a training target.
+
+    The first measurement of a stay is a value-bin target; every later one a change-bin target
+    (from the measurement before it), as in training windows that start at the stay's start.
+    """
+    values = arrays.values[:-1]
+    stay_of_row = np.repeat(np.arange(len(arrays.stay_ids)), arrays.last_hour - arrays.first_hour + 1)
+    value_ids, observed, _ = encoder.tokenizer.encode(values, encoder.variables)
+    value_counts, change_counts = [], []
+    for v, (n_values, n_changes) in enumerate(zip(encoder.tokenizer.bin_counts, encoder.changes.bin_counts, strict=True)):
+        rows = np.flatnonzero(observed[:, v])
+        later = np.zeros(len(rows), dtype=bool)
+        later[1:] = stay_of_row[rows[1:]] == stay_of_row[rows[:-1]]
+        previous = np.full(len(rows), np.nan)
+        previous[1:] = values[rows[:-1], v]
+        previous[~later] = np.nan
+        change_ids, _, _ = encoder.changes.encode(values[rows, v][:, None], previous[:, None], [encoder.variables[v]])
+        value_counts.append(np.bincount(value_ids[rows[~later], v] - 1, minlength=n_values))
+        change_counts.append(np.bincount(change_ids[later, 0] - 1, minlength=n_changes))
+    return value_counts, change_counts
 
 
 def make_accelerator(device: str) -> Accelerator:

@@ -357,6 +357,197 @@ def _bin_centers(observed: np.ndarray, edges: np.ndarray) -> np.ndarray:
         centers = np.where(high, np.nextafter(centers, np.float32(-np.inf)), centers)
 
 
+# ====================================================================================== changes
+_CHANGE_FORMAT = "organsim.ChangeTokenizer/1"
+
+
+@dataclass(frozen=True)
+class ChangeState:
+    """What :meth:`ChangeTokenizer.encode` remembers for :meth:`ChangeTokenizer.decode`.
+
+    Attributes
+    ----------
+    variables : tuple[str, ...]
+        Codes of the encoded columns.
+    columns : np.ndarray
+        ``(V',)`` the tokenizer's index of each column.
+    previous : np.ndarray
+        ``(..., V')`` float64 previous values the changes are measured from (NaN = none).
+    """
+
+    variables: tuple[str, ...]
+    columns: np.ndarray
+    previous: np.ndarray
+
+
+@dataclass(frozen=True)
+class ChangeTokenizer:
+    """Per-variable bins of the change from a previous value, in units of the variable's scale.
+
+    A value ``x`` with previous value ``p`` encodes the change ``(x - p) / scale`` into the
+    variable's change bins; it decodes to ``p + scale * center``. The previous values are the
+    tokenizer's *state* (as the scale is in Chronos): a model forecasting in change bins stays
+    anchored on the last measurement however far out of the training range it lies. Id 0 means
+    missing (value or previous value NaN); bin ``k`` has id ``k + 1``. Bins are quantiles of the
+    training changes between consecutive measurements (normal-score spaced levels, as for
+    :class:`BinTokenizer`), so "no change" gets narrow bins.
+
+    Attributes
+    ----------
+    variables : tuple[str, ...]
+        Codes, in column order.
+    scales : np.ndarray
+        ``(V,)`` float64 > 0, the unit of each variable's changes (its training standard deviation).
+    edges : tuple[np.ndarray, ...]
+        Per variable, ``(n_bins - 1,)`` strictly ascending interior edges in scaled-change units
+        (the outer bins are open); bin ``k`` covers ``[edges[k - 1], edges[k])``.
+    centers : tuple[np.ndarray, ...]
+        Per variable, ``(n_bins,)`` mean training change in each bin (its midpoint, or half a unit
+        beyond the edge of an outer bin, where it held none).
+    """
+
+    variables: tuple[str, ...]
+    scales: np.ndarray
+    edges: tuple[np.ndarray, ...]
+    centers: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        if not (len(self.variables) == len(self.scales) == len(self.edges) == len(self.centers)):
+            raise ValueError("variables, scales, edges and centers need one entry per variable")
+        if not np.all(np.asarray(self.scales) > 0):
+            raise ValueError("every change scale must be > 0")
+        for code, edges, centers in zip(self.variables, self.edges, self.centers, strict=True):
+            if edges.ndim != 1 or not np.all(np.diff(edges) > 0):
+                raise ValueError(f"variable {code!r}: change edges must be strictly ascending")
+            if centers.shape != (len(edges) + 1,):
+                raise ValueError(f"variable {code!r}: {len(edges) + 1} change bins need as many centers")
+
+    @classmethod
+    def fit(cls, changes: Sequence[np.ndarray], variables: Sequence[str], scales: np.ndarray, *, n_bins: int = 32) -> ChangeTokenizer:
+        """Fit change bins.
+
+        Parameters
+        ----------
+        changes
+            Per variable, 1-D raw-unit changes between consecutive measurements in training data
+            (may be empty).
+        variables
+            The codes.
+        scales
+            ``(V,)`` the unit of each variable's changes (e.g. its training standard deviation).
+        n_bins
+            Bins per variable (>= 2; fewer when the changes take few distinct values).
+        """
+        if n_bins < 2:
+            raise ValueError(f"n_bins must be >= 2, got {n_bins}")
+        scales = np.asarray(scales, dtype=np.float64)
+        if len(changes) != len(variables) or scales.shape != (len(variables),):
+            raise ValueError("changes and scales need one entry per variable")
+        if not np.all(scales > 0):
+            raise ValueError("every change scale must be > 0")
+        levels = ndtr(np.linspace(-QUANTILE_SPAN_SD, QUANTILE_SPAN_SD, n_bins + 1)[1:-1])
+        edges_all, centers_all = [], []
+        for raw, scale in zip(changes, scales, strict=True):
+            scaled = np.asarray(raw, dtype=np.float64) / scale
+            scaled = scaled[np.isfinite(scaled)]
+            if len(scaled) == 0:
+                edges = np.linspace(-2, 2, n_bins + 1)[1:-1]
+            else:
+                edges = np.unique(np.quantile(scaled, levels).astype(np.float32)).astype(np.float64)
+            edges_all.append(edges)
+            centers_all.append(_change_centers(scaled, edges))
+        return cls(variables=tuple(variables), scales=scales, edges=tuple(edges_all), centers=tuple(centers_all))
+
+    @property
+    def bin_counts(self) -> tuple[int, ...]:
+        """Per variable, the number of change bins."""
+        return tuple(len(e) + 1 for e in self.edges)
+
+    def columns_of(self, variables: Sequence[str]) -> np.ndarray:
+        """The tokenizer's column index of each code; an unknown code is a ``KeyError``."""
+        position = {c: i for i, c in enumerate(self.variables)}
+        unknown = [c for c in variables if c not in position]
+        if unknown:
+            raise KeyError(f"variables {unknown} are not known to this change tokenizer")
+        return np.array([position[c] for c in variables], dtype=np.int64)
+
+    def encode(
+        self, values: np.ndarray, previous: np.ndarray, variables: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, ChangeState]:
+        """Values -> change-bin ids relative to ``previous`` (same shape ``(..., V')``).
+
+        Returns ids (0 where the value or the previous value is NaN), the mask of encoded
+        entries, and the state (the previous values) for :meth:`decode`.
+        """
+        codes = tuple(self.variables if variables is None else variables)
+        values = np.asarray(values, dtype=np.float64)
+        previous = np.asarray(previous, dtype=np.float64)
+        if values.shape != previous.shape or values.shape[-1] != len(codes):
+            raise ValueError(f"values and previous must have the same shape (..., {len(codes)}), got {values.shape} and {previous.shape}")
+        columns = self.columns_of(codes)
+        scaled = (values - previous) / self.scales[columns]
+        mask = np.isfinite(scaled)
+        ids = np.zeros(values.shape, dtype=np.int64)
+        for axis_index, column in enumerate(columns):
+            ids[..., axis_index] = np.searchsorted(self.edges[column], scaled[..., axis_index], side="right") + 1
+        ids[~mask] = MISSING_ID
+        return ids, mask, ChangeState(variables=codes, columns=columns, previous=previous)
+
+    def decode(self, ids: np.ndarray, state: ChangeState) -> np.ndarray:
+        """Change-bin ids -> ``previous + scale * center`` (float64); id 0 or no previous value -> NaN."""
+        ids = np.asarray(ids)
+        table = self.center_table()[state.columns]  # (V', max_bins + 1), column 0 NaN
+        vocab = np.array(self.bin_counts)[state.columns] + 1
+        if np.any((ids < 0) | (ids >= vocab)):
+            raise ValueError("change ids out of range")
+        change = table[np.arange(len(state.columns)), ids]
+        return state.previous + self.scales[state.columns] * change
+
+    def center_table(self) -> np.ndarray:
+        """``(V, max_bins + 1)`` float64: column 0 NaN (missing), then each bin's center, NaN-padded."""
+        table = np.full((len(self.variables), max(self.bin_counts) + 1), np.nan)
+        for column, centers in enumerate(self.centers):
+            table[column, 1 : len(centers) + 1] = centers
+        return table
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` rebuilds the identical tokenizer."""
+        return {
+            "format": _CHANGE_FORMAT,
+            "variables": {
+                code: {"scale": float(scale), "edges": [float(e) for e in edges], "centers": [float(c) for c in centers]}
+                for code, scale, edges, centers in zip(self.variables, self.scales, self.edges, self.centers, strict=True)
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChangeTokenizer:
+        """Rebuild from :meth:`to_dict` output."""
+        if data.get("format") != _CHANGE_FORMAT:
+            raise ValueError(f"not a ChangeTokenizer config (format {data.get('format')!r}, expected {_CHANGE_FORMAT!r})")
+        variables = tuple(data["variables"])
+        entries = [data["variables"][c] for c in variables]
+        return cls(
+            variables=variables,
+            scales=np.array([e["scale"] for e in entries], dtype=np.float64),
+            edges=tuple(np.asarray(e["edges"], dtype=np.float64) for e in entries),
+            centers=tuple(np.asarray(e["centers"], dtype=np.float64) for e in entries),
+        )
+
+
+def _change_centers(scaled: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Mean scaled change per bin; an empty bin gets its midpoint (an outer bin: its edge -/+ half a unit)."""
+    n = len(edges) + 1
+    bins = np.searchsorted(edges, scaled, side="right")
+    sums = np.bincount(bins, weights=scaled, minlength=n)
+    counts = np.bincount(bins, minlength=n)
+    if len(edges):
+        fallback = np.concatenate([[edges[0] - 0.5], (edges[:-1] + edges[1:]) / 2, [edges[-1] + 0.5]])
+    else:
+        fallback = np.zeros(1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), fallback)
+
+
 # ====================================================================================== text
 _TOKEN = re.compile(r"^([a-z][a-z0-9_]*)=(\S+)$")
 

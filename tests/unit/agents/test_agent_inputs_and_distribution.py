@@ -7,18 +7,24 @@ import pytest
 import torch
 
 from organsim.agents.distribution import BinnedDistribution, center_tensor
-from organsim.agents.features import FeatureEncoder, leading_empty_mask
+from organsim.agents.features import FeatureEncoder, carry_forward, leading_empty_mask
+from organsim.agents.training import consecutive_changes
 from organsim.data.normalize import Normaliser
-from organsim.data.tokenizers import BinTokenizer
+from organsim.data.tokenizers import BinTokenizer, ChangeTokenizer
+from organsim.data.windows import HourlyArrays
 
 
 @pytest.fixture(scope="module")
 def encoder(agent_cohort) -> FeatureEncoder:
     train = agent_cohort.subset(split="train")
     catalog = agent_cohort.catalog
+    normaliser = Normaliser.fit(train, split=None)
+    arrays = HourlyArrays.from_cohort(train)
+    codes = catalog.variable_codes
     return FeatureEncoder(
         tokenizer=BinTokenizer.fit_cohort(train, split=None, n_bins=8),
-        normaliser=Normaliser.fit(train, split=None),
+        changes=ChangeTokenizer.fit(consecutive_changes(arrays), codes, normaliser.std[normaliser.index(codes)], n_bins=6),
+        normaliser=normaliser,
         variables=catalog.variable_codes,
         treatment_codes=catalog.treatment_codes,
         static_codes=catalog.static_codes,
@@ -51,11 +57,17 @@ def test_inputs_carry_the_last_value_forward(encoder):
 
 def test_targets_and_fed_back_hours(encoder):
     v = len(encoder.variables)
-    values = np.full((1, 2, v), np.nan, dtype=np.float32)
-    values[0, 1, 0] = 75.0
-    targets = encoder.targets(values).numpy()
-    assert targets[0, 0, 0] == -100 and np.all(targets[0, 1, 1:] == -100)
-    assert targets[0, 1, 0] == encoder.tokenizer.encode(np.array([[75.0]]), ["hr"])[0][0, 0] - 1
+    hr = encoder.variables.index("hr")
+    window = np.full((1, 3, v), np.nan, dtype=np.float32)
+    window[0, 1, hr], window[0, 2, hr] = 75.0, 80.0  # hr measured at hours 1 and 2 (the targets of positions 0, 1)
+    carried, hours_since = carry_forward(window[:, :2])
+    np.testing.assert_array_equal(carried[0, :, hr], [np.nan, 75.0])
+    np.testing.assert_array_equal(hours_since[0, :, hr], [np.inf, 0.0])
+    targets = encoder.targets(window[:, 1:], carried).numpy()
+    assert np.all(targets[0, :, [i for i in range(v) if i != hr]] == -100)
+    assert targets[0, 0, hr] == encoder.tokenizer.encode(np.array([[75.0]]), ["hr"])[0][0, 0] - 1  # no last value: value bin
+    change = encoder.changes.encode(np.array([[80.0]]), np.array([[75.0]]), ["hr"])[0][0, 0]
+    assert targets[0, 1, hr] == change - 1  # from 75 to 80: change bin
     # one more hour after the window: hr measured again, map not (its value and age carry on)
     window = np.full((1, 3, v), np.nan, dtype=np.float32)
     hr, map_ = encoder.variables.index("hr"), encoder.variables.index("map")
@@ -104,6 +116,11 @@ def test_binned_distribution_by_hand():
         dist.quantile(1.0)
     logits = torch.log(probs)
     np.testing.assert_allclose(BinnedDistribution.from_logits(logits, centers).probs.numpy(), probs.numpy(), atol=1e-12)
+    # per-case values (change bins around a last value), not in ascending order
+    per_case = torch.tensor([[[5.0, 3.0, 4.0], [7.0, 6.0, 0.0]]], dtype=torch.float64)
+    moved = BinnedDistribution(probs=probs, centers=per_case)
+    np.testing.assert_allclose(moved.mean().numpy(), [[1.0 + 0.9 + 2.0, 4.2 + 2.4]])
+    np.testing.assert_allclose(moved.quantile([0.25, 0.6]).numpy()[:, 0], [[3.0, 6.0], [4.0, 7.0]])
 
 
 def test_center_tensor_follows_the_tokenizer(encoder):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from organsim.agents.model import (
 from organsim.catalog import SYSTEMS
 
 BINS = 5
+CHANGE_BINS = 4
 
 
 def _config(catalog, **fields) -> AgentConfig:
@@ -25,6 +27,7 @@ def _config(catalog, **fields) -> AgentConfig:
         variables=codes,
         variable_systems=tuple(catalog.variable(c).system for c in codes),
         bin_counts=tuple(BINS + (i % 3) for i in range(len(codes))),  # bins differ between variables
+        change_bin_counts=tuple(CHANGE_BINS + (i % 2) for i in range(len(codes))),
         treatment_codes=catalog.treatment_codes,
         static_codes=catalog.static_codes,
         **fields,
@@ -57,8 +60,8 @@ def test_every_trainable_parameter_changes_after_one_step(catalog, sharing, refe
     model = OrganAgents(config)
     b, t = 4, 6
     inputs = _inputs(config, b, t, seed=1)
-    inputs.last_ids[0, 0] = torch.arange(len(config.variables)) % 2  # the "never observed" id 0 appears
-    targets = torch.randint(0, BINS, (b, t, len(config.variables)))
+    inputs.last_ids[:, 2] = torch.arange(len(config.variables)) % 2  # targets in value bins (id 0) and change bins
+    targets = torch.randint(0, min(BINS, CHANGE_BINS), (b, t, len(config.variables)))
     targets[:, :2] = -100  # unobserved targets are skipped
     refs = (
         sample_reference_sets(b, len(SYSTEMS), torch.Generator().manual_seed(2))
@@ -122,13 +125,34 @@ def test_left_padding_and_cache_stepping_match_a_plain_pass(catalog, sharing):
         assert torch.allclose(out.logits, plain, atol=1e-5)
 
 
-def test_logits_pad_short_variables(catalog):
+def test_logits_are_over_change_bins_after_a_measurement(catalog):
     config = _config(catalog)
-    logits = OrganAgents(config).eval()(_inputs(config, 2, 3, seed=6), reference_sets("none", 2, 9)).logits
-    assert logits.shape == (2, len(config.variables), max(config.bin_counts))
-    probs = torch.softmax(logits, -1)
-    for v, n in enumerate(config.bin_counts):
-        assert torch.all(probs[:, v, n:] == 0)
+    model = OrganAgents(config).eval()
+    inputs = _inputs(config, 2, 3, seed=6)
+    inputs.last_ids[0, -1] = 0  # window 0: nothing measured yet -> value bins
+    inputs.last_ids[1, -1] = 1  # window 1: every variable measured -> change bins
+    out = model(inputs, reference_sets("none", 2, 9))
+    width = max(max(a, b) for a, b in zip(config.bin_counts, config.change_bin_counts, strict=True))
+    assert out.logits.shape == (2, len(config.variables), width)
+    assert torch.equal(out.relative, torch.tensor([[False], [True]]).expand(2, len(config.variables)))
+    probs = torch.softmax(out.logits, -1)
+    for v, (n_values, n_changes) in enumerate(zip(config.bin_counts, config.change_bin_counts, strict=True)):
+        assert torch.all(probs[0, v, n_values:] == 0) and torch.all(probs[1, v, n_changes:] == 0)
+        assert torch.all(probs[0, v, :n_values] > 0) and torch.all(probs[1, v, :n_changes] > 0)
+
+
+def test_heads_start_at_the_training_frequencies(catalog):
+    config = _config(catalog)
+    model = OrganAgents(config)
+    value_counts = [np.arange(n) for n in config.bin_counts]
+    change_counts = [np.full(m, 3) for m in config.change_bin_counts]
+    model.init_output_priors(value_counts, change_counts)
+    n = config.bin_counts[0]
+    expected = np.log((np.arange(n) + 1) / (np.arange(n).sum() + n))
+    np.testing.assert_allclose(model.heads[0].bias[:n].detach().numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(model.heads[0].bias[n:].detach().numpy(), np.log(1 / config.change_bin_counts[0]), rtol=1e-6)
+    with pytest.raises(ValueError, match="counts for"):
+        model.init_output_priors([np.ones(2)] * len(config.variables), change_counts)
 
 
 def test_config_round_trip_and_checks(catalog):
@@ -155,23 +179,3 @@ def test_random_reference_sets_mix_none_all_and_subsets():
     assert torch.equal(refs, sample_reference_sets(400, 9, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="references"):
         reference_sets("some", 1, 9)
-
-
-def test_transition_prior_from_move_counts(catalog):
-    config = _config(catalog, persistence_bins=1)
-    model = OrganAgents(config)
-    moves = torch.zeros(len(config.variables), 4)
-    moves[0] = torch.tensor([1.0, 6.0, 1.0, 0.0])  # hr: stays in its bin 6 times in 8, moves one bin twice
-    model.init_transition_prior(moves)
-    k = config.bin_counts[0]
-    expected = torch.log(torch.tensor([2 / 12, 7 / 12, 2 / 12, 1 / 12 / (k - 3)]) * k)  # add-one smoothing
-    assert torch.allclose(model.persistence[0], expected.float())
-    # the term is added around the last observed bin only, and only when there is one
-    states = torch.zeros(2, config.hidden_size)
-    logits = model._variable_logits(0, states, torch.tensor([3, 0]))  # last value in bin 2; never observed
-    head = model.heads[0](states).float()
-    delta = (logits - head)[0]
-    assert torch.allclose(delta[1:4], expected[:3].float()) and torch.allclose(delta[[0, 4]], expected[3].float().expand(2))
-    assert torch.equal(logits[1], head[1])
-    with pytest.raises(ValueError, match="no transition term"):
-        OrganAgents(_config(catalog, persistence_bins=0)).init_transition_prior(moves)

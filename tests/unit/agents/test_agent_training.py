@@ -14,13 +14,13 @@ from organsim.agents.checkpoint import TrainedAgents
 from organsim.agents.forecaster import AgentForecaster
 from organsim.agents.training import (
     TrainConfig,
-    bin_moves,
+    consecutive_changes,
     length_bucketed_batches,
     random_windows,
+    target_counts,
     tiled_windows,
     train_agents,
 )
-from organsim.data.tokenizers import BinTokenizer
 from organsim.data.windows import HourlyArrays, choose_starts, forecast_batch
 from organsim.utils.errors import DataError
 
@@ -158,18 +158,19 @@ def test_a_broken_model_dir_is_reported_with_its_file(trained, tmp_path):
         TrainedAgents.load(broken)
 
 
-def test_bin_moves_count_consecutive_measurements(agent_cohort):
-    arrays = HourlyArrays.from_cohort(agent_cohort)
-    tokenizer = BinTokenizer.fit_cohort(agent_cohort, split=None, n_bins=8)
-    counts = bin_moves(arrays, tokenizer, 2)
+def test_change_statistics_pair_consecutive_measurements(agent_cohort, trained):
+    arrays = HourlyArrays.from_cohort(agent_cohort.subset(split="train"))
+    changes = consecutive_changes(arrays)
     v = arrays.variables.index("map")
-    expected = np.zeros(6, dtype=np.int64)
+    expected = []
     for position in range(len(arrays.stay_ids)):
         lo = arrays.offsets[position]
         hi = lo + arrays.last_hour[position] - arrays.first_hour[position] + 1
-        ids, mask, _ = tokenizer.encode(arrays.values[lo:hi, v : v + 1], ["map"])
-        seen = ids[mask[:, 0], 0]
-        for move in np.diff(seen):
-            expected[move + 2 if abs(move) <= 2 else 5] += 1
-    np.testing.assert_array_equal(counts[v], expected)
-    assert counts.shape == (len(arrays.variables), 6)
+        seen = arrays.values[lo:hi, v]
+        expected.extend(np.diff(seen[~np.isnan(seen)].astype(np.float64)))
+    np.testing.assert_allclose(changes[v], expected)
+    encoder = TrainedAgents.load(trained[0]).encoder
+    value_counts, change_counts = target_counts(arrays, encoder)
+    measured = int((~np.isnan(arrays.values[:-1, v])).sum())
+    assert value_counts[v].sum() + change_counts[v].sum() == measured
+    assert change_counts[v].sum() == len(expected)  # every measurement after a stay's first is a change

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from organsim.data.tokenizers import MISSING_ID, BinTokenizer, TextSerializer
+from organsim.data.tokenizers import MISSING_ID, BinTokenizer, ChangeTokenizer, TextSerializer
 from organsim.utils.errors import DataError
 
 
@@ -160,3 +160,41 @@ def test_text_format_and_parse_errors(catalog):
         serializer.parse("hr=1 hr=2")
     with pytest.raises(DataError, match=r"expected code=value"):
         serializer.parse("hr 1")
+
+
+@pytest.mark.parametrize("n_bins", [2, 8, 32])
+@pytest.mark.parametrize("scale", [0.5, 20.0])
+def test_change_round_trip_over_settings(n_bins, scale):
+    rng = np.random.default_rng(n_bins)
+    changes = [rng.standard_t(3, 500) * scale, np.round(rng.normal(0, 2, 300)), np.array([])]  # heavy, integer, none
+    tokenizer = ChangeTokenizer.fit(changes, ["hr", "gcs", "crp"], np.array([scale, 1.0, 3.0]), n_bins=n_bins)
+    assert all(2 <= n <= n_bins for n in tokenizer.bin_counts)
+    previous = rng.normal(100, 30, (40, 3))
+    values = previous + rng.standard_t(3, (40, 3)) * scale
+    values[::7, 0] = np.nan
+    previous[::5, 1] = np.nan
+    ids, mask, state = tokenizer.encode(values, previous)
+    np.testing.assert_array_equal(mask, ~np.isnan(values) & ~np.isnan(previous))
+    assert np.all(ids[~mask] == 0) and np.all(ids[mask] >= 1)
+    decoded = tokenizer.decode(ids, state)
+    np.testing.assert_array_equal(np.isnan(decoded), ~mask)
+    # a decoded value lies in the change bin of its value: re-encoding gives the same ids
+    np.testing.assert_array_equal(tokenizer.encode(np.where(mask, decoded, np.nan), previous)[0], ids)
+    # the state anchors decoding: a far-away previous value moves the forecast with it
+    far = tokenizer.decode(ids, tokenizer.encode(values + 1e4, previous + 1e4)[2])
+    np.testing.assert_allclose(far[mask], decoded[mask] + 1e4)
+    rebuilt = ChangeTokenizer.from_dict(json.loads(json.dumps(tokenizer.to_dict())))
+    np.testing.assert_array_equal(rebuilt.encode(values, previous)[0], ids)
+    np.testing.assert_array_equal(rebuilt.decode(ids, state), decoded)
+
+
+def test_change_tokenizer_errors():
+    tokenizer = ChangeTokenizer.fit([np.arange(10.0)], ["hr"], np.array([1.0]), n_bins=4)
+    with pytest.raises(ValueError, match="same shape"):
+        tokenizer.encode(np.zeros((2, 1)), np.zeros((3, 1)))
+    with pytest.raises(KeyError, match="not known"):
+        tokenizer.encode(np.zeros((2, 1)), np.zeros((2, 1)), ["map"])
+    with pytest.raises(ValueError, match="> 0"):
+        ChangeTokenizer.fit([np.arange(3.0)], ["hr"], np.array([0.0]))
+    with pytest.raises(ValueError, match="format"):
+        ChangeTokenizer.from_dict({"format": "x"})
