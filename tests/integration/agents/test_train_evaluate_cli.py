@@ -39,4 +39,4 @@ def test_train_then_evaluate(catalog, tmp_path):
 
     # a bad model directory is one red line, not a traceback
     failed = runner.invoke(app, ["evaluate", "--model", str(tmp_path), "--cohort", str(cohort_dir), "--out", str(report_dir)])
-    assert failed.exit_code == 2 and "not a model directory" in failed.output
+    assert failed.exit_code == 2 and "not a model directory" in " ".join(failed.output.split())
