@@ -23,7 +23,8 @@ result = train_agents(cohort, sys.argv[1], preset="micro", device="cpu", show_pr
                       train_config=TrainConfig(max_epochs=2, batch_size=4, n_bins=8))
 state = PartialState()
 history = [[r.train_loss, r.validation_loss, r.steps] for r in result.history]
-print("RESULT", json.dumps({{"rank": state.process_index, "world": state.num_processes, "history": history}}))
+with open(f"{{sys.argv[1]}}-rank{{state.process_index}}.json", "w") as handle:
+    json.dump({{"rank": state.process_index, "world": state.num_processes, "history": history}}, handle)
 """
 
 
@@ -37,7 +38,7 @@ def test_two_processes_train_one_model(tmp_path):
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    results = [json.loads(line.split("RESULT ", 1)[1]) for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    results = [json.loads((tmp_path / f"model-rank{rank}.json").read_text()) for rank in (0, 1)]
     assert sorted(r["rank"] for r in results) == [0, 1] and all(r["world"] == 2 for r in results)
     assert results[0]["history"] == results[1]["history"]  # losses are reduced over both processes
     assert len(results[0]["history"]) == 2
