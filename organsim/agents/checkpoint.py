@@ -129,9 +129,12 @@ def read_config(directory: Path) -> dict[str, Any]:
 
 
 def weights_to_save(model: OrganAgents) -> dict[str, torch.Tensor]:
-    """The tensors a checkpoint stores: every tensor, or only trainable ones for a LoRA-adapted base model."""
+    """The tensors a checkpoint stores: every tensor, or for a LoRA-adapted base model only the trainable
+    ones and the loss weights (the frozen base weights are re-read from ``base_model``)."""
     if model.config.base_model is not None and model.config.lora_r:
-        return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+        kept = {name: p for name, p in model.named_parameters() if p.requires_grad}
+        kept["loss_weights"] = model.loss_weights
+        return {name: t.detach().cpu().contiguous() for name, t in kept.items()}
     return {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
 
 
@@ -145,7 +148,7 @@ def load_weights(model: OrganAgents, path: Path) -> None:
         raise DataError(f"cannot read safetensors: {exc}", file=path) from exc
     partial = model.config.base_model is not None and model.config.lora_r
     result = model.load_state_dict(tensors, strict=False)
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad} | {"loss_weights"}
     missing = [k for k in result.missing_keys if not partial or k in trainable]
     if missing or result.unexpected_keys:
         raise DataError(

@@ -219,9 +219,9 @@ class AgentOutput:
     relative : torch.Tensor | None
         ``(B, V)`` bool: the logits are over change bins (the variable has a last value).
     loss : torch.Tensor | None
-        Mean cross-entropy over observed targets (when targets were given).
+        Weighted mean cross-entropy over observed targets (when targets were given).
     n_targets : torch.Tensor | None
-        Number of observed targets in the loss.
+        Sum of the weights of the observed targets in the loss (their number with unit weights).
     past_key_values : Any
         The decoder cache (one per system for ``"separate"``), when ``use_cache``.
     """
@@ -327,6 +327,9 @@ class OrganAgents(nn.Module):
         else:
             self.backbone = None
             self.backbones = nn.ModuleList(build_llama_backbone(config) for _ in range(n_systems))
+
+        # per-variable weight of a target in the loss (set by training; saved with the weights)
+        self.register_buffer("loss_weights", torch.ones(n_variables))
 
         # ---- heads: each agent owns one linear head per variable of its system: logits over the
         # variable's value bins, then over its change bins
@@ -444,7 +447,10 @@ class OrganAgents(nn.Module):
         return torch.stack(rows, dim=1)
 
     def _loss(self, hidden: torch.Tensor, relative: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed cross-entropy over observed targets (heads applied only where a target exists) and their count."""
+        """Weighted sum of the cross-entropies of the observed targets and the sum of their weights.
+
+        Heads are applied only where a target exists; target weights are :attr:`loss_weights` of its variable.
+        """
         b_index, t_index, v_index = (targets >= 0).nonzero(as_tuple=True)  # (N,) each
         states = hidden[b_index, self.variable_system[v_index], t_index]  # (N, H)
         labels = targets[b_index, t_index, v_index]  # (N,)
@@ -453,8 +459,8 @@ class OrganAgents(nn.Module):
         for v in torch.unique(v_index).tolist():
             rows = v_index == v
             logits = self._variable_logits(v, states[rows], in_changes[rows])
-            total = total + nn.functional.cross_entropy(logits, labels[rows], reduction="sum")
-        return total, torch.tensor(len(v_index), device=hidden.device)
+            total = total + self.loss_weights[v] * nn.functional.cross_entropy(logits, labels[rows], reduction="sum")
+        return total, self.loss_weights[v_index].sum()
 
     def forward(
         self,

@@ -87,6 +87,9 @@ class TrainConfig:
         Value tokenizer settings (see :class:`~organsim.data.tokenizers.BinTokenizer`).
     n_change_bins
         Change bins per variable (see :class:`~organsim.data.tokenizers.ChangeTokenizer`).
+    loss_balance
+        Exponent of the per-variable loss weights (:func:`balanced_loss_weights`): 0 = every
+        target alike, 1 = every variable alike.
     split_fractions, split_seed
         Train/validation/test fractions and seed used when the cohort has no split yet.
     seed
@@ -105,6 +108,7 @@ class TrainConfig:
     references: str = "random"
     n_bins: int = 64
     n_change_bins: int = 32
+    loss_balance: float = 0.5
     bin_method: str = "quantile"
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_seed: int = 0
@@ -122,6 +126,8 @@ class TrainConfig:
             raise ValueError(f"references must be one of {TRAIN_REFERENCES}, got {self.references!r}")
         if self.bin_method not in BIN_METHODS:
             raise ValueError(f"bin_method must be one of {BIN_METHODS}, got {self.bin_method!r}")
+        if not 0 <= self.loss_balance <= 1:
+            raise ValueError(f"loss_balance must be in [0, 1], got {self.loss_balance}")
         if self.n_bins < 2 or self.n_change_bins < 2:
             raise ValueError("n_bins and n_change_bins must be >= 2")
         if self.bucket_batches < 1:
@@ -314,8 +320,26 @@ def prepare_agents(
     torch.manual_seed(train_config.seed)
     model = OrganAgents(config)
     agents = TrainedAgents(model=model, tokenizer=tokenizer, changes=changes, normaliser=normaliser)
-    model.init_output_priors(*target_counts(train_arrays, agents.encoder))
+    value_counts, change_counts = target_counts(train_arrays, agents.encoder)
+    model.init_output_priors(value_counts, change_counts)
+    n_targets = np.array([a.sum() + b.sum() for a, b in zip(value_counts, change_counts, strict=True)], dtype=np.float64)
+    model.loss_weights.copy_(torch.from_numpy(balanced_loss_weights(n_targets, train_config.loss_balance)))
     return agents, cohort
+
+
+def balanced_loss_weights(n_targets: np.ndarray, exponent: float) -> np.ndarray:
+    """Per-variable target weights ``(n_v / mean n) ** -exponent``, scaled so a target weighs 1 on average.
+
+    ``exponent`` 0 weighs every target alike (vital signs, charted hourly, then dominate the loss);
+    1 weighs every variable alike; in between shifts weight toward the rarely measured labs.
+    Variables without a training target get weight 1.
+    """
+    weights = np.ones(len(n_targets))
+    seen = n_targets > 0
+    if seen.any():
+        weights[seen] = (n_targets[seen] / n_targets[seen].mean()) ** -exponent
+        weights[seen] *= n_targets[seen].sum() / (weights[seen] * n_targets[seen]).sum()
+    return weights.astype(np.float32)
 
 
 def consecutive_changes(arrays: HourlyArrays) -> list[np.ndarray]:
@@ -462,7 +486,7 @@ def train_agents(
                 torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate)
             )
             model.train()
-            loss_sum, target_sum, steps = 0.0, 0, 0
+            loss_sum, target_sum, steps = 0.0, 0.0, 0
             for batch in loader:
                 inputs, targets, refs = split_batch(batch)
                 with accelerator.autocast():
@@ -472,8 +496,8 @@ def train_agents(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                loss_sum += float(out.loss.detach()) * int(out.n_targets)
-                target_sum += int(out.n_targets)
+                loss_sum += float(out.loss.detach()) * float(out.n_targets)
+                target_sum += float(out.n_targets)
                 steps += 1
                 bar.update(task, advance=1, description=f"epoch {epoch}/{train_config.max_epochs} loss {loss_sum / max(target_sum, 1):.3f}")
             train_loss = _reduce_mean(accelerator, loss_sum, target_sum)
@@ -512,7 +536,7 @@ def _steps_per_epoch(arrays: HourlyArrays, window_hours: int, config: TrainConfi
     return max(1, math.ceil(math.ceil(n_windows / config.batch_size) / processes))
 
 
-def _reduce_mean(accelerator: Accelerator, loss_sum: float, count: int) -> float:
+def _reduce_mean(accelerator: Accelerator, loss_sum: float, count: float) -> float:
     totals = accelerator.reduce(torch.tensor([loss_sum, float(count)], device=accelerator.device), reduction="sum")
     return float(totals[0] / totals[1].clamp_min(1))
 
@@ -531,7 +555,7 @@ def validation_loss_of(
     model.eval()
     order = np.argsort(windows.lengths, kind="stable")
     rank, world = accelerator.process_index, accelerator.num_processes
-    loss_sum, count = 0.0, 0
+    loss_sum, count = 0.0, 0.0
     n_systems = len(accelerator.unwrap_model(model).config.systems)
     for i, lo in enumerate(range(0, len(order), batch_size)):
         if i % world != rank:
@@ -543,8 +567,8 @@ def validation_loss_of(
         refs = reference_sets(mode, len(index), n_systems, device=accelerator.device)
         with accelerator.autocast():
             out = model(inputs, refs, targets)
-        loss_sum += float(out.loss) * int(out.n_targets)
-        count += int(out.n_targets)
+        loss_sum += float(out.loss) * float(out.n_targets)
+        count += float(out.n_targets)
     return _reduce_mean(accelerator, loss_sum, count)
 
 

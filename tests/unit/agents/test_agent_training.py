@@ -14,6 +14,7 @@ from organsim.agents.checkpoint import TrainedAgents
 from organsim.agents.forecaster import AgentForecaster
 from organsim.agents.training import (
     TrainConfig,
+    balanced_loss_weights,
     consecutive_changes,
     length_bucketed_batches,
     random_windows,
@@ -174,3 +175,15 @@ def test_change_statistics_pair_consecutive_measurements(agent_cohort, trained):
     measured = int((~np.isnan(arrays.values[:-1, v])).sum())
     assert value_counts[v].sum() + change_counts[v].sum() == measured
     assert change_counts[v].sum() == len(expected)  # every measurement after a stay's first is a change
+
+
+def test_balanced_loss_weights():
+    counts = np.array([900.0, 100.0, 0.0])
+    np.testing.assert_allclose(balanced_loss_weights(counts, 0.0), [1, 1, 1])
+    full = balanced_loss_weights(counts, 1.0)
+    np.testing.assert_allclose(full[0] * 900, full[1] * 100, rtol=1e-6)  # every variable alike
+    half = balanced_loss_weights(counts, 0.5)
+    np.testing.assert_allclose(half[1] / half[0], 3.0, rtol=1e-6)  # sqrt(900 / 100)
+    for weights in (full, half):
+        np.testing.assert_allclose((weights[:2] * counts[:2]).sum(), counts.sum(), rtol=1e-6)  # a target weighs 1 on average
+        assert weights[2] == 1.0
