@@ -86,7 +86,7 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="Report directory (metrics.json, plots).")],
     references: Annotated[str, typer.Option(help=f"Reference setting of the primary agents: {', '.join(REFERENCE_MODES)}.")] = "all",
     baselines: Annotated[str, typer.Option(help=f"Comma-separated baselines fitted on the train split: {', '.join(BASELINES)} (empty: none).")] = ",".join(BASELINES),
-    per_stay: Annotated[int, typer.Option(help="Forecast start hours per test stay and horizon.")] = 4,
+    per_stay: Annotated[int, typer.Option(help="Forecast start hours per test stay and horizon.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of start hours and baseline training.")] = 0,
 ) -> None:
@@ -112,7 +112,7 @@ def evaluate_agents(
     *,
     references: str = "all",
     baselines: list[str] | tuple[str, ...] = BASELINES,
-    per_stay: int | None = 4,
+    per_stay: int | None = 16,
     device: str = "auto",
     seed: int = 0,
 ) -> tuple[dict, list[Path]]:
