@@ -1,13 +1,16 @@
 """Supervised fine-tuning (SFT) of the organ agents on a cohort.
 
-The cohort is split by patient (``Cohort.split``, stratified on sepsis) unless it already is; the
-tokenizer and normaliser are fitted on the train split, the model learns next-hour bins on train
-windows and stops early on the validation loss. The test split is never read.
+The cohort is split by patient (``Cohort.split``, stratified on sepsis) unless it already is. On
+the train split only: the value tokenizer, the change tokenizer (changes between consecutive
+measurements) and the normaliser are fitted, every head starts at its bins' training frequencies,
+and the per-variable loss weights are set. The model learns next-hour bins on train windows and
+stops early on the validation loss; the test split is never read.
 
 Each epoch cuts ``ceil((hours - 1) / window_hours)`` windows of up to ``window_hours`` hours from
 every training stay at seeded random offsets, groups windows of similar length into batches (less
-padding) and shuffles the batches. The loss is the cross-entropy over bins of every observed
-next-hour value (unobserved targets do not count). Reference sets are sampled per window and agent
+padding) and shuffles the batches. The loss is the weighted cross-entropy over bins of every
+observed next-hour value (unobserved targets do not count; a target's weight falls with how often
+its variable is measured, ``loss_balance``). Reference sets are sampled per window and agent
 (``references="random"``: none, all, or a random subset, so one model serves any subset) or fixed.
 
 Optimisation: AdamW, linear warmup then cosine decay (``transformers.get_cosine_schedule_with_warmup``),
