@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import time
 from pathlib import Path
 from typing import Annotated
@@ -35,21 +36,44 @@ def generate(
     septic_fraction: Annotated[
         float, typer.Option("--septic-fraction", min=0.0, max=1.0, help="Share of patients with a sepsis-causing infection.")
     ] = EngineConfig.septic_fraction,
+    shards: Annotated[
+        int, typer.Option("--shards", min=1, help="Generate in this many shards, each written as a part (same cohort).")
+    ] = 1,
+    ray: Annotated[
+        str | None, typer.Option("--ray", help="Run the shards on Ray: 'local' or a cluster address (needs organsim[distributed]).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Local processes or local Ray CPUs for the shards.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing directory at --out.")] = False,
 ) -> None:
-    """Generate a canonical cohort (with treatments) from the mechanistic sepsis engine."""
+    """Generate a canonical cohort (with treatments) from the mechanistic sepsis engine.
+
+    With --shards or --ray the stays are cut into shards computed by local processes or a Ray
+    cluster; each shard's part is written atomically under OUT.parts/ (a rerun after a lost worker
+    recomputes only missing parts) and the merged cohort equals the unsharded one.
+    """
     if out.exists() and not overwrite:
         raise ValueError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    if shards > patients:
+        raise ValueError(f"--shards ({shards}) cannot exceed --patients ({patients})")
     config = EngineConfig(seed=seed, n_patients=patients, hours=hours, septic_fraction=septic_fraction)
-    engine = PhysiologyEngine(config)
     started = time.perf_counter()
+    parts_dir = out.with_name(out.name + ".parts")
     with progress_bar() as bar:
-        task = bar.add_task("simulating stay-hours", total=patients * hours)
-        cohort = engine.generate(progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if shards == 1 and ray is None:
+            task = bar.add_task("simulating stay-hours", total=patients * hours)
+            cohort = PhysiologyEngine(config).generate(progress=lambda done, total: bar.update(task, completed=done, total=total))
+        else:
+            from organsim.tracking.distributed import generate_sharded
+
+            task = bar.add_task(f"simulating {shards} shards" + (f" on Ray ({ray})" if ray else ""), total=shards)
+            cohort = generate_sharded(config, shards=shards, parts_dir=parts_dir, ray_address=ray, workers=workers,
+                                      progress=lambda done, total: bar.update(task, completed=done, total=total))
         simulated = time.perf_counter() - started
         saving = bar.add_task("writing cohort", total=1)
         cohort.save(out)
         bar.advance(saving)
+    if parts_dir.exists():  # the merged cohort is written: the parts have served their purpose
+        shutil.rmtree(parts_dir)
     elapsed = time.perf_counter() - started
     summary = cohort.summary()
     treated = cohort.treatments.group_by("stay_id").agg(
@@ -68,7 +92,8 @@ def generate(
                         ("norepinephrine", "given norepinephrine"), ("ventilated", "ventilated")):
         n = int(treated[name].sum())
         table.add_row(f"stays {label}", f"{n:,} ({n / max(summary['stays'], 1):.1%})")
-    table.add_row("time", f"{simulated:.1f} s simulating, {elapsed:.1f} s in all")
+    where = f" in {shards} shards" + (f" on Ray ({ray})" if ray else "") if shards > 1 or ray else ""
+    table.add_row("time", f"{simulated:.1f} s simulating{where}, {elapsed:.1f} s in all")
     console.print(table)
     console.print(f"cohort written to [bold]{out}[/]")
 

@@ -66,3 +66,17 @@ def test_counterfactual_errors_are_one_clear_line(tmp_path: Path) -> None:
         assert result.exit_code == 2, result.output
         assert message in _flat(result.output)
     assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_generate_in_shards_writes_the_same_cohort_and_no_parts(tmp_path: Path) -> None:
+    whole = PhysiologyEngine(EngineConfig(n_patients=6, hours=6, seed=2)).generate()
+    out = tmp_path / "sharded"
+    result = RUNNER.invoke(app, ["generate", "--out", str(out), "--patients", "6", "--hours", "6", "--seed", "2",
+                                 "--shards", "3", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "in 3 shards" in _flat(result.output)
+    sharded = Cohort.load(out)
+    assert sharded.hourly.equals(whole.hourly) and sharded.treatments.equals(whole.treatments)
+    assert not (tmp_path / "sharded.parts").exists()
+    refused = RUNNER.invoke(app, ["generate", "--out", str(tmp_path / "x"), "--patients", "2", "--shards", "3"])
+    assert refused.exit_code != 0 and "--shards (3) cannot exceed --patients (2)" in _flat(refused.output)
