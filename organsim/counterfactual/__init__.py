@@ -10,8 +10,9 @@ Modules: :mod:`~organsim.counterfactual.strategy` (strategies as data: schema, c
 :mod:`~organsim.counterfactual.state` (what a strategy reads), :mod:`~organsim.counterfactual.policy`
 (strategies as treatment policies), :mod:`~organsim.counterfactual.futures` (sampled futures, the
 simulator interface, the engine's oracle), :mod:`~organsim.counterfactual.outcomes` (bands, scores,
-events, trial effects), :mod:`~organsim.counterfactual.features` (state summaries, treatment
-courses), :mod:`~organsim.counterfactual.overlap` (the behaviour-policy guardrail),
+events, trial effects), :mod:`~organsim.counterfactual.features` (treatment courses),
+:mod:`~organsim.counterfactual.overlap` (the guardrail over the behaviour policy of
+:mod:`organsim.twin.behaviour`, re-exported here),
 :mod:`~organsim.counterfactual.matching` (matched real stays), :mod:`~organsim.counterfactual.benchmark`
 (error against the engine's truth), :mod:`~organsim.counterfactual.whatif` (what-if runs and
 virtual trials).
@@ -27,7 +28,7 @@ from organsim.counterfactual.benchmark import (
     effect_metrics,
     normalised_rmse,
 )
-from organsim.counterfactual.features import COURSE_FEATURES, state_features, treatment_courses
+from organsim.counterfactual.features import COURSE_FEATURES, treatment_courses
 from organsim.counterfactual.futures import (
     EngineOracle,
     Futures,
@@ -45,10 +46,7 @@ from organsim.counterfactual.outcomes import (
     trial_effect,
 )
 from organsim.counterfactual.overlap import (
-    ACTION_BINS,
     DEFAULT_SUPPORT_THRESHOLD,
-    BehaviourPolicy,
-    BehaviourPolicyConfig,
     OverlapReport,
     assess_overlap,
     overlap_on_record,
@@ -76,6 +74,12 @@ from organsim.counterfactual.whatif import (
     WhatIfResult,
     virtual_trial,
     what_if,
+)
+from organsim.twin.behaviour import (
+    ACTION_BINS,
+    BehaviourPolicy,
+    BehaviourPolicyConfig,
+    state_features,
 )
 
 __all__ = [

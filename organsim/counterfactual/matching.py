@@ -18,17 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from organsim.counterfactual.features import (
-    COURSE_FEATURES,
-    course_matrix,
-    feature_names,
-    state_features,
-    treatment_courses,
-)
+from organsim.counterfactual.features import COURSE_FEATURES, course_matrix, treatment_courses
 from organsim.counterfactual.futures import Futures
 from organsim.counterfactual.outcomes import HORIZONS_HOURS, SCORES, OutcomeSummary
 from organsim.data import Cohort
 from organsim.scores import score_cohort
+from organsim.twin.behaviour import feature_names, state_features
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,9 @@
 
 A model's answer about a strategy is only as good as the data it learnt from: where the strategy
 gives treatments nobody in a similar state was given, the answer is an extrapolation. The
-guardrail fits a behaviour-policy model on a cohort with recorded treatments, one gradient-boosted
-classifier per treatment (scikit-learn ``HistGradientBoostingClassifier``) that predicts the
-treatment's action class in an hour from the state before it (:func:`state_features`). Action
-classes bin each treatment (:data:`ACTION_BINS`): no fluid, < 200 mL, 200-600 mL, 600-1500 mL,
->= 1500 mL in the hour; no norepinephrine, < 0.1, 0.1-0.3, >= 0.3 ug/kg/min; antibiotic and
-ventilation 0/1.
+guardrail reads a behaviour-policy model fitted on a cohort with recorded treatments
+(:class:`organsim.twin.behaviour.BehaviourPolicy`: per treatment, the probability of each action
+class in an hour given the state before it).
 
 :func:`assess_overlap` scores every hour of simulated futures: the probability, under the behaviour
 policy, of the action class the strategy chose in that hour's state. An (hour, treatment) whose
@@ -25,201 +22,22 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.ensemble import HistGradientBoostingClassifier
-from threadpoolctl import threadpool_limits
 
-from organsim.catalog import Catalog, load_catalog
-from organsim.counterfactual.features import feature_names, state_features
 from organsim.counterfactual.futures import Futures
 from organsim.counterfactual.policy import RecordedTreatments, StrategyPolicy
 from organsim.counterfactual.state import RecordedStates
 from organsim.counterfactual.strategy import Strategy
 from organsim.data import Cohort
-from organsim.utils.errors import DataError
+from organsim.twin.behaviour import (
+    ACTION_BINS,
+    BehaviourPolicy,
+    action_class,
+    action_label,
+    state_features,
+)
 
-ACTION_BINS: dict[str, tuple[float, ...]] = {
-    "iv_fluid_ml": (200.0, 600.0, 1500.0),
-    "norepinephrine": (0.1, 0.3),
-    "antibiotic": (),
-    "mechanical_ventilation": (),
-}
-"""Per treatment, the edges above 0 that split the doses into classes: class 0 is "none" (<= 0),
-class ``i >= 1`` is ``(edge[i-2], edge[i-1])`` with edge[-1] = 0 (binary treatments: 0 / 1)."""
 DEFAULT_SUPPORT_THRESHOLD = 0.02
 """Flag an action whose probability under the behaviour policy is below this (2 %)."""
-
-
-def action_class(code: str, values: np.ndarray) -> np.ndarray:
-    """``(n,)`` int action class of treatment ``code`` for ``values`` (see :data:`ACTION_BINS`)."""
-    if code not in ACTION_BINS:
-        raise KeyError(f"no action classes for treatment {code!r}; known: {', '.join(ACTION_BINS)}")
-    values = np.asarray(values, dtype=np.float64)
-    return np.where(values > 0, 1 + np.searchsorted(np.asarray(ACTION_BINS[code]), values, side="right"), 0).astype(np.int64)
-
-
-def action_label(code: str, action: int, unit: str) -> str:
-    """Human words for an action class: ``"none"``, ``"given"``, ``"200-600 mL/h"``, ``">= 1500 mL/h"``."""
-    edges = ACTION_BINS[code]
-    if action == 0:
-        return "none"
-    if not edges:
-        return "given"
-    low = 0.0 if action == 1 else edges[action - 2]
-    if action - 1 >= len(edges):
-        return f">= {low:g} {unit}"
-    return f"< {edges[0]:g} {unit}" if action == 1 else f"{low:g}-{edges[action - 1]:g} {unit}"
-
-
-@dataclass(frozen=True)
-class BehaviourPolicyConfig:
-    """Settings of the per-treatment classifiers.
-
-    Attributes
-    ----------
-    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization
-        ``HistGradientBoostingClassifier`` settings (few, shallow trees with large leaves: smooth
-        probabilities rather than memorised rows).
-    max_rows
-        Rows (stay-hours) used for fitting; a larger cohort is subsampled with ``seed``.
-    threads
-        OpenMP threads for fitting and prediction (None: the library's default, every core). One
-        by default: the models are small, and on a shared CPU OpenMP's busy threads slow a fit
-        tenfold (19 s on one thread vs 225 s on all of a loaded 2-core machine, 28,000 stay-hours).
-    seed
-        Subsampling and boosting seed.
-    """
-
-    max_iter: int = 60
-    learning_rate: float = 0.1
-    max_leaf_nodes: int = 15
-    min_samples_leaf: int = 40
-    l2_regularization: float = 1.0
-    max_rows: int = 200_000
-    threads: int | None = 1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.max_iter < 1 or self.max_leaf_nodes < 2 or self.min_samples_leaf < 1 or self.max_rows < 100:
-            raise ValueError("max_iter >= 1, max_leaf_nodes >= 2, min_samples_leaf >= 1 and max_rows >= 100 are required")
-        if not 0 < self.learning_rate <= 1:
-            raise ValueError(f"learning_rate must lie in (0, 1], got {self.learning_rate}")
-
-
-class BehaviourPolicy:
-    """How the care team of a cohort treated patients, state by state (see the module docstring).
-
-    Fitted attributes end in ``_``: ``classifiers_`` (treatment -> classifier, or None when the
-    cohort shows a single action), ``classes_`` (treatment -> the action classes seen),
-    ``n_rows_``, ``n_stays_``, ``action_shares_`` (treatment -> share of each action class).
-
-    Examples
-    --------
-    >>> behaviour = BehaviourPolicy().fit(cohort)                               # doctest: +SKIP
-    >>> report = assess_overlap(behaviour, futures, treatments=strategy.governed)  # doctest: +SKIP
-    >>> report.in_support, report.explanations                                  # doctest: +SKIP
-    """
-
-    def __init__(self, config: BehaviourPolicyConfig | None = None, *, catalog: Catalog | None = None) -> None:
-        self.config = config or BehaviourPolicyConfig()
-        self.catalog = catalog or load_catalog()
-        self.features = feature_names(self.catalog)
-        self.classifiers_: dict[str, HistGradientBoostingClassifier | None] = {}
-        self.classes_: dict[str, np.ndarray] = {}
-        self.action_shares_: dict[str, dict[int, float]] = {}
-        self.n_rows_ = 0
-        self.n_stays_ = 0
-
-    def fit(self, cohort: Cohort) -> BehaviourPolicy:
-        """Fit one classifier per treatment on every recorded stay-hour of ``cohort``; returns self."""
-        if not cohort.meta.get("treatments_recorded", False):
-            raise DataError("the cohort has no recorded treatments (cohort.json treatments_recorded is false): "
-                            "a behaviour policy needs them", file="cohort.json", column="treatments_recorded")
-        features = state_features(cohort.hourly, cohort.treatments, cohort.stays, catalog=self.catalog)
-        targets = features.select("stay_id", "hour").join(cohort.treatments, on=["stay_id", "hour"], how="left")
-        if features.height > self.config.max_rows:
-            rng = np.random.default_rng(self.config.seed)
-            keep = np.sort(rng.choice(features.height, self.config.max_rows, replace=False))
-            features, targets = features[keep], targets[keep]
-        x = features.select(self.features).to_numpy().astype(np.float64)
-        for code in ACTION_BINS:
-            default = self.catalog.treatment(code).default
-            y = action_class(code, targets[code].fill_null(default).to_numpy())
-            classes, counts = np.unique(y, return_counts=True)
-            self.classes_[code] = classes
-            self.action_shares_[code] = {int(c): float(n / len(y)) for c, n in zip(classes, counts, strict=True)}
-            if len(classes) < 2:
-                self.classifiers_[code] = None
-                continue
-            classifier = HistGradientBoostingClassifier(
-                max_iter=self.config.max_iter, learning_rate=self.config.learning_rate,
-                max_leaf_nodes=self.config.max_leaf_nodes, min_samples_leaf=self.config.min_samples_leaf,
-                l2_regularization=self.config.l2_regularization, early_stopping=False, random_state=self.config.seed,
-            )
-            with threadpool_limits(limits=self.config.threads, user_api="openmp"):
-                self.classifiers_[code] = classifier.fit(x, y)
-        self.n_rows_ = features.height
-        self.n_stays_ = int(features["stay_id"].n_unique())
-        return self
-
-    def _check_fitted(self) -> None:
-        if not self.classes_:
-            raise RuntimeError("the behaviour policy is not fitted: call fit(cohort) first")
-
-    def probabilities(self, features: pl.DataFrame) -> dict[str, np.ndarray]:
-        """Treatment -> ``(n, n_classes)`` probabilities of every action class (all of
-        :data:`ACTION_BINS`' classes; a class never seen in fitting has probability 0)."""
-        self._check_fitted()
-        x = features.select(self.features).to_numpy().astype(np.float64)
-        out = {}
-        for code, edges in ACTION_BINS.items():
-            n_classes = 2 + len(edges) if edges else 2
-            probabilities = np.zeros((len(x), n_classes))
-            classifier = self.classifiers_[code]
-            if classifier is None:
-                probabilities[:, int(self.classes_[code][0])] = 1.0
-            else:
-                with threadpool_limits(limits=self.config.threads, user_api="openmp"):
-                    probabilities[:, classifier.classes_.astype(np.int64)] = classifier.predict_proba(x)
-            out[code] = probabilities
-        return out
-
-    def action_probabilities(
-        self,
-        hourly: pl.DataFrame,
-        treatments: pl.DataFrame,
-        stays: pl.DataFrame,
-        *,
-        treatment_codes: Sequence[str] | None = None,
-    ) -> pl.DataFrame:
-        """The probability of each recorded action given the state before it, for every stay-hour.
-
-        Returns
-        -------
-        pl.DataFrame
-            ``(stay_id, hour, treatment, value, action, probability, usual_action, usual_probability)``:
-            ``usual_action`` is the most probable class in that state.
-        """
-        codes = list(treatment_codes or ACTION_BINS)
-        features = state_features(hourly, treatments, stays, catalog=self.catalog)
-        given = features.select("stay_id", "hour").join(treatments, on=["stay_id", "hour"], how="left")
-        probabilities = self.probabilities(features)
-        parts = []
-        for code in codes:
-            values = given[code].fill_null(self.catalog.treatment(code).default).to_numpy().astype(np.float64)
-            actions = action_class(code, values)
-            p = probabilities[code]
-            parts.append(pl.DataFrame({
-                "stay_id": features["stay_id"], "hour": features["hour"], "treatment": [code] * features.height,
-                "value": values, "action": actions, "probability": p[np.arange(len(actions)), actions],
-                "usual_action": p.argmax(axis=1), "usual_probability": p.max(axis=1),
-            }))
-        return pl.concat(parts)
-
-    def usual_actions(self, features: pl.DataFrame, code: str) -> list[str]:
-        """Per row: what patients in that state received (action classes with probability >= 10 %)."""
-        unit = self.catalog.treatment(code).unit
-        p = self.probabilities(features)[code]
-        return ["; ".join(f"{action_label(code, j, unit)} {row[j]:.0%}" for j in np.argsort(-row) if row[j] >= 0.1) for row in p]
 
 
 @dataclass(frozen=True)

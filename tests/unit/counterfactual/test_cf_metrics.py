@@ -19,7 +19,7 @@ from organsim.counterfactual import (
 )
 from organsim.counterfactual.benchmark import by_system
 from organsim.counterfactual.outcomes import nan_quantiles
-from organsim.counterfactual.overlap import action_class, action_label
+from organsim.twin.behaviour import action_class, action_label
 
 
 def test_normalised_rmse_by_horizon() -> None:
