@@ -157,7 +157,7 @@ class ErrorCorrector:
             ``(n, V)`` bool; False wherever ``values_new`` is NaN.
         """
         new = np.asarray(values_new, dtype=np.float32)
-        corrected, _, _, _ = self.correct(values_prev, new, variables)
+        corrected = self._project(self.constraints(variables), values_prev, new, records=None)
         return ~((corrected == new) | (np.isnan(corrected) & np.isnan(new)))
 
     def correct(
@@ -187,33 +187,42 @@ class ErrorCorrector:
             ``values_new`` and in ``corrected`` (values for range and rate_limit, hours otherwise).
         """
         constraints = self.constraints(variables)
+        new = np.asarray(values_new, dtype=np.float32)
         prev = np.asarray(values_prev, dtype=np.float64)
-        new32 = np.asarray(values_new, dtype=np.float32)
-        constraints.check_shapes(prev, new32)
-        state = new32.astype(np.float64)
-        before = constraints.count(prev, state)
-        low, high = constraints.boxes(prev)
+        constraints.check_shapes(prev, new)
         records: list[dict] = []
+        corrected = self._project(constraints, prev, new, records)
+        before = constraints.count(prev, new.astype(np.float64))
+        return corrected, records, before, constraints.count(prev, corrected.astype(np.float64))
+
+    def _project(
+        self, constraints: ConstraintSet, values_prev: np.ndarray, values_new: np.ndarray, records: list[dict] | None
+    ) -> np.ndarray:
+        """The corrected ``(n, V)`` float32 hour; appends a record per change to ``records`` unless None."""
+        prev = np.asarray(values_prev, dtype=np.float64)
+        constraints.check_shapes(prev, values_new)
+        state = np.asarray(values_new, dtype=np.float32).astype(np.float64)
+        low, high = constraints.boxes(prev)
 
         def commit(rule: str | np.ndarray, rows: np.ndarray, column: int, after: np.ndarray) -> None:
             """Write ``after`` into ``state[rows, column]`` (float32-rounded) and record the changes."""
             after = after.astype(np.float32).astype(np.float64)
-            old = state[rows, column]
-            moved = ~((old == after) | (np.isnan(old) & np.isnan(after)))
-            for row, was, now, name in zip(
-                rows[moved], old[moved], after[moved],
-                np.broadcast_to(np.asarray(rule), rows.shape)[moved], strict=True,
-            ):
-                records.append({"row": int(row), "variable": constraints.variables[column], "rule": str(name),
-                                "before": float(was), "after": float(now)})
+            if records is not None:
+                old = state[rows, column]
+                moved = ~((old == after) | (np.isnan(old) & np.isnan(after)))
+                for row, was, now, name in zip(
+                    rows[moved], old[moved], after[moved],
+                    np.broadcast_to(np.asarray(rule), rows.shape)[moved], strict=True,
+                ):
+                    records.append({"row": int(row), "variable": constraints.variables[column], "rule": str(name),
+                                    "before": float(was), "after": float(now)})
             state[rows, column] = after
 
         self._project_boxes(constraints, prev, state, low, high, commit)
         self._project_pressures(constraints, state, low, high, commit)
         self._project_acid_base(constraints, prev, state, low, high, commit)
         self._project_spo2(constraints, state, low, high, commit)
-        corrected = state.astype(np.float32)
-        return corrected, records, before, constraints.count(prev, corrected.astype(np.float64))
+        return state.astype(np.float32)
 
     # ------------------------------------------------------------------------------ projections
     @staticmethod
