@@ -68,13 +68,13 @@ def time_preset(cohort: Cohort, preset: str, device: str, *, batch_size: int, st
         batch = window_tensors(arrays, windows, index, agents.encoder)
         batch["references"] = sample_reference_sets(batch_size, n_systems, generator)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        inputs, target, refs = split_batch(batch)
+        inputs, target, target_z, refs = split_batch(batch)
         if accelerator.device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
         with accelerator.autocast():
-            out = model(inputs, refs, target)
-        accelerator.backward(out.loss)
+            out = model(inputs, refs, target, target_z)
+        accelerator.backward(out.loss + config.mean_loss_weight * out.squared_error)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -66,6 +66,10 @@ class TrainedAgents:
     normaliser: Normaliser
     training: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # the bins' values in z units are rebuilt from the tokenizers, not stored with the weights
+        self.model.set_bin_values(*self.encoder.bin_values_z(self.model.value_bins_z.shape[1]))
+
     @property
     def config(self) -> AgentConfig:
         """The architecture."""

@@ -176,6 +176,48 @@ class FeatureEncoder:
         ids = np.where(np.isnan(carried), value_ids, change_ids)
         return torch.from_numpy(np.where(observed, ids - 1, -100))
 
+    def target_z(self, next_values: np.ndarray, carried: np.ndarray) -> torch.Tensor:
+        """Training targets of the mean: float32 ``(B, T, V)`` next value in z units, 0 where not measured.
+
+        Where a last value exists (the target is a change bin) the change of z-score from it, else
+        the z-score; clipped to +-2 * Z_CLIP so a single outlier cannot dominate a batch's gradient.
+
+        Parameters
+        ----------
+        next_values
+            ``(B, T, V)`` raw values at t + 1.
+        carried
+            ``(B, T, V)`` last observed value up to t (NaN = none).
+        """
+        next_z = self.normaliser.zscore(next_values, self.variables)
+        change_z = next_z - self.normaliser.zscore(carried, self.variables)
+        z = np.where(np.isnan(carried), next_z, change_z)
+        return torch.from_numpy(np.nan_to_num(np.clip(z, -2 * Z_CLIP, 2 * Z_CLIP), nan=0.0).astype(np.float32))
+
+    def bin_values_z(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each bin's value in z units, zero-padded to ``width`` bins: for :meth:`OrganAgents.set_bin_values`.
+
+        Returns
+        -------
+        value_bins_z, change_bins_z
+            ``(V, width)`` float32: the z-score of every value bin's center, and every change bin's
+            center as a change of z-score (change bins are in units of the variable's training
+            standard deviation, the normaliser's, so their centers rescale by its ratio to it).
+        """
+        n = len(self.variables)
+        value_bins = np.zeros((n, width), dtype=np.float32)
+        change_bins = np.zeros((n, width), dtype=np.float32)
+        std = self.normaliser.std[self.normaliser.index(self.variables)]
+        change_scales = self.changes.scales[self.changes.columns_of(self.variables)]
+        value_columns = self.tokenizer.columns_of(self.variables)
+        change_columns = self.changes.columns_of(self.variables)
+        for v, code in enumerate(self.variables):
+            centers = np.asarray(self.tokenizer.centers[value_columns[v]], dtype=np.float64)
+            value_bins[v, : len(centers)] = self.normaliser.zscore(centers[:, None], (code,))[:, 0]
+            changes = np.asarray(self.changes.centers[change_columns[v]], dtype=np.float64)
+            change_bins[v, : len(changes)] = changes * change_scales[v] / std[v]
+        return torch.from_numpy(value_bins), torch.from_numpy(change_bins)
+
 
 def carry_forward(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Last observed value and hours since it, at every hour of ``(B, T, V)`` windows.

@@ -22,7 +22,10 @@ its value at ``t + 1`` (:class:`~organsim.agents.distribution.BinnedDistribution
 variable's *change* bins from its last observed value when it has one in the window
 (:class:`~organsim.data.tokenizers.ChangeTokenizer`: the forecast stays anchored on the last
 measurement, however extreme), over its *value* bins (anchored on the clinical cut-offs) when it
-has none. Training starts each head at the training frequencies of its bins.
+has none. Training starts each head at the training frequencies of its bins. Beside the
+cross-entropy of the observed bins, :meth:`OrganAgents.forward` returns the squared error of the
+distribution's mean (z units), the quantity the forecasts are scored on, so training can also fit
+the mean directly (``TrainConfig.mean_loss_weight``).
 
 The nine agents share one backbone (``backbone_sharing="shared"``, the sequences of the nine
 systems are one batch of ``B * 9``) or each has its own (``"separate"``); embeddings of values and
@@ -220,6 +223,9 @@ class AgentOutput:
         ``(B, V)`` bool: the logits are over change bins (the variable has a last value).
     loss : torch.Tensor | None
         Weighted mean cross-entropy over observed targets (when targets were given).
+    squared_error : torch.Tensor | None
+        Weighted mean squared error of the predictive means in z units (value: z-score; change:
+        z-change from the last value) over the observed targets, when ``target_z`` was given.
     n_targets : torch.Tensor | None
         Sum of the weights of the observed targets in the loss (their number with unit weights).
     past_key_values : Any
@@ -229,6 +235,7 @@ class AgentOutput:
     logits: torch.Tensor | None
     relative: torch.Tensor | None = None
     loss: torch.Tensor | None = None
+    squared_error: torch.Tensor | None = None
     n_targets: torch.Tensor | None = None
     past_key_values: Any = None
 
@@ -330,6 +337,11 @@ class OrganAgents(nn.Module):
 
         # per-variable weight of a target in the loss (set by training; saved with the weights)
         self.register_buffer("loss_weights", torch.ones(n_variables))
+        # each bin's value in z units (value bins: z-score; change bins: z-change from the last value);
+        # rebuilt from the tokenizers (set_bin_values), so not stored with the weights
+        width = max(max(config.bin_counts), max(config.change_bin_counts))
+        self.register_buffer("value_bins_z", torch.zeros(n_variables, width), persistent=False)
+        self.register_buffer("change_bins_z", torch.zeros(n_variables, width), persistent=False)
 
         # ---- heads: each agent owns one linear head per variable of its system: logits over the
         # variable's value bins, then over its change bins
@@ -437,6 +449,22 @@ class OrganAgents(nn.Module):
             ])
             head.bias.copy_(torch.from_numpy(log_freq).float())
 
+    @torch.no_grad()
+    def set_bin_values(self, value_bins_z: torch.Tensor, change_bins_z: torch.Tensor) -> None:
+        """Set each bin's value in z units, for the squared error of the predictive mean.
+
+        Parameters
+        ----------
+        value_bins_z
+            ``(V, K)`` z-score of every value bin's center (zero-padded to K, the widest head).
+        change_bins_z
+            ``(V, K)`` every change bin's center as a change of z-score (zero-padded).
+        """
+        if value_bins_z.shape != self.value_bins_z.shape or change_bins_z.shape != self.change_bins_z.shape:
+            raise ValueError(f"bin values must be {tuple(self.value_bins_z.shape)}, got {tuple(value_bins_z.shape)} and {tuple(change_bins_z.shape)}")
+        self.value_bins_z.copy_(value_bins_z)
+        self.change_bins_z.copy_(change_bins_z)
+
     def _head_logits(self, hidden: torch.Tensor, relative: torch.Tensor) -> torch.Tensor:
         """``(B, S, H)`` last-position states and ``(B, V)`` bool -> ``(B, V, K)`` logits (padding bins very negative)."""
         width = max(max(a, b) for a, b in zip(self.config.bin_counts, self.config.change_bin_counts, strict=True))
@@ -446,27 +474,39 @@ class OrganAgents(nn.Module):
             rows.append(nn.functional.pad(logits, (0, width - logits.shape[-1]), value=torch.finfo(logits.dtype).min))
         return torch.stack(rows, dim=1)
 
-    def _loss(self, hidden: torch.Tensor, relative: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted sum of the cross-entropies of the observed targets and the sum of their weights.
+    def _loss(
+        self, hidden: torch.Tensor, relative: torch.Tensor, targets: torch.Tensor, target_z: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Weighted sums of the cross-entropies and of the mean's squared errors over the observed targets,
+        and the sum of their weights.
 
-        Heads are applied only where a target exists; target weights are :attr:`loss_weights` of its variable.
+        Heads are applied only where a target exists; target weights are :attr:`loss_weights` of its
+        variable. The squared-error sum is None without ``target_z``.
         """
         b_index, t_index, v_index = (targets >= 0).nonzero(as_tuple=True)  # (N,) each
         states = hidden[b_index, self.variable_system[v_index], t_index]  # (N, H)
         labels = targets[b_index, t_index, v_index]  # (N,)
         in_changes = relative[b_index, t_index, v_index]  # (N,)
-        total = hidden.new_zeros((), dtype=torch.float32)
+        truth = None if target_z is None else target_z[b_index, t_index, v_index]  # (N,)
+        cross_entropy = hidden.new_zeros((), dtype=torch.float32)
+        squared_error = None if truth is None else hidden.new_zeros((), dtype=torch.float32)
         for v in torch.unique(v_index).tolist():
             rows = v_index == v
-            logits = self._variable_logits(v, states[rows], in_changes[rows])
-            total = total + self.loss_weights[v] * nn.functional.cross_entropy(logits, labels[rows], reduction="sum")
-        return total, self.loss_weights[v_index].sum()
+            logits = self._variable_logits(v, states[rows], in_changes[rows])  # (n, k)
+            cross_entropy = cross_entropy + self.loss_weights[v] * nn.functional.cross_entropy(logits, labels[rows], reduction="sum")
+            if truth is not None:
+                k = logits.shape[-1]
+                bin_z = torch.where(in_changes[rows, None], self.change_bins_z[v, :k], self.value_bins_z[v, :k])  # (n, k)
+                mean_z = (logits.softmax(-1) * bin_z).sum(-1)  # (n,)
+                squared_error = squared_error + self.loss_weights[v] * ((mean_z - truth[rows]) ** 2).sum()
+        return cross_entropy, squared_error, self.loss_weights[v_index].sum()
 
     def forward(
         self,
         inputs: HourInputs,
         references: torch.Tensor,
         targets: torch.Tensor | None = None,
+        target_z: torch.Tensor | None = None,
         *,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
@@ -487,6 +527,11 @@ class OrganAgents(nn.Module):
             the window (``inputs.last_ids > 0``), else a value bin. Given: the loss over observed
             targets at every position is returned (heads are applied only where a target exists)
             and ``logits`` is None.
+        target_z
+            ``(B, T, V)`` float, with ``targets``: the observed value at t + 1 in z units, as a
+            change from the last observed value where the target is a change bin, else as a
+            z-score (anything where unobserved). Given: the squared error of the predictive mean
+            is returned too.
         attention_mask
             ``(B, T_past + T)`` 1 = attend, 0 = padding (left padding for contexts that start
             before the stay); None = attend to all.
@@ -506,8 +551,14 @@ class OrganAgents(nn.Module):
         if targets is None:
             relative = inputs.last_ids[:, -1] > 0  # (B, V)
             return AgentOutput(logits=self._head_logits(hidden[:, :, -1], relative), relative=relative, past_key_values=cache)
-        loss_sum, n = self._loss(hidden, inputs.last_ids > 0, targets)
-        return AgentOutput(logits=None, loss=loss_sum / n.clamp_min(1), n_targets=n, past_key_values=cache)
+        cross_entropy, squared_error, n = self._loss(hidden, inputs.last_ids > 0, targets, target_z)
+        return AgentOutput(
+            logits=None,
+            loss=cross_entropy / n.clamp_min(1),
+            squared_error=None if squared_error is None else squared_error / n.clamp_min(1),
+            n_targets=n,
+            past_key_values=cache,
+        )
 
 
 def reference_sets(mode: str, batch_size: int, n_systems: int, *, device: torch.device | str = "cpu") -> torch.Tensor:

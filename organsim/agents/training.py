@@ -10,7 +10,9 @@ Each epoch cuts ``ceil((hours - 1) / window_hours)`` windows of up to ``window_h
 every training stay at seeded random offsets, groups windows of similar length into batches (less
 padding) and shuffles the batches. The loss is the weighted cross-entropy over bins of every
 observed next-hour value (unobserved targets do not count; a target's weight falls with how often
-its variable is measured, ``loss_balance``). Reference sets are sampled per window and agent
+its variable is measured, ``loss_balance``) plus ``mean_loss_weight`` times the weighted squared
+error of the predictive mean in z units (the forecasts are scored on the mean; cross-entropy alone
+leaves it to the calibration of dozens of bins). Reference sets are sampled per window and agent
 (``references="random"``: none, all, or a random subset, so one model serves any subset) or fixed.
 
 Optimisation: AdamW, linear warmup then cosine decay (``transformers.get_cosine_schedule_with_warmup``),
@@ -93,6 +95,9 @@ class TrainConfig:
     loss_balance
         Exponent of the per-variable loss weights (:func:`balanced_loss_weights`): 0 = every
         target alike, 1 = every variable alike.
+    mean_loss_weight
+        Weight of the predictive mean's squared error (z units) beside the cross-entropy in the
+        training and validation loss (0 = cross-entropy only).
     split_fractions, split_seed
         Train/validation/test fractions and seed used when the cohort has no split yet.
     seed
@@ -112,6 +117,7 @@ class TrainConfig:
     n_bins: int = 64
     n_change_bins: int = 32
     loss_balance: float = 0.5
+    mean_loss_weight: float = 0.0
     bin_method: str = "quantile"
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_seed: int = 0
@@ -129,6 +135,8 @@ class TrainConfig:
             raise ValueError(f"references must be one of {TRAIN_REFERENCES}, got {self.references!r}")
         if self.bin_method not in BIN_METHODS:
             raise ValueError(f"bin_method must be one of {BIN_METHODS}, got {self.bin_method!r}")
+        if self.mean_loss_weight < 0:
+            raise ValueError(f"mean_loss_weight must be >= 0, got {self.mean_loss_weight}")
         if not 0 <= self.loss_balance <= 1:
             raise ValueError(f"loss_balance must be in [0, 1], got {self.loss_balance}")
         if self.n_bins < 2 or self.n_change_bins < 2:
@@ -238,7 +246,8 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, bucket_batches
 def window_tensors(arrays: HourlyArrays, windows: Windows, index: np.ndarray, encoder: FeatureEncoder) -> dict[str, torch.Tensor]:
     """Inputs and targets of the windows ``index``, padded to their longest: a dict of CPU tensors.
 
-    Keys: the :class:`HourInputs` fields and ``targets`` (``(B, T, V)`` 0-based bins, -100 unobserved).
+    Keys: the :class:`HourInputs` fields, ``targets`` (``(B, T, V)`` 0-based bins, -100 unobserved)
+    and ``target_z`` (``(B, T, V)`` the next values in z units, see :meth:`FeatureEncoder.target_z`).
     """
     length = int(windows.lengths[index].max())
     positions = windows.positions[index]
@@ -256,7 +265,7 @@ def window_tensors(arrays: HourlyArrays, windows: Windows, index: np.ndarray, en
         hours,
     )
     carried, _ = carry_forward(values[:, :length])
-    return {**vars(inputs), "targets": encoder.targets(values[:, 1:], carried)}
+    return {**vars(inputs), "targets": encoder.targets(values[:, 1:], carried), "target_z": encoder.target_z(values[:, 1:], carried)}
 
 
 class _WindowDataset(torch.utils.data.Dataset):
@@ -276,10 +285,10 @@ class _WindowDataset(torch.utils.data.Dataset):
         return {**window_tensors(self.arrays, self.windows, index, self.encoder), "references": self.references[index]}
 
 
-def split_batch(batch: dict[str, torch.Tensor]) -> tuple[HourInputs, torch.Tensor, torch.Tensor]:
-    """A collated batch dict -> (inputs, targets, reference sets)."""
-    fields = {k: v for k, v in batch.items() if k not in ("targets", "references")}
-    return HourInputs(**fields), batch["targets"], batch["references"]
+def split_batch(batch: dict[str, torch.Tensor]) -> tuple[HourInputs, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A collated batch dict -> (inputs, targets, target_z, reference sets)."""
+    fields = {k: v for k, v in batch.items() if k not in ("targets", "target_z", "references")}
+    return HourInputs(**fields), batch["targets"], batch["target_z"], batch["references"]
 
 
 # ============================================================================ training
@@ -491,21 +500,23 @@ def train_agents(
             model.train()
             loss_sum, target_sum, steps = 0.0, 0.0, 0
             for batch in loader:
-                inputs, targets, refs = split_batch(batch)
+                inputs, targets, target_z, refs = split_batch(batch)
                 with accelerator.autocast():
-                    out = model(inputs, refs, targets)
-                accelerator.backward(out.loss)
+                    out = model(inputs, refs, targets, target_z)
+                loss = out.loss + train_config.mean_loss_weight * out.squared_error
+                accelerator.backward(loss)
                 accelerator.clip_grad_norm_(model.parameters(), train_config.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                loss_sum += float(out.loss.detach()) * float(out.n_targets)
+                loss_sum += float(loss.detach()) * float(out.n_targets)
                 target_sum += float(out.n_targets)
                 steps += 1
                 bar.update(task, advance=1, description=f"epoch {epoch}/{train_config.max_epochs} loss {loss_sum / max(target_sum, 1):.3f}")
             train_loss = _reduce_mean(accelerator, loss_sum, target_sum)
             validation_loss = float(np.mean([
-                validation_loss_of(accelerator, model, validation_arrays, validation_windows, encoder, mode, train_config.batch_size)
+                validation_loss_of(accelerator, model, validation_arrays, validation_windows, encoder, mode, train_config.batch_size,
+                                   mean_loss_weight=train_config.mean_loss_weight)
                 for mode in validation_modes
             ]))
             record = EpochRecord(
@@ -553,8 +564,11 @@ def validation_loss_of(
     encoder: FeatureEncoder,
     mode: str,
     batch_size: int,
+    *,
+    mean_loss_weight: float = 0.0,
 ) -> float:
-    """Mean next-hour cross-entropy over the observed targets of ``windows`` with fixed references ``mode``."""
+    """Mean next-hour loss over the observed targets of ``windows`` with fixed references ``mode``:
+    cross-entropy plus ``mean_loss_weight`` times the predictive mean's squared error (z units)."""
     model.eval()
     order = np.argsort(windows.lengths, kind="stable")
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -566,11 +580,12 @@ def validation_loss_of(
         index = order[lo : lo + batch_size]
         tensors = window_tensors(arrays, windows, index, encoder)
         targets = tensors.pop("targets").to(accelerator.device)
+        target_z = tensors.pop("target_z").to(accelerator.device)
         inputs = HourInputs(**tensors).to(accelerator.device)
         refs = reference_sets(mode, len(index), n_systems, device=accelerator.device)
         with accelerator.autocast():
-            out = model(inputs, refs, targets)
-        loss_sum += float(out.loss) * float(out.n_targets)
+            out = model(inputs, refs, targets, target_z)
+        loss_sum += float(out.loss + mean_loss_weight * out.squared_error) * float(out.n_targets)
         count += float(out.n_targets)
     return _reduce_mean(accelerator, loss_sum, count)
 

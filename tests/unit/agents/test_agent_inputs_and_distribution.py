@@ -128,3 +128,27 @@ def test_center_tensor_follows_the_tokenizer(encoder):
     tokenizer = encoder.tokenizer
     column = tokenizer.variables.index("map")
     np.testing.assert_array_equal(table[0, : tokenizer.bin_counts[column]].numpy(), tokenizer.centers[column])
+
+
+def test_bin_values_and_mean_targets_in_z_units(encoder):
+    """A bin's z value is its decoded value's z-score (value bins) or change of z-score (change bins)."""
+    width = max(max(encoder.tokenizer.bin_counts), max(encoder.changes.bin_counts))
+    value_bins, change_bins = encoder.bin_values_z(width)
+    v = encoder.variables.index("map")
+    n_values, n_changes = encoder.tokenizer.bin_counts[v], encoder.changes.bin_counts[v]
+    decoded = encoder.tokenizer.decode(np.arange(1, n_values + 1)[:, None], encoder.tokenizer.encode(np.zeros((n_values, 1)), ["map"])[2])
+    np.testing.assert_allclose(value_bins[v, :n_values].numpy(), encoder.normaliser.zscore(decoded, ["map"])[:, 0], rtol=1e-5)
+    last = np.full((n_changes, 1), 71.0)
+    moved = encoder.changes.decode(np.arange(1, n_changes + 1)[:, None], encoder.changes.encode(last, last, ["map"])[2])
+    z_change = encoder.normaliser.zscore(moved, ["map"]) - encoder.normaliser.zscore(last, ["map"])
+    np.testing.assert_allclose(change_bins[v, :n_changes].numpy(), z_change[:, 0], atol=1e-5)
+    assert torch.all(value_bins[v, n_values:] == 0) and torch.all(change_bins[v, n_changes:] == 0)
+    # targets of the mean: change of z-score after a measurement, z-score before any, 0 unobserved
+    hr = encoder.variables.index("hr")
+    next_values = np.full((1, 3, len(encoder.variables)), np.nan)
+    carried = np.full_like(next_values, np.nan)
+    next_values[0, :2, hr] = [90.0, 100.0]
+    carried[0, 1:, hr] = 80.0
+    z = encoder.target_z(next_values, carried)[0, :, hr].numpy()
+    z90, z100, z80 = encoder.normaliser.zscore(np.array([[90.0], [100.0], [80.0]]), ["hr"])[:, 0]
+    np.testing.assert_allclose(z, [z90, z100 - z80, 0.0], rtol=1e-6)

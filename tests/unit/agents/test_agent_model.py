@@ -179,3 +179,34 @@ def test_random_reference_sets_mix_none_all_and_subsets():
     assert torch.equal(refs, sample_reference_sets(400, 9, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="references"):
         reference_sets("some", 1, 9)
+
+
+def test_squared_error_of_the_predictive_mean_by_hand(catalog):
+    torch.manual_seed(0)
+    config = _config(catalog)
+    model = OrganAgents(config).eval()
+    n_variables = len(config.variables)
+    g = torch.Generator().manual_seed(7)
+    width = model.value_bins_z.shape[1]
+    model.set_bin_values(torch.randn(n_variables, width, generator=g), torch.randn(n_variables, width, generator=g))
+    model.loss_weights.copy_(torch.rand(n_variables, generator=g) + 0.5)
+    inputs = _inputs(config, 3, 1, seed=8)  # one hour: the loss position is the last position
+    inputs.last_ids[0] = 0  # window 0 predicts in value bins, the others mostly in change bins
+    targets = torch.zeros(3, 1, n_variables, dtype=torch.long)
+    targets[1, 0, ::3] = -100  # unobserved targets do not count
+    target_z = torch.randn(3, 1, n_variables, generator=g)
+    refs = reference_sets("all", 3, 9)
+    with torch.no_grad():
+        out = model(inputs, refs, targets, target_z)
+        logits = model(inputs, refs)  # the same position's logits over the bins it predicts in
+    bin_z = torch.where(logits.relative[:, :, None], model.change_bins_z, model.value_bins_z)  # (B, V, K)
+    mean_z = (torch.softmax(logits.logits, -1) * bin_z).sum(-1)  # (B, V)
+    observed = targets[:, 0] >= 0
+    weights = model.loss_weights.expand(3, -1)[observed]
+    expected = (weights * (mean_z - target_z[:, 0])[observed] ** 2).sum() / weights.sum()
+    assert torch.allclose(out.squared_error, expected, rtol=1e-5)
+    assert out.squared_error > 0 and torch.allclose(out.n_targets, weights.sum())
+    with torch.no_grad():
+        assert model(inputs, refs, targets).squared_error is None  # without target_z, cross-entropy only
+    with pytest.raises(ValueError, match="bin values"):
+        model.set_bin_values(torch.zeros(n_variables, width + 1), torch.zeros(n_variables, width))
