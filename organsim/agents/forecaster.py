@@ -1,15 +1,20 @@
 """Trained organ agents as a :class:`~organsim.data.windows.Forecaster`, with free-running rollouts.
 
-All nine agents step together, one hour at a time, with the decoder's key/value cache: the context
-is read once (hours before the first measurement are masked out and positions restart at the
-first measured hour), each agent predicts the next hour of its own variables, and the joint
-forecast is fed back as the next hour (with that hour's planned treatments), from which the hour
-after is predicted from the cache. A fed-back hour is measured the way the training data are:
-the variables charted in most training hours (``AgentConfig.feedback_variables``: the vital
-signs) hold their forecast; the others (labs, drawn every few hours or days) count as not
-measured that hour, so the agents keep reading their last real value with its age growing, as
-they learned to. Their forecasts are still made at every hour; truth is never fed back. :meth:`AgentForecaster.predict` feeds back predictive means;
+All nine agents step together, one hour at a time, with the decoder's key/value cache
+(:class:`AgentStepper`): the context is read once (hours before the first measurement are masked
+out and positions restart at the first measured hour), each agent predicts the next hour of its
+own variables, and the joint forecast is fed back as the next hour (with that hour's planned
+treatments), from which the hour after is predicted from the cache. A fed-back hour is measured
+the way the training data are: the variables charted in most training hours
+(``AgentConfig.feedback_variables``: the vital signs) hold their forecast; the others (labs, drawn
+every few hours or days) count as not measured that hour, so the agents keep reading their last
+real value with its age growing, as they learned to. Their forecasts are still made at every hour;
+truth is never fed back. :meth:`AgentForecaster.predict` feeds back predictive means;
 :meth:`AgentForecaster.sample_paths` feeds back draws, giving a distribution of futures.
+
+:class:`AgentStepper` is the stepping loop itself, with the hooks a caller needs between hours
+(the coordinated twin in :mod:`organsim.twin` uses them): the reference sets of each hour, the
+treatments of each simulated hour, and the values fed back.
 """
 
 from __future__ import annotations
@@ -21,10 +26,213 @@ import torch
 
 from organsim.agents.checkpoint import TrainedAgents
 from organsim.agents.distribution import BinnedDistribution, center_tensor
-from organsim.agents.features import leading_empty_mask
-from organsim.agents.model import REFERENCE_MODES, reference_sets
+from organsim.agents.features import CarryState, leading_empty_mask
+from organsim.agents.model import REFERENCE_MODES, HourInputs, reference_sets
 from organsim.data.windows import ForecastBatch
 from organsim.utils.devices import resolve_device
+
+
+class AgentRuntime:
+    """Trained agents placed on a device with what a rollout needs to turn logits into values.
+
+    Parameters
+    ----------
+    agents
+        Trained agents (:meth:`TrainedAgents.load`).
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``; bf16 autocast on CUDA.
+
+    Attributes
+    ----------
+    model
+        The network on ``device``, in eval mode.
+    value_centers, change_centers
+        ``(V, K)`` float64 bin values (catalog units) and change-bin centers (in units of each
+        variable's change scale).
+    change_scales
+        ``(V,)`` float64 change scale of each variable.
+    feedback
+        ``(V,)`` bool: the variable's forecast is fed back as measured in free-running steps.
+    """
+
+    def __init__(self, agents: TrainedAgents, *, device: str = "auto") -> None:
+        self.agents = agents
+        self.device = resolve_device(device)
+        self.model = agents.model.to(self.device).eval()
+        self.encoder = agents.encoder
+        config = agents.config
+        width = max(max(a, b) for a, b in zip(config.bin_counts, config.change_bin_counts, strict=True))
+        self.value_centers = center_tensor(agents.tokenizer, config.variables, width).to(self.device)  # (V, K)
+        self.change_centers = center_tensor(agents.changes, config.variables, width).to(self.device)  # (V, K)
+        self.change_scales = torch.from_numpy(agents.changes.scales[agents.changes.columns_of(config.variables)]).to(self.device)
+        self.feedback = np.isin(np.array(config.variables), config.feedback_variables)  # (V,)
+
+    @property
+    def autocast(self) -> bool:
+        """bf16 autocast is on (a CUDA device)."""
+        return self.device.startswith("cuda")
+
+    def centers(self, last_values: np.ndarray, relative: torch.Tensor) -> torch.Tensor:
+        """``(b, V, K)`` bin values: last value + scale * change center where ``relative``, else value centers."""
+        last = torch.from_numpy(np.nan_to_num(last_values)).to(self.device)  # (b, V); 0 where relative is False
+        anchored = last[:, :, None] + self.change_scales[None, :, None] * self.change_centers[None]
+        return torch.where(relative[:, :, None], anchored, self.value_centers[None].expand_as(anchored))
+
+    def model_columns(self, variables: tuple[str, ...]) -> np.ndarray:
+        """Index of each model variable in ``variables`` (a batch's); a missing one is a ValueError."""
+        position = {v: i for i, v in enumerate(variables)}
+        missing = [v for v in self.agents.config.variables if v not in position]
+        if missing:
+            raise ValueError(f"the batch lacks variables the agents need: {missing}")
+        return np.array([position[v] for v in self.agents.config.variables])
+
+    def to_batch_layout(self, paths: np.ndarray, variables: tuple[str, ...]) -> np.ndarray:
+        """``(..., V_model)`` -> ``(..., V_batch)`` in the order of ``variables``; variables the model lacks are NaN."""
+        out = np.full((*paths.shape[:-1], len(variables)), np.nan, dtype=np.float32)
+        out[..., self.model_columns(variables)] = paths
+        return out
+
+
+class AgentStepper:
+    """One free-running rollout of B problems, one simulated hour per :meth:`predict` / :meth:`feed` pair.
+
+    ``predict(references)`` gives the distribution of the next hour; ``feed(values)`` appends that
+    hour, as measured (only the variables in ``feedback`` are read as measured, the others count
+    as not measured), to the sequence the next :meth:`predict` continues from. With
+    ``use_cache=True`` every hour costs one incremental decoder step (the key/value cache holds the
+    earlier hours); with ``use_cache=False`` the whole window is re-encoded at every hour (the
+    slow reference the cached loop is checked against).
+
+    References may change from hour to hour. With the cache, each hour is encoded with the
+    references given to the :meth:`predict` call that first reads it (the context with the first
+    call's), and cached hours keep them; re-encoding reads every hour with the current call's.
+    With the same references at every hour both give the same numbers.
+
+    Parameters
+    ----------
+    runtime
+        The agents on their device.
+    batch
+        The problems; its planned treatments fill :attr:`treatments` (change them with
+        :meth:`set_treatments` before they are read).
+    horizon
+        Hours to simulate (``batch.horizon >= horizon``).
+    use_cache
+        Step with the decoder's key/value cache (default) or re-encode the window every hour.
+
+    Attributes
+    ----------
+    context
+        Context hours kept (at most ``config.context_hours``, so that every position of the
+        rollout stays within the trained window length; leading hours empty for every problem
+        are dropped).
+    treatments
+        ``(b, context + horizon, T_model)`` float32 treatments, model treatment order: given in the
+        context hours, then those of the simulated hours ``t+1 .. t+horizon``.
+    state
+        Per problem and variable, the last measured value and hours since it, after the last hour
+        read (the context's last hour, then each fed-back hour).
+    step
+        Number of hours predicted so far.
+    """
+
+    def __init__(self, runtime: AgentRuntime, batch: ForecastBatch, horizon: int, *, use_cache: bool = True) -> None:
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if batch.horizon < horizon:
+            raise ValueError(f"the batch plans treatments for {batch.horizon} hours; horizon {horizon} asked")
+        config = runtime.agents.config
+        self.runtime = runtime
+        self.horizon = horizon
+        self.use_cache = use_cache
+        columns = runtime.model_columns(batch.variables)
+        treatment_columns = [batch.treatment_codes.index(c) for c in config.treatment_codes]
+        static_columns = [batch.static_codes.index(c) for c in config.static_codes]
+        # Keep every position of the rollout inside the trained window length.
+        context = max(1, min(batch.context_hours, config.context_hours, config.window_hours - horizon + 1))
+        offset = batch.context_hours - context
+        values = batch.values[:, offset:, :][:, :, columns]  # (b, C, V)
+        started = leading_empty_mask(values)  # (b, C)
+        skip = int(np.argmax(started.any(axis=0)))  # leading hours masked for every problem: left out
+        self.context, offset = context - skip, offset + skip
+        self.values = values[:, skip:]  # (b, C, V) the context; fed-back hours are appended (re-encoding only)
+        self.started = started[:, skip:]
+        self.treatments = np.ascontiguousarray(batch.treatments[:, offset : offset + self.context + horizon][:, :, treatment_columns])
+        self.static = batch.static[:, static_columns]
+        self.start_hours = batch.start_hours.astype(np.int64)
+        self.size = batch.size
+        self.state: CarryState = runtime.encoder.carry_state(self.values)
+        self.step = 0
+        self._fed_hours = 0
+        self._read_through = -1  # last column of treatments read into the model's inputs
+        self._cache = None
+        self._pending: HourInputs | None = None  # the hours the next cached predict reads
+        self._mask = torch.from_numpy(self.started).to(runtime.device)  # (b, C + fed hours)
+        self._positions = (self._mask.cumsum(1) - 1).clamp_min(0)  # (b, C) positions of the pending hours
+
+    def set_treatments(self, step: int, treatments: np.ndarray) -> None:
+        """Set the treatments of simulated hour ``t + step + 1`` (``(b, T_model)``, model treatment order).
+
+        Hour ``t+1``'s (``step=0``) is read by the first :meth:`predict` (as the plan of the last
+        context hour); hour ``t + step + 1``'s by the :meth:`feed` of hour ``t + step``. Setting
+        them after they were read is a ValueError.
+        """
+        column = self.context + step
+        if column <= self._read_through:
+            raise ValueError(f"the treatments of simulated hour {step + 1} were already read")
+        self.treatments[:, column] = treatments
+
+    def _hour_indices(self, n_hours: int) -> np.ndarray:
+        """``(b, n_hours)`` ICU hour index of the first ``n_hours`` positions of the sequence."""
+        return self.start_hours[:, None] + np.arange(-self.context + 1, -self.context + 1 + n_hours)[None, :]
+
+    def predict(self, references: torch.Tensor) -> BinnedDistribution:
+        """The ``(b, V, K)`` distribution of the next simulated hour, read with ``references`` ``(b, S, S)`` bool."""
+        if self.step >= self.horizon:
+            raise ValueError(f"all {self.horizon} hours were predicted already")
+        if self._fed_hours != self.step:
+            raise ValueError("feed the last predicted hour before predicting the next")
+        runtime = self.runtime
+        references = references.to(runtime.device)
+        if self.use_cache and self.step > 0:
+            inputs, positions = self._pending, self._positions
+        else:
+            n = self.values.shape[1]  # the context, then the fed-back hours when re-encoding
+            inputs = runtime.encoder.encode(
+                self.values, self.treatments[:, :n], self.treatments[:, 1 : n + 1], self.static, self._hour_indices(n)
+            )
+            positions = (self._mask.cumsum(1) - 1).clamp_min(0)  # (b, n)
+            self._read_through = n
+        with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=runtime.autocast):
+            out = runtime.model(
+                inputs.to(runtime.device), references, attention_mask=self._mask, position_ids=positions,
+                past_key_values=self._cache, use_cache=self.use_cache,
+            )
+        self._cache = out.past_key_values if self.use_cache else None
+        self._positions = positions[:, -1:]
+        self.step += 1
+        return BinnedDistribution.from_logits(out.logits, runtime.centers(self.state.values, out.relative))
+
+    def feed(self, values: np.ndarray) -> None:
+        """Append the hour just predicted, ``(b, V)`` raw values (model variable order), as measured.
+
+        Only the hourly-charted variables (:attr:`AgentRuntime.feedback`) count as measured; the
+        hour is read with its treatments and the plan of the hour after.
+        """
+        if self._fed_hours != self.step - 1 or self.step >= self.horizon:
+            raise ValueError(f"feed follows each predict but the last (hour {self.step} of {self.horizon} is predicted, {self._fed_hours} fed)")
+        runtime = self.runtime
+        measured = np.where(runtime.feedback[None, :], values, np.nan)  # (b, V): hourly-charted variables only
+        column = self.context + self.step - 1  # the fed hour's treatments
+        given, planned = self.treatments[:, column : column + 1], self.treatments[:, column + 1 : column + 2]
+        hour = self.start_hours[:, None] + self.step  # (b, 1)
+        self._pending, self.state = runtime.encoder.encode_step(self.state, measured, given, planned, self.static, hour)
+        self._read_through = column + 1
+        self._positions = self._positions + 1
+        self._fed_hours += 1
+        if not self.use_cache:
+            self.values = np.concatenate([self.values, measured[:, None]], axis=1)
+        self._mask = torch.cat([self._mask, torch.ones(self.size, 1, dtype=self._mask.dtype, device=runtime.device)], dim=1)
 
 
 class AgentForecaster:
@@ -67,33 +275,26 @@ class AgentForecaster:
             self.reference_matrix = matrix
             label = "custom"
         self.agents = agents
-        self.device = resolve_device(device)
+        self.runtime = AgentRuntime(agents, device=device)
+        self.device = self.runtime.device
         self.batch_size = batch_size
         self.name = name or f"agents_{label}"
-        self.model = agents.model.to(self.device).eval()
-        self.encoder = agents.encoder
-        config = agents.config
-        width = max(max(a, b) for a, b in zip(config.bin_counts, config.change_bin_counts, strict=True))
-        self.value_centers = center_tensor(agents.tokenizer, config.variables, width).to(self.device)  # (V, K)
-        self.change_centers = center_tensor(agents.changes, config.variables, width).to(self.device)  # (V, K)
-        self.change_scales = torch.from_numpy(agents.changes.scales[agents.changes.columns_of(config.variables)]).to(self.device)
-        self.feedback = np.isin(np.array(agents.config.variables), agents.config.feedback_variables)  # (V,)
 
     # ------------------------------------------------------------------ public API
     def predict(self, batch: ForecastBatch, horizon: int) -> np.ndarray:
         """``(B, horizon, V)`` float32 predictive means in raw units; steps 2.. feed the means back."""
         out = np.empty((batch.size, horizon, len(batch.variables)), dtype=np.float32)
-        for index in self._chunks(batch, self.batch_size):
+        for index in measured_length_chunks(batch, self.batch_size):
             paths, _ = self._rollout(batch.select(index), horizon, BinnedDistribution.mean)  # (b, H, V_model)
-            out[index] = self._to_batch_layout(paths, batch)
+            out[index] = self.runtime.to_batch_layout(paths, batch.variables)
         return out
 
     def next_hour(self, batch: ForecastBatch) -> BinnedDistribution:
         """The predictive distribution of hour t+1 (``(B, V_model, K)`` probabilities and values, model variable order)."""
-        shape = (batch.size, len(self.agents.config.variables), self.value_centers.shape[1])
+        shape = (batch.size, len(self.agents.config.variables), self.runtime.value_centers.shape[1])
         probs = torch.empty(shape, dtype=torch.float64)
         centers = torch.empty(shape, dtype=torch.float64)
-        for index in self._chunks(batch, self.batch_size):
+        for index in measured_length_chunks(batch, self.batch_size):
             _, first = self._rollout(batch.select(index), 1, BinnedDistribution.mean)
             probs[torch.from_numpy(index)] = first.probs.cpu()
             centers[torch.from_numpy(index)] = first.centers.cpu()
@@ -106,46 +307,14 @@ class AgentForecaster:
         """
         generator = torch.Generator(device=self.device).manual_seed(seed)
         out = np.empty((n_samples, batch.size, horizon, len(batch.variables)), dtype=np.float32)
-        for index in self._chunks(batch, max(1, self.batch_size // n_samples)):
+        for index in measured_length_chunks(batch, max(1, self.batch_size // n_samples)):
             part = batch.select(np.repeat(index, n_samples))
             paths, _ = self._rollout(part, horizon, lambda dist: dist.sample(1, generator)[0])  # (b * n, H, V)
-            paths = self._to_batch_layout(paths, batch).reshape(len(index), n_samples, horizon, len(batch.variables))
+            paths = self.runtime.to_batch_layout(paths, batch.variables).reshape(len(index), n_samples, horizon, len(batch.variables))
             out[:, index] = paths.transpose(1, 0, 2, 3)
         return out
 
-    @staticmethod
-    def _chunks(batch: ForecastBatch, size: int) -> list[np.ndarray]:
-        """Problem indices in chunks of ``size``, problems with similar measured context lengths together.
-
-        Hours before a context's first measurement are masked, and hours masked for every problem
-        of a chunk are not computed at all, so grouping by length saves most of the padding.
-        """
-        measured_hours = leading_empty_mask(batch.values).sum(axis=1)  # (B,)
-        order = np.argsort(measured_hours, kind="stable")
-        return [order[lo : lo + size] for lo in range(0, batch.size, size)]
-
     # ------------------------------------------------------------------ rollout
-    def _centers(self, last_values: np.ndarray, relative: torch.Tensor) -> torch.Tensor:
-        """``(b, V, K)`` bin values: last value + scale * change center where ``relative``, else value centers."""
-        last = torch.from_numpy(np.nan_to_num(last_values)).to(self.device)  # (b, V); 0 where relative is False
-        anchored = last[:, :, None] + self.change_scales[None, :, None] * self.change_centers[None]
-        return torch.where(relative[:, :, None], anchored, self.value_centers[None].expand_as(anchored))
-
-    def _model_columns(self, batch: ForecastBatch) -> np.ndarray:
-        """Index of each model variable in the batch's variables."""
-        position = {v: i for i, v in enumerate(batch.variables)}
-        missing = [v for v in self.agents.config.variables if v not in position]
-        if missing:
-            raise ValueError(f"the batch lacks variables the agents need: {missing}")
-        return np.array([position[v] for v in self.agents.config.variables])
-
-    def _to_batch_layout(self, paths: np.ndarray, batch: ForecastBatch) -> np.ndarray:
-        """``(b, H, V_model)`` -> ``(b, H, V_batch)``; batch variables the model lacks are NaN."""
-        out = np.full((*paths.shape[:2], len(batch.variables)), np.nan, dtype=np.float32)
-        out[:, :, self._model_columns(batch)] = paths
-        return out
-
-    @torch.inference_mode()
     def _rollout(
         self, batch: ForecastBatch, horizon: int, choose: Callable[[BinnedDistribution], torch.Tensor]
     ) -> tuple[np.ndarray, BinnedDistribution]:
@@ -153,50 +322,25 @@ class AgentForecaster:
 
         Step 1 is predicted from the context; each later step from the hour ``choose(dist)`` fed back.
         """
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if batch.horizon < horizon:
-            raise ValueError(f"the batch plans treatments for {batch.horizon} hours; horizon {horizon} asked")
-        config = self.agents.config
-        columns = self._model_columns(batch)
-        treatment_columns = [batch.treatment_codes.index(c) for c in config.treatment_codes]
-        static_columns = [batch.static_codes.index(c) for c in config.static_codes]
-        # Keep every position of the rollout inside the trained window length.
-        context = max(1, min(batch.context_hours, config.context_hours, config.window_hours - horizon + 1))
-        offset = batch.context_hours - context
-        values = batch.values[:, offset:, :][:, :, columns]  # (b, C, V)
-        started = leading_empty_mask(values)  # (b, C)
-        skip = int(np.argmax(started.any(axis=0)))  # leading hours masked for every problem: left out
-        context, offset, values, started = context - skip, offset + skip, values[:, skip:], started[:, skip:]
-        treatments = batch.treatments[:, offset:, :][:, :, treatment_columns]  # (b, C + H, T)
-        static = batch.static[:, static_columns]
-        b = batch.size
-        hours = batch.start_hours.astype(np.int64)[:, None] + np.arange(-context + 1, 1)[None, :]  # (b, C)
-        inputs = self.encoder.encode(values, treatments[:, :context], treatments[:, 1 : context + 1], static, hours)
-        state = self.encoder.carry_state(values)
-        mask = torch.from_numpy(started).to(self.device)  # (b, C)
-        positions = (mask.cumsum(1) - 1).clamp_min(0)  # (b, C)
-        references = self.reference_matrix.to(self.device).expand(b, -1, -1)
-        paths = np.empty((b, horizon, len(config.variables)), dtype=np.float32)
-        cache, first = None, None
-        step_inputs, step_positions = inputs.to(self.device), positions
+        stepper = AgentStepper(self.runtime, batch, horizon)
+        references = self.reference_matrix.expand(batch.size, -1, -1)
+        paths = np.empty((batch.size, horizon, len(self.agents.config.variables)), dtype=np.float32)
+        first = None
         for step in range(horizon):
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
-                out = self.model(step_inputs, references, attention_mask=mask, position_ids=step_positions, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
-            dist = BinnedDistribution.from_logits(out.logits, self._centers(state.values, out.relative))  # (b, V, K)
+            dist = stepper.predict(references)  # (b, V, K)
             first = first or dist
-            chosen = choose(dist).float().cpu().numpy()  # (b, V)
-            paths[:, step] = chosen
-            if step + 1 == horizon:
-                break
-            # the fed-back hour t + step + 1, given its planned treatment, planning the one after
-            hour = batch.start_hours.astype(np.int64)[:, None] + step + 1  # (b, 1)
-            given = treatments[:, context + step : context + step + 1]
-            planned = treatments[:, context + step + 1 : context + step + 2]
-            measured = np.where(self.feedback[None, :], chosen, np.nan)  # (b, V): hourly-charted variables only
-            step_inputs, state = self.encoder.encode_step(state, measured, given, planned, static, hour)
-            step_inputs = step_inputs.to(self.device)
-            mask = torch.cat([mask, torch.ones(b, 1, dtype=mask.dtype, device=self.device)], dim=1)
-            step_positions = step_positions[:, -1:] + 1
+            paths[:, step] = choose(dist).float().cpu().numpy()
+            if step + 1 < horizon:
+                stepper.feed(paths[:, step])
         return paths, first
+
+
+def measured_length_chunks(batch: ForecastBatch, size: int) -> list[np.ndarray]:
+    """Problem indices in chunks of ``size``, problems with similar measured context lengths together.
+
+    Hours before a context's first measurement are masked, and hours masked for every problem
+    of a chunk are not computed at all, so grouping by length saves most of the padding.
+    """
+    measured_hours = leading_empty_mask(batch.values).sum(axis=1)  # (B,)
+    order = np.argsort(measured_hours, kind="stable")
+    return [order[lo : lo + size] for lo in range(0, batch.size, size)]

@@ -1,0 +1,450 @@
+"""PatientTwin: the nine organ agents simulating together, coordinated, hour by hour.
+
+A rollout starts from the context of each problem of a :class:`~organsim.data.windows.ForecastBatch`
+(real hours up to ``t``) and simulates hours ``t+1 .. t+horizon``. Every hour:
+
+1. each agent gets the systems it consults this hour: a fixed setting (``"none"``, ``"all"``, an
+   ``(S, S)`` matrix) or the learned reference-selection policy
+   (:class:`~organsim.twin.policy.ReferencePolicy`, its most likely set, decided from the state
+   summary of :mod:`organsim.twin.summary`);
+2. all agents predict the next hour together, one incremental decoder step with the key/value
+   cache (:class:`~organsim.agents.forecaster.AgentStepper`): the context is encoded once, then
+   each hour costs one step. The reference set of the new hour may differ from earlier hours';
+   cached hours keep the references they were encoded with (the context those of the first hour);
+3. a value is drawn from each variable's predictive distribution (or its mean with ``mean=True``);
+4. the error-correction agent (``correct=True``) checks the joint hour against physiological
+   constraints: the outputs it flags are redrawn from the same distributions (up to
+   ``max_resamples`` times), then what is still violated is projected; every change is recorded;
+5. the treatments of the next hour are the batch's planned ones, or what ``treatment_policy``
+   decides from what a bedside team would see of the simulated stay
+   (:class:`~organsim.twin.bedside.BedsideRecord`);
+6. the corrected hour is fed back as measured (the hourly-charted variables; labs keep their last
+   real value, as in training) and the next hour is predicted.
+
+Many problems and samples run in one batch (rows ``problems x samples``, in chunks of
+``batch_size`` rows), on CPU or CUDA (bf16 autocast there). The same seed gives the same rollout.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import polars as pl
+import torch
+
+from organsim.agents.checkpoint import TrainedAgents
+from organsim.agents.distribution import BinnedDistribution
+from organsim.agents.features import carry_forward
+from organsim.agents.forecaster import AgentRuntime, AgentStepper, measured_length_chunks
+from organsim.agents.model import REFERENCE_MODES
+from organsim.catalog import Catalog, load_catalog
+from organsim.data.windows import ForecastBatch
+from organsim.twin.bedside import BedsideRecord, TreatmentDecider
+from organsim.twin.policy import ReferencePolicy, has_reference_policy
+from organsim.twin.summary import TREND_HOURS, state_summary
+
+CORRECTION_COLUMNS = {
+    "sample": pl.Int64,
+    "problem": pl.Int64,
+    "step": pl.Int64,
+    "variable": pl.String,
+    "rule": pl.String,
+    "before": pl.Float64,
+    "after": pl.Float64,
+}
+"""Schema of :attr:`Rollout.corrections`."""
+
+RESAMPLED_RULE = "resampled"
+"""The ``rule`` of a correction record where a flagged agent output was redrawn (before projection)."""
+
+
+class Corrector(Protocol):
+    """The error-correction agent as the twin calls it (``organsim.twin.correction.ErrorCorrector``).
+
+    Both methods take the previous hour and the new hour of ``n`` rows, ``(n, V)`` raw values in
+    the order of ``variables``.
+    """
+
+    def violating(self, values_prev: np.ndarray, values_new: np.ndarray, variables: Sequence[str]) -> np.ndarray:
+        """``(n, V)`` bool: agent outputs that violate a constraint and should be redrawn."""
+        ...
+
+    def correct(
+        self, values_prev: np.ndarray, values_new: np.ndarray, variables: Sequence[str]
+    ) -> tuple[np.ndarray, list[dict[str, Any]], Mapping[str, int], Mapping[str, int]]:
+        """``(corrected (n, V), records, violations_before, violations_after)``.
+
+        ``records``: one dict per changed value (``row``, ``variable``, ``rule``, ``before``,
+        ``after``); the violation dicts count hard-constraint violations per rule.
+        """
+        ...
+
+
+ReferenceChooser = Callable[[int, np.ndarray], torch.Tensor]
+"""``(step, summary (n, F)) -> (n, S, S)`` bool reference sets of simulated hour ``t + step + 1``."""
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Simulated futures of B problems, ``n_samples`` each.
+
+    Attributes
+    ----------
+    values
+        ``(n_samples, B, horizon, V)`` float32 simulated hours ``t+1 .. t+horizon`` in raw catalog
+        units, in :attr:`variables` (the batch's) order; variables the agents lack are NaN.
+    treatments
+        ``(n_samples, B, horizon, T)`` float32 treatments of those hours (planned, or decided by
+        the treatment policy), in :attr:`treatment_codes` order. With ``hide_treatments`` the
+        agents saw none, but these are still the hours' treatments.
+    consulted
+        ``(n_samples, B, horizon, S, S)`` bool: ``[.., s, r]`` agent ``s`` consulted system ``r``
+        to predict that hour (the diagonal is False: an agent always reads its own system).
+    corrections
+        One row per value the error corrector changed: ``sample``, ``problem`` (index in the
+        batch), ``step`` (the hour ``t + step``, 1-based), ``variable``, ``rule`` (a constraint,
+        or ``"resampled"`` for a flagged output redrawn before projection), ``before``,
+        ``after``.
+    violations_before, violations_after
+        Rule -> number of hard-constraint violations handed to the projection (after
+        resampling) and left after it, summed over every simulated hour; empty without correction.
+    variables, treatment_codes, systems
+        Codes of the last axes.
+    stay_ids, start_hours
+        ``(B,)`` the problems' stays and last context hours ``t``.
+    """
+
+    values: np.ndarray
+    treatments: np.ndarray
+    consulted: np.ndarray
+    corrections: pl.DataFrame
+    violations_before: dict[str, int]
+    violations_after: dict[str, int]
+    variables: tuple[str, ...]
+    treatment_codes: tuple[str, ...]
+    systems: tuple[str, ...]
+    stay_ids: np.ndarray
+    start_hours: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def horizon(self) -> int:
+        return int(self.values.shape[2])
+
+
+@dataclass
+class SimulatedRows:
+    """What :meth:`PatientTwin.simulate_rows` returns for ``n`` rows (model variable order).
+
+    Attributes
+    ----------
+    values
+        ``(n, horizon, V_model)`` float32 simulated (corrected) hours.
+    treatments
+        ``(n, horizon, T)`` float32 treatments of those hours (batch order).
+    consulted
+        ``(n, horizon, S, S)`` bool reference sets used (diagonal False).
+    records
+        Correction records with ``row`` and ``step`` (1-based).
+    violations_before, violations_after
+        Counts per rule.
+    """
+
+    values: np.ndarray
+    treatments: np.ndarray
+    consulted: np.ndarray
+    records: list[dict[str, Any]]
+    violations_before: Counter
+    violations_after: Counter
+
+
+class PatientTwin:
+    """The coordinated twin: organ agents, a reference-selection policy and the error corrector.
+
+    Parameters
+    ----------
+    agents
+        Trained agents.
+    policy
+        The learned reference-selection policy, or None (``references="policy"`` then means ``"all"``).
+    corrector
+        The error-correction agent, or None (``correct=True`` then is a ValueError).
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    batch_size
+        Rows (problems x samples) simulated together.
+    max_resamples
+        Times the corrector may send flagged outputs back to be redrawn before projecting.
+    catalog
+        Treatment defaults and ranges (default: :func:`load_catalog`).
+    """
+
+    def __init__(
+        self,
+        agents: TrainedAgents,
+        *,
+        policy: ReferencePolicy | None = None,
+        corrector: Corrector | None = None,
+        device: str = "auto",
+        batch_size: int = 512,
+        max_resamples: int = 2,
+        catalog: Catalog | None = None,
+    ) -> None:
+        if policy is not None and tuple(policy.config.systems) != tuple(agents.config.systems):
+            raise ValueError(f"the reference policy's systems {policy.config.systems} differ from the agents' {agents.config.systems}")
+        if batch_size < 1 or max_resamples < 0:
+            raise ValueError(f"need batch_size >= 1 and max_resamples >= 0, got {batch_size} and {max_resamples}")
+        self.agents = agents
+        self.runtime = AgentRuntime(agents, device=device)
+        self.device = self.runtime.device
+        self.policy = None if policy is None else policy.to(self.device).eval()
+        self.corrector = corrector
+        self.batch_size = batch_size
+        self.max_resamples = max_resamples
+        self.catalog = catalog or load_catalog()
+        self._treatment_defaults = {t.code: t.default for t in self.catalog.treatments}
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, device: str = "auto", corrector: Corrector | None = None, **options: Any) -> PatientTwin:
+        """The twin of a model directory: the agents (``organsim train``), the reference policy when
+        ``organsim coordinate`` saved one there, and ``corrector``.
+
+        ``options`` go to the constructor (``batch_size``, ``max_resamples``, ``catalog``).
+        """
+        agents = TrainedAgents.load(model_dir)
+        policy = ReferencePolicy.load(model_dir) if has_reference_policy(model_dir) else None
+        return cls(agents, policy=policy, corrector=corrector, device=device, **options)
+
+    # ------------------------------------------------------------------ description
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The model's variable codes (the agents' outputs)."""
+        return self.agents.config.variables
+
+    @property
+    def systems(self) -> tuple[str, ...]:
+        """The organ systems, one agent each."""
+        return self.agents.config.systems
+
+    @property
+    def coordinated(self) -> bool:
+        """A learned reference-selection policy is loaded."""
+        return self.policy is not None
+
+    # ------------------------------------------------------------------ rollouts
+    def reference_chooser(self, references: str | np.ndarray) -> ReferenceChooser:
+        """The per-hour reference sets of a setting: ``"policy"``, ``"none"``, ``"all"`` or an ``(S, S)`` bool array."""
+        n_systems = len(self.systems)
+        if isinstance(references, str):
+            if references == "policy" and self.policy is not None:
+                policy = self.policy
+
+                def learned(step: int, summary: np.ndarray) -> torch.Tensor:
+                    return policy.to_matrix(policy.decide(torch.from_numpy(summary).to(self.device)))
+
+                return learned
+            if references not in (*REFERENCE_MODES, "policy"):
+                raise ValueError(f"references must be 'policy', {', '.join(map(repr, REFERENCE_MODES))} or an (S, S) bool array, got {references!r}")
+            matrix = torch.full((n_systems, n_systems), references != "none", dtype=torch.bool)
+        else:
+            matrix = torch.as_tensor(np.asarray(references, dtype=bool))
+            if matrix.shape != (n_systems, n_systems):
+                raise ValueError(f"a reference matrix must be ({n_systems}, {n_systems}), got {tuple(matrix.shape)}")
+        matrix = matrix & ~torch.eye(n_systems, dtype=torch.bool)
+        fixed = matrix.to(self.device)
+        return lambda step, summary: fixed.expand(summary.shape[0], -1, -1)
+
+    def rollout(
+        self,
+        batch: ForecastBatch,
+        horizon: int,
+        *,
+        n_samples: int = 1,
+        seed: int = 0,
+        references: str | np.ndarray = "policy",
+        treatment_policy: TreatmentDecider | None = None,
+        correct: bool = True,
+        hide_treatments: bool = False,
+        mean: bool = False,
+        use_cache: bool = True,
+    ) -> Rollout:
+        """Simulate ``horizon`` hours after each problem's context, ``n_samples`` times.
+
+        Parameters
+        ----------
+        batch
+            The problems (:func:`~organsim.data.windows.forecast_batch`); its planned treatments
+            are used unless ``treatment_policy`` is given.
+        horizon
+            Hours to simulate (``batch.horizon >= horizon``).
+        n_samples
+            Futures per problem.
+        seed
+            The same seed gives the same rollout.
+        references
+            ``"policy"`` (the learned selection; ``"all"`` when none is loaded), ``"none"``,
+            ``"all"``, or an ``(S, S)`` bool array (``[s, r]``: agent ``s`` consults system ``r``).
+        treatment_policy
+            ``(state: ObservedState, hour) -> {treatment code: (n,) array}``, deciding each
+            simulated hour's treatments from the simulated state (see
+            :mod:`organsim.twin.bedside`); None uses the batch's planned treatments.
+        correct
+            Run the error-correction agent after each simulated hour.
+        hide_treatments
+            Treatment-blind: the agents see default (no) treatments in the context and every
+            simulated hour.
+        mean
+            Feed back predictive means instead of draws (point forecasts; flagged outputs are
+            then projected without redrawing).
+        use_cache
+            Step with the key/value cache (default); False re-encodes the whole window every hour
+            (slow: the reference the cache is checked against).
+
+        Returns
+        -------
+        Rollout
+        """
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        if correct and self.corrector is None:
+            raise ValueError("this twin has no error corrector: give one to PatientTwin, or roll out with correct=False")
+        chooser = self.reference_chooser(references)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        n_variables, n_systems = len(batch.variables), len(self.systems)
+        values = np.empty((n_samples, batch.size, horizon, n_variables), dtype=np.float32)
+        treatments = np.empty((n_samples, batch.size, horizon, len(batch.treatment_codes)), dtype=np.float32)
+        consulted = np.empty((n_samples, batch.size, horizon, n_systems, n_systems), dtype=bool)
+        records: list[dict[str, Any]] = []
+        before: Counter = Counter()
+        after: Counter = Counter()
+        for index in measured_length_chunks(batch, max(1, self.batch_size // n_samples)):
+            rows = np.repeat(index, n_samples)  # problem-major: row i * n_samples + j is sample j of problem index[i]
+            part = self.simulate_rows(
+                batch.select(rows), horizon, chooser=chooser, generator=generator, mean=mean,
+                treatment_policy=treatment_policy, correct=correct, hide_treatments=hide_treatments, use_cache=use_cache,
+            )
+            shape = (len(index), n_samples, horizon)
+            values[:, index] = self.runtime.to_batch_layout(part.values, batch.variables).reshape(*shape, n_variables).transpose(1, 0, 2, 3)
+            treatments[:, index] = part.treatments.reshape(*shape, -1).transpose(1, 0, 2, 3)
+            consulted[:, index] = part.consulted.reshape(*shape, n_systems, n_systems).transpose(1, 0, 2, 3, 4)
+            for record in part.records:
+                row = int(record["row"])
+                records.append({
+                    "sample": row % n_samples, "problem": int(index[row // n_samples]), "step": int(record["step"]),
+                    "variable": str(record["variable"]), "rule": str(record["rule"]),
+                    "before": float(record["before"]), "after": float(record["after"]),
+                })
+            before.update(part.violations_before)
+            after.update(part.violations_after)
+        corrections = pl.DataFrame(records, schema=CORRECTION_COLUMNS).sort("sample", "problem", "step", "variable", "rule")
+        return Rollout(
+            values=values, treatments=treatments, consulted=consulted, corrections=corrections,
+            violations_before=dict(before), violations_after=dict(after),
+            variables=batch.variables, treatment_codes=batch.treatment_codes, systems=self.systems,
+            stay_ids=batch.stay_ids, start_hours=batch.start_hours,
+        )
+
+    def simulate_rows(
+        self,
+        rows: ForecastBatch,
+        horizon: int,
+        *,
+        chooser: ReferenceChooser,
+        generator: torch.Generator,
+        mean: bool = False,
+        treatment_policy: TreatmentDecider | None = None,
+        correct: bool = True,
+        hide_treatments: bool = False,
+        use_cache: bool = True,
+    ) -> SimulatedRows:
+        """The hour-by-hour loop of :meth:`rollout` over ``n`` rows simulated together (one future each).
+
+        ``chooser(step, summary)`` gives the reference sets of each simulated hour from the
+        ``(n, F)`` state summary (the training of the reference policy passes its own, which
+        samples sets and records them). Values come back in model variable order.
+        """
+        config = self.agents.config
+        runtime = self.runtime
+        stepper = AgentStepper(runtime, rows, horizon, use_cache=use_cache)
+        n, n_systems = rows.size, len(self.systems)
+        model_treatments = [rows.treatment_codes.index(c) for c in config.treatment_codes]
+        columns = runtime.model_columns(rows.variables)
+        if hide_treatments:
+            stepper.treatments[:] = np.array([self._treatment_defaults[c] for c in config.treatment_codes], dtype=np.float32)
+        plan = np.array(rows.treatments[:, rows.context_hours : rows.context_hours + horizon], dtype=np.float32)  # (n, H, T)
+        record = BedsideRecord(rows, self.catalog) if treatment_policy is not None else None
+
+        def decide(step: int) -> None:
+            plan[:, step] = record.decide(treatment_policy)
+            if not hide_treatments:
+                stepper.set_treatments(step, plan[:, step, model_treatments])
+
+        if record is not None:
+            decide(0)
+        carried, _ = carry_forward(stepper.values)
+        recent = list(carried[:, -(TREND_HOURS + 1) :].transpose(1, 0, 2))  # last values of the latest hours, (n, V) each
+        previous = stepper.state.values.copy()  # the last hour's values (carried), what the first hour is checked against
+        values = np.empty((n, horizon, len(config.variables)), dtype=np.float32)
+        consulted = np.empty((n, horizon, n_systems, n_systems), dtype=bool)
+        records: list[dict[str, Any]] = []
+        before: Counter = Counter()
+        after: Counter = Counter()
+        for step in range(horizon):
+            summary = state_summary(
+                np.stack(recent[-(TREND_HOURS + 1) :], axis=1), stepper.state.hours_since, stepper.start_hours + step,
+                normaliser=self.agents.normaliser, variables=config.variables, variable_systems=config.variable_systems,
+                systems=self.systems, since_cap_hours=config.since_cap_hours,
+            )
+            references = chooser(step, summary)  # (n, S, S)
+            consulted[:, step] = (references & ~torch.eye(n_systems, dtype=torch.bool, device=references.device)).cpu().numpy()
+            dist = stepper.predict(references)
+            hour = self._draw(dist, generator, mean)
+            if correct:
+                hour, hour_records, hour_before, hour_after = self._correct(previous, hour, dist, generator, mean)
+                records.extend({**r, "step": step + 1} for r in hour_records)
+                before.update(hour_before)
+                after.update(hour_after)
+            values[:, step] = hour
+            previous = hour
+            if step + 1 == horizon:
+                break
+            if record is not None:
+                measured = np.full((n, len(rows.variables)), np.nan)
+                measured[:, columns] = np.where(runtime.feedback[None, :], hour, np.nan)
+                record.append(measured, plan[:, step])
+                decide(step + 1)
+            stepper.feed(hour)
+            recent.append(stepper.state.values)
+        return SimulatedRows(values=values, treatments=plan, consulted=consulted, records=records, violations_before=before, violations_after=after)
+
+    @staticmethod
+    def _draw(dist: BinnedDistribution, generator: torch.Generator, mean: bool) -> np.ndarray:
+        """``(n, V)`` float32: the predictive means, or one draw per variable."""
+        chosen = dist.mean() if mean else dist.sample(1, generator)[0]
+        return chosen.float().cpu().numpy()
+
+    def _correct(
+        self, previous: np.ndarray, hour: np.ndarray, dist: BinnedDistribution, generator: torch.Generator, mean: bool
+    ) -> tuple[np.ndarray, list[dict[str, Any]], Mapping[str, int], Mapping[str, int]]:
+        """Redraw flagged outputs (up to ``max_resamples`` times; not for means), then project what is still violated."""
+        variables = self.variables
+        records: list[dict[str, Any]] = []
+        for _ in range(0 if mean else self.max_resamples):
+            flagged = np.asarray(self.corrector.violating(previous, hour, variables), dtype=bool)
+            if not flagged.any():
+                break
+            redrawn = np.where(flagged, self._draw(dist, generator, mean=False), hour)
+            for row, column in zip(*np.nonzero(flagged & (redrawn != hour)), strict=True):
+                records.append({"row": int(row), "variable": variables[column], "rule": RESAMPLED_RULE,
+                                "before": float(hour[row, column]), "after": float(redrawn[row, column])})
+            hour = redrawn
+        corrected, projected, violations_before, violations_after = self.corrector.correct(previous, hour, variables)
+        return np.asarray(corrected, dtype=np.float32), records + list(projected), violations_before, violations_after
