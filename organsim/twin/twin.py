@@ -45,6 +45,7 @@ from organsim.agents.model import REFERENCE_MODES
 from organsim.catalog import Catalog, load_catalog
 from organsim.data.windows import ForecastBatch
 from organsim.twin.bedside import BedsideRecord, TreatmentDecider
+from organsim.twin.correction import ErrorCorrector
 from organsim.twin.policy import ReferencePolicy, has_reference_policy
 from organsim.twin.summary import TREND_HOURS, state_summary
 
@@ -64,11 +65,13 @@ RESAMPLED_RULE = "resampled"
 
 
 class Corrector(Protocol):
-    """The error-correction agent as the twin calls it (``organsim.twin.correction.ErrorCorrector``).
+    """The error-correction agent as the twin calls it (:class:`organsim.twin.correction.ErrorCorrector`).
 
     Both methods take the previous hour and the new hour of ``n`` rows, ``(n, V)`` raw values in
-    the order of ``variables``.
+    the order of ``variables``; flagged outputs are redrawn up to ``max_resamples`` times.
     """
+
+    max_resamples: int
 
     def violating(self, values_prev: np.ndarray, values_new: np.ndarray, variables: Sequence[str]) -> np.ndarray:
         """``(n, V)`` bool: agent outputs that violate a constraint and should be redrawn."""
@@ -80,7 +83,7 @@ class Corrector(Protocol):
         """``(corrected (n, V), records, violations_before, violations_after)``.
 
         ``records``: one dict per changed value (``row``, ``variable``, ``rule``, ``before``,
-        ``after``); the violation dicts count hard-constraint violations per rule.
+        ``after``); the violation dicts count violations per rule.
         """
         ...
 
@@ -111,8 +114,9 @@ class Rollout:
         or ``"resampled"`` for a flagged output redrawn before projection), ``before``,
         ``after``.
     violations_before, violations_after
-        Rule -> number of hard-constraint violations handed to the projection (after
-        resampling) and left after it, summed over every simulated hour; empty without correction.
+        Rule -> number of constraint violations (:data:`organsim.twin.constraints.RULES`; hard
+        rules count values, the others hours) in the hours handed to the projection (after
+        redrawing) and left after it, summed over every simulated hour; empty without correction.
     variables, treatment_codes, systems
         Codes of the last axes.
     stay_ids, start_hours
@@ -176,13 +180,12 @@ class PatientTwin:
     policy
         The learned reference-selection policy, or None (``references="policy"`` then means ``"all"``).
     corrector
-        The error-correction agent, or None (``correct=True`` then is a ValueError).
+        The error-correction agent (its ``max_resamples`` bounds the redraws), or None
+        (``correct=True`` then is a ValueError).
     device
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     batch_size
         Rows (problems x samples) simulated together.
-    max_resamples
-        Times the corrector may send flagged outputs back to be redrawn before projecting.
     catalog
         Treatment defaults and ranges (default: :func:`load_catalog`).
     """
@@ -195,33 +198,35 @@ class PatientTwin:
         corrector: Corrector | None = None,
         device: str = "auto",
         batch_size: int = 512,
-        max_resamples: int = 2,
         catalog: Catalog | None = None,
     ) -> None:
         if policy is not None and tuple(policy.config.systems) != tuple(agents.config.systems):
             raise ValueError(f"the reference policy's systems {policy.config.systems} differ from the agents' {agents.config.systems}")
-        if batch_size < 1 or max_resamples < 0:
-            raise ValueError(f"need batch_size >= 1 and max_resamples >= 0, got {batch_size} and {max_resamples}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.agents = agents
         self.runtime = AgentRuntime(agents, device=device)
         self.device = self.runtime.device
         self.policy = None if policy is None else policy.to(self.device).eval()
         self.corrector = corrector
         self.batch_size = batch_size
-        self.max_resamples = max_resamples
         self.catalog = catalog or load_catalog()
         self._treatment_defaults = {t.code: t.default for t in self.catalog.treatments}
 
     @classmethod
-    def load(cls, model_dir: str | Path, *, device: str = "auto", corrector: Corrector | None = None, **options: Any) -> PatientTwin:
+    def load(
+        cls, model_dir: str | Path, *, device: str = "auto", corrector: Corrector | None = None, catalog: Catalog | None = None, **options: Any
+    ) -> PatientTwin:
         """The twin of a model directory: the agents (``organsim train``), the reference policy when
-        ``organsim coordinate`` saved one there, and ``corrector``.
+        ``organsim coordinate`` saved one there, and the error corrector (default: built from the catalog).
 
-        ``options`` go to the constructor (``batch_size``, ``max_resamples``, ``catalog``).
+        ``options`` go to the constructor (``batch_size``).
         """
         agents = TrainedAgents.load(model_dir)
         policy = ReferencePolicy.load(model_dir) if has_reference_policy(model_dir) else None
-        return cls(agents, policy=policy, corrector=corrector, device=device, **options)
+        catalog = catalog or load_catalog()
+        corrector = corrector or ErrorCorrector.from_catalog(catalog)
+        return cls(agents, policy=policy, corrector=corrector, device=device, catalog=catalog, **options)
 
     # ------------------------------------------------------------------ description
     @property
@@ -434,10 +439,10 @@ class PatientTwin:
     def _correct(
         self, previous: np.ndarray, hour: np.ndarray, dist: BinnedDistribution, generator: torch.Generator, mean: bool
     ) -> tuple[np.ndarray, list[dict[str, Any]], Mapping[str, int], Mapping[str, int]]:
-        """Redraw flagged outputs (up to ``max_resamples`` times; not for means), then project what is still violated."""
+        """Redraw flagged outputs (up to the corrector's ``max_resamples`` times; not for means), then project what is still violated."""
         variables = self.variables
         records: list[dict[str, Any]] = []
-        for _ in range(0 if mean else self.max_resamples):
+        for _ in range(0 if mean else self.corrector.max_resamples):
             flagged = np.asarray(self.corrector.violating(previous, hour, variables), dtype=bool)
             if not flagged.any():
                 break

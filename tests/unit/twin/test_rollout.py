@@ -10,6 +10,7 @@ from twin_helpers import RangeCorrector
 from organsim.agents import AgentForecaster
 from organsim.physiology import ConstantPolicy, NoTreatmentPolicy
 from organsim.twin import CORRECTION_COLUMNS, PatientTwin, ReferencePolicy, ReferencePolicyConfig
+from organsim.twin.constraints import HARD_RULES, RULES
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ class NarrowHeartRate(RangeCorrector):
 
 def test_correction_redraws_then_projects_and_records(twin, test_batch, catalog):
     corrector = NarrowHeartRate(catalog)
-    corrected = PatientTwin(twin.agents, corrector=corrector, device="cpu", max_resamples=2)
+    corrected = PatientTwin(twin.agents, corrector=corrector, device="cpu")
     rollout = corrected.rollout(test_batch, 5, n_samples=2, seed=0)
     hr = list(test_batch.variables).index("hr")
     assert (rollout.values[..., hr] <= 70.0).all()
@@ -161,7 +162,17 @@ def test_correction_redraws_then_projects_and_records(twin, test_batch, catalog)
     first = projected.row(0, named=True)
     assert rollout.values[first["sample"], first["problem"], first["step"] - 1, hr] == 70.0
     # without redrawing, every flagged value is projected
-    no_redraw = PatientTwin(twin.agents, corrector=NarrowHeartRate(catalog), device="cpu", max_resamples=0).rollout(test_batch, 5, n_samples=2, seed=0)
+    no_redraw = PatientTwin(twin.agents, corrector=NarrowHeartRate(catalog, max_resamples=0), device="cpu").rollout(test_batch, 5, n_samples=2, seed=0)
     assert "resampled" not in set(no_redraw.corrections["rule"].unique())
     with pytest.raises(ValueError, match="no error corrector"):
         PatientTwin(twin.agents, device="cpu").rollout(test_batch, 2)
+
+
+def test_the_error_corrector_of_a_loaded_twin_leaves_no_hard_violation(micro_model, test_batch):
+    twin = PatientTwin.load(micro_model, device="cpu")
+    rollout = twin.rollout(test_batch, 6, n_samples=2, seed=0)
+    assert set(rollout.violations_before) == set(RULES)
+    assert sum(rollout.violations_before[rule] for rule in HARD_RULES) > 0  # the micro model breaks them ...
+    assert all(rollout.violations_after[rule] == 0 for rule in HARD_RULES)  # ... and none is left
+    uncorrected = twin.rollout(test_batch, 6, n_samples=2, seed=0, correct=False)
+    assert uncorrected.corrections.height == 0 and uncorrected.violations_before == {}

@@ -15,8 +15,9 @@ class RangeCorrector:
     Flags them for redrawing and projects them onto the range (the real one lives in organsim.twin.correction).
     """
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, max_resamples: int = 2) -> None:
         self.catalog = catalog
+        self.max_resamples = max_resamples
         self.calls = 0
 
     def _bounds(self, variables):
