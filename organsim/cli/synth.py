@@ -1,4 +1,5 @@
-"""``organsim export`` and ``organsim report-synthetic``: hand a cohort to other tools, and judge a synthetic one."""
+"""``organsim synthesize``, ``organsim export`` and ``organsim report-synthetic``: make a synthetic cohort,
+hand a cohort to other tools, and judge a synthetic one."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from organsim.evaluate.synthetic_report import (
     build_synthetic_report,
     write_synthetic_report,
 )
+from organsim.synth import CohortSynthesizer, SynthesisConfig
+from organsim.synth.training import training_split
+from organsim.twin import PatientTwin
 from organsim.utils.progress import progress_bar
 
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
@@ -107,3 +111,53 @@ def report_synthetic(
         if entry["status"] != "ok":
             console.print(f"utility task {task_name} skipped: {entry['reason']}")
     console.print("Wrote " + ", ".join(str(p) for p in written) + ".")
+
+
+@app.command("synthesize")
+@friendly_errors
+def synthesize(
+    model: Annotated[Path, typer.Option("--model", help="Model directory written by `organsim train` (the twin).")],
+    cohort: Annotated[Path, typer.Option("--cohort", help="The cohort the model was trained on; its train split (checked against the model's record) fits the generators.")],
+    patients: Annotated[int, typer.Option("--patients", min=1, help="Stays to generate.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (written atomically).")],
+    hours: Annotated[int, typer.Option("--hours", min=2, help="Longest stay in hours (lengths are drawn from the training stays and cut here).")] = 72,
+    seed: Annotated[int, typer.Option(help="Seed of every draw: the same seed gives the same files.")] = 0,
+    format: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "parquet",
+    septic_fraction: Annotated[float | None, typer.Option("--septic-fraction", min=0.0, max=1.0, help="Share of septic stays (default: the training split's).")] = None,
+    initial_hours: Annotated[int, typer.Option("--initial-hours", min=1, help="First hours drawn by the initial-state model before the twin takes over.")] = 2,
+    segment_hours: Annotated[int, typer.Option("--segment-hours", min=1, help="Hours the twin simulates per rollout call.")] = 24,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Stays per rollout call.")] = 512,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    overwrite: Overwrite = False,
+) -> None:
+    """Generate a synthetic cohort: drawn initial states rolled forward by the coordinated twin, charted and labelled."""
+    if format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    _check_out(out, overwrite)
+    twin = PatientTwin.load(model, device=device)
+    window = twin.agents.config.window_hours
+    if segment_hours >= window:
+        raise ValueError(f"--segment-hours must be below the model's window of {window} hours, got {segment_hours}")
+    config = SynthesisConfig(
+        patients=patients, max_hours=hours, seed=seed, septic_fraction=septic_fraction, segment_hours=segment_hours,
+        context_hours=min(twin.agents.config.context_hours, window - segment_hours), batch_size=batch_size)
+    train = training_split(model, cohort)
+    with progress_bar() as bar:
+        task = bar.add_task("fitting the generators on the train split", total=None)
+        synthesizer = CohortSynthesizer.fit(train, initial_hours=initial_hours, seed=seed)
+        bar.update(task, description="simulating stays", total=patients, completed=0)
+        result = synthesizer.generate(twin, config, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        bar.update(task, description=f"writing {format}", total=None)
+        exported = export_cohort(result.cohort, out, format, overwrite=overwrite)
+    summary = result.summary()
+    table = Table(title=f"synthetic cohort from {model}", show_header=False)
+    table.add_row("stays", f"{summary['stays']:,} ({summary['hours']:,} hours)")
+    table.add_row("septic", f"{summary['septic_stays']:,} (asked {summary['septic_target']:,})")
+    table.add_row("simulated", f"{sum(summary['candidates'].values()):,} stays in {summary['rounds']} round(s); drawn septic "
+                  f"and read septic: {summary['accepted']['septic']:,} of {summary['candidates']['septic']:,}")
+    table.add_row("treatments", "behaviour policy" if synthesizer.treatments_recorded else "none recorded in training data")
+    table.add_row("events", ", ".join(f"{k} {v:,}" for k, v in summary["events"].items()) or "none")
+    for note in exported.notes:
+        table.add_row("note", note)
+    console.print(table)
+    console.print(f"{format} written to [bold]{out}[/]")

@@ -1,0 +1,417 @@
+"""Synthetic cohorts: new stays drawn from generative models, rolled forward by the coordinated twin.
+
+A synthetic stay is made in four steps (:meth:`CohortSynthesizer.generate`):
+
+1. its statics, length, sepsis status and first ``initial_hours`` charted hours are drawn from the
+   :class:`~organsim.synth.initial.InitialStateModel` (a Gaussian copula fitted on the training
+   cohort's train split), conditioned on the sepsis status;
+2. the twin (anything with :class:`Simulator`'s ``rollout``, i.e. :class:`organsim.twin.PatientTwin`)
+   rolls the stay forward from those hours in segments of ``segment_hours``, each segment reading
+   the last ``context_hours`` charted hours; where the training cohort records treatments, a
+   behaviour policy fitted on it (:class:`organsim.twin.behaviour.BehaviourPolicy`) decides every
+   simulated hour's treatments from the simulated state;
+3. the :class:`~organsim.synth.observation.ObservationModel` charts the simulated hours (a value
+   the care team would not have measured becomes null), and the next segment reads only what was
+   charted, as the twin learned from charted records;
+4. labels are read off the charted physiology (:mod:`organsim.synth.labels`): Sepsis-3 onset, the
+   PhysioNet-style hourly SepsisLabel, critical events.
+
+The septic share: ``round(septic_fraction * patients)`` stays are drawn as septic, the rest as not.
+A stay's final label is what step 4 reads, so a stay drawn as septic whose physiology does not meet
+Sepsis-3 is not septic (and, where antibiotics are simulated, a stay drawn as not septic can be).
+Stays are generated in rounds: each round draws candidates for what is still missing of each
+label (septic candidates over-drawn by the inverse of the acceptance seen so far), keeps the
+candidates whose final label is still wanted, in the order drawn, until both shares are full or
+``max_rounds`` is reached (then the cohort is smaller, and :class:`SynthesisResult` says so).
+
+Determinism: every random draw comes from a generator seeded by (seed, round, batch, segment), so
+the same models, seed and settings give the same cohort, whatever else runs on the machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import polars as pl
+
+from organsim.catalog import Catalog
+from organsim.data import Cohort
+from organsim.data.windows import ForecastBatch
+from organsim.physiology import ObservedState
+from organsim.synth.initial import InitialStateModel
+from organsim.synth.labels import event_counts, sepsis_onsets
+from organsim.synth.observation import ObservationModel, ObservationState
+from organsim.twin.behaviour import BehaviourPolicy, BehaviourPolicyConfig
+
+SOURCE = "synthetic"
+TreatmentPolicy = Callable[[ObservedState, int], dict[str, np.ndarray]]
+ProgressCallback = Callable[[int, int], None]
+
+
+class RolloutResult(Protocol):
+    """What the generator reads of a rollout (:class:`organsim.twin.Rollout`)."""
+
+    values: np.ndarray
+    treatments: np.ndarray
+
+
+class Simulator(Protocol):
+    """A twin that rolls forecast problems forward (:class:`organsim.twin.PatientTwin`)."""
+
+    def rollout(
+        self,
+        batch: ForecastBatch,
+        horizon: int,
+        *,
+        n_samples: int = 1,
+        seed: int = 0,
+        treatment_policy: TreatmentPolicy | None = None,
+    ) -> RolloutResult:
+        """``values`` ``(n_samples, B, horizon, V_batch)`` and ``treatments`` ``(n_samples, B, horizon, T)``."""
+        ...
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Settings of one synthetic cohort.
+
+    Attributes
+    ----------
+    patients
+        Stays to generate.
+    max_hours
+        Longest stay in hours; each stay's length is drawn from the training stays' lengths and
+        cut here.
+    seed
+        Seed of every draw.
+    septic_fraction
+        Share of septic stays; None keeps the training cohort's share.
+    segment_hours
+        Hours simulated per rollout call (a stay longer than this is simulated in segments).
+    context_hours
+        Charted hours a segment reads; ``context_hours + segment_hours`` must fit the twin's
+        trained window.
+    batch_size
+        Stays per rollout call.
+    max_rounds
+        Most generation rounds (module docstring).
+    """
+
+    patients: int
+    max_hours: int
+    seed: int = 0
+    septic_fraction: float | None = None
+    segment_hours: int = 24
+    context_hours: int = 48
+    batch_size: int = 512
+    max_rounds: int = 6
+
+    def __post_init__(self) -> None:
+        if self.patients < 1:
+            raise ValueError(f"patients must be >= 1, got {self.patients}")
+        if self.max_hours < 2:
+            raise ValueError(f"max_hours must be >= 2 (a first hour and one simulated hour), got {self.max_hours}")
+        if self.septic_fraction is not None and not 0 <= self.septic_fraction <= 1:
+            raise ValueError(f"septic_fraction must lie in [0, 1], got {self.septic_fraction}")
+        if self.segment_hours < 1 or self.context_hours < 1 or self.batch_size < 1 or self.max_rounds < 1:
+            raise ValueError("segment_hours, context_hours, batch_size and max_rounds must be >= 1")
+
+
+@dataclass
+class SynthesisResult:
+    """A generated cohort and how it was made.
+
+    Attributes
+    ----------
+    cohort
+        The synthetic cohort (source ``"synthetic"``; provenance records the settings).
+    septic_target
+        Septic stays asked for.
+    candidates
+        Stays simulated, by the sepsis status they were drawn with (``septic``, ``not_septic``).
+    accepted
+        Of those, the ones whose read-off label matched their draw.
+    rounds
+        Generation rounds run.
+    events
+        Critical-event episodes per event code in the cohort.
+    """
+
+    cohort: Cohort
+    septic_target: int
+    candidates: dict[str, int] = field(default_factory=dict)
+    accepted: dict[str, int] = field(default_factory=dict)
+    rounds: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        stays = self.cohort.stays
+        return {
+            "stays": stays.height,
+            "hours": self.cohort.hourly.height,
+            "septic_stays": int(stays["sepsis"].sum()),
+            "septic_target": self.septic_target,
+            "candidates": self.candidates,
+            "accepted": self.accepted,
+            "rounds": self.rounds,
+            "events": self.events,
+        }
+
+
+def _generator(*keys: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in keys]))
+
+
+def _seed(*keys: int) -> int:
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+@dataclass
+class _Simulated:
+    """Simulated stays before labelling (temporary ids ``0 .. n-1`` of the candidate frame)."""
+
+    candidates: pl.DataFrame
+    hourly: pl.DataFrame
+    treatments: pl.DataFrame | None
+
+
+@dataclass
+class CohortSynthesizer:
+    """The generative models of a synthetic cohort, fitted on a training cohort's train split.
+
+    Build with :meth:`fit`; make cohorts with :meth:`generate`.
+
+    Attributes
+    ----------
+    initial
+        Statics, length, sepsis and first hours (:class:`InitialStateModel`).
+    observation
+        Which simulated values are charted (:class:`ObservationModel`).
+    behaviour
+        Treatment policy fitted on the training cohort, or None when it records no treatments.
+    catalog
+        The catalog of the training cohort.
+    training
+        Where the models were fitted (source, stays, septic share), for provenance.
+    """
+
+    initial: InitialStateModel
+    observation: ObservationModel
+    behaviour: BehaviourPolicy | None
+    catalog: Catalog
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def treatments_recorded(self) -> bool:
+        return self.behaviour is not None
+
+    @classmethod
+    def fit(cls, train: Cohort, *, initial_hours: int = 2, seed: int = 0) -> CohortSynthesizer:
+        """Fit every model on ``train`` (the train split of the twin's training cohort).
+
+        ``initial_hours`` is how many first hours the copula draws before the twin takes over.
+        """
+        variables = train.catalog.variable_codes
+        initial = InitialStateModel(variables=variables, initial_hours=initial_hours).fit(train)
+        observation = ObservationModel.for_catalog(variables, train.catalog).fit(train)
+        behaviour = None
+        if train.meta.get("treatments_recorded") and train.treatments.height:
+            behaviour = BehaviourPolicy(BehaviourPolicyConfig(seed=seed), catalog=train.catalog).fit(train)
+        training = {
+            "source": train.meta.get("source"),
+            "stays": train.stays.height,
+            "septic_fraction": initial.septic_fraction_,
+            "treatments_recorded": behaviour is not None,
+            "initial_hours": initial_hours,
+        }
+        return cls(initial=initial, observation=observation, behaviour=behaviour, catalog=train.catalog, training=training)
+
+    # ------------------------------------------------------------------ simulation
+    def _simulate_batch(
+        self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, keys: tuple[int, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Roll one batch of drawn stays forward: ``(n, L, V)`` charted values and ``(n, L, T)`` treatments.
+
+        ``L`` is the longest stay of the batch; hours past a stay's end are NaN / defaults.
+        """
+        catalog = self.catalog
+        variables = catalog.variable_codes
+        treatment_codes = catalog.treatment_codes
+        static_codes = tuple(s.code for s in catalog.statics)
+        n = drawn.height
+        first_hour = drawn["first_hour"].to_numpy().astype(np.int64)
+        n_hours = drawn["n_hours"].to_numpy().astype(np.int64)
+        length = int(n_hours.max())
+        k = self.initial.initial_hours
+        values = np.full((n, length, len(variables)), np.nan, dtype=np.float32)
+        values[:, :k] = self.initial.initial_values(drawn)
+        defaults = np.array([catalog.treatment(c).default for c in treatment_codes], dtype=np.float32)
+        treatments = np.tile(defaults, (n, length, 1))
+        static = drawn.select([pl.col(c).cast(pl.Float32) for c in static_codes]).to_numpy().astype(np.float32)
+        hours = first_hour[:, None] + np.arange(length)[None, :]  # (n, L) ICU hours
+        observed = ObservationState.from_history(values[:, :k].astype(np.float64), hours[:, :k])
+        rng = _generator(*keys)
+        done = k
+        segment = 0
+        while done < length:
+            active = np.flatnonzero(n_hours > done)
+            horizon = int(min(config.segment_hours, n_hours[active].max() - done))
+            context = min(config.context_hours, done)
+            batch = ForecastBatch(
+                stay_ids=active.astype(np.int64),
+                start_hours=(first_hour[active] + done - 1).astype(np.int32),
+                values=values[active, done - context : done],
+                treatments=treatments[active, done - context : done + horizon],
+                static=static[active],
+                variables=variables,
+                treatment_codes=treatment_codes,
+                static_codes=static_codes,
+            )
+            policy = self.behaviour.treatment_policy(seed=_seed(*keys, segment, 1)) if self.behaviour else None
+            rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy)
+            simulated = np.asarray(rollout.values[0], dtype=np.float32)  # (a, horizon, V)
+            state = observed.select(active)
+            charted = self.observation.mask(simulated, hours[active, done : done + horizon], state, rng)
+            observed.last_hour[active], observed.last_value[active] = state.last_hour, state.last_value
+            values[active, done : done + horizon] = charted
+            treatments[active, done : done + horizon] = np.asarray(rollout.treatments[0], dtype=np.float32)
+            done += horizon
+            segment += 1
+        return values, treatments
+
+    def _simulate(
+        self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, round_index: int,
+        progress: Callable[[int], None],
+    ) -> _Simulated:
+        """Simulate every drawn stay (batches of similar length) into hourly and treatment frames."""
+        catalog = self.catalog
+        order = np.argsort(drawn["n_hours"].to_numpy(), kind="stable")
+        hourly_parts, treatment_parts = [], []
+        for batch_index, start in enumerate(range(0, drawn.height, config.batch_size)):
+            index = order[start : start + config.batch_size]
+            part = drawn[index]
+            values, treatments = self._simulate_batch(simulator, part, config, (config.seed, round_index, batch_index))
+            n_hours = part["n_hours"].to_numpy()
+            inside = np.arange(values.shape[1])[None, :] < n_hours[:, None]  # (n, L)
+            rows, steps = np.nonzero(inside)
+            keys = {
+                "stay_id": index[rows].astype(np.int64),
+                "hour": (part["first_hour"].to_numpy()[rows] + steps).astype(np.int32),
+            }
+            hourly_parts.append(pl.DataFrame(
+                {**keys, **{v: values[rows, steps, i] for i, v in enumerate(catalog.variable_codes)}},
+                nan_to_null=True))
+            treatment_parts.append(pl.DataFrame(
+                {**keys, **{t: treatments[rows, steps, i] for i, t in enumerate(catalog.treatment_codes)}}))
+            progress(len(index))
+        hourly = pl.concat(hourly_parts).sort("stay_id", "hour")
+        recorded = pl.concat(treatment_parts).sort("stay_id", "hour") if self.treatments_recorded else None
+        return _Simulated(candidates=drawn, hourly=hourly, treatments=recorded)
+
+    def _label(self, simulated: _Simulated) -> pl.DataFrame:
+        """``(stay_id, onset_hour)`` of every simulated stay (module docstring of :mod:`organsim.synth.labels`)."""
+        drawn = simulated.candidates.with_row_index("stay_id").with_columns(pl.col("stay_id").cast(pl.Int64))
+        suspicion = drawn.filter(pl.col("sepsis")).select(
+            "stay_id", (pl.col("first_hour") + pl.col("n_hours") - 1 - pl.col("onset_to_end")).alias("hour"))
+        return sepsis_onsets(simulated.hourly, treatments=simulated.treatments, suspicion=suspicion, catalog=self.catalog)
+
+    # ------------------------------------------------------------------ public
+    def generate(
+        self, simulator: Simulator, config: SynthesisConfig, *, progress: ProgressCallback | None = None
+    ) -> SynthesisResult:
+        """Generate ``config.patients`` synthetic stays (module docstring).
+
+        Parameters
+        ----------
+        simulator
+            The twin that rolls stays forward.
+        config
+            Size, length, seed, septic share and rollout settings.
+        progress
+            Optional ``progress(done, total)`` callback in simulated stays (``total`` grows when a
+            round adds candidates).
+
+        Returns
+        -------
+        SynthesisResult
+            The cohort (stays ``1 .. N`` in the order kept) and the generation's bookkeeping.
+        """
+        fraction = self.initial.septic_fraction_ if config.septic_fraction is None else config.septic_fraction
+        septic_target = int(round(fraction * config.patients))
+        wanted = {True: septic_target, False: config.patients - septic_target}
+        kept: dict[bool, list[tuple[int, int, int | None]]] = {True: [], False: []}  # (round, position, onset)
+        rounds_simulated: list[_Simulated] = []
+        candidates = {"septic": 0, "not_septic": 0}
+        accepted = {"septic": 0, "not_septic": 0}
+        tally = {"simulated": 0, "planned": 0}
+        rounds = 0
+        for round_index in range(config.max_rounds):
+            missing = {label: wanted[label] - len(kept[label]) for label in (True, False)}
+            if missing[True] <= 0 and missing[False] <= 0:
+                break
+            rounds += 1
+            acceptance = accepted["septic"] / candidates["septic"] if candidates["septic"] else 0.8
+            n_septic = int(np.ceil(max(missing[True], 0) / max(acceptance, 0.05))) if missing[True] > 0 else 0
+            n_not = max(missing[False], 0)
+            septic = np.concatenate([np.ones(n_septic, dtype=bool), np.zeros(n_not, dtype=bool)])
+            drawn = self.initial.sample(septic, _generator(config.seed, round_index, 999), max_hours=config.max_hours)
+            tally["planned"] += drawn.height
+
+            def advance(done: int) -> None:
+                tally["simulated"] += done
+                if progress:
+                    progress(tally["simulated"], tally["planned"])
+
+            simulated = self._simulate(simulator, drawn, config, round_index, advance)
+            rounds_simulated.append(simulated)
+            onsets = self._label(simulated).sort("stay_id")["onset_hour"].to_list()
+            for position, (drawn_septic, onset) in enumerate(zip(septic.tolist(), onsets, strict=True)):
+                name = "septic" if drawn_septic else "not_septic"
+                candidates[name] += 1
+                label = onset is not None
+                accepted[name] += int(label == drawn_septic)
+                if len(kept[label]) < wanted[label]:
+                    kept[label].append((round_index, position, onset))
+        cohort = self._assemble(rounds_simulated, sorted(kept[True] + kept[False]), config)
+        events = event_counts(cohort.hourly, catalog=self.catalog)
+        events["sepsis3"] = int(cohort.stays["sepsis"].sum())
+        cohort.meta["provenance"]["events"] = events
+        return SynthesisResult(cohort=cohort, septic_target=septic_target, candidates=candidates, accepted=accepted,
+                               rounds=rounds, events=events)
+
+    def _assemble(
+        self, rounds: list[_Simulated], chosen: list[tuple[int, int, int | None]], config: SynthesisConfig
+    ) -> Cohort:
+        """The ``chosen`` (round, position, onset) stays as one cohort, renumbered ``1 .. N`` in that order."""
+        stays_parts, hourly_parts, treatment_parts = [], [], []
+        for round_index, simulated in enumerate(rounds):
+            picked = [(position, onset) for r, position, onset in chosen if r == round_index]
+            if not picked:
+                continue
+            offset = sum(1 for r, _, _ in chosen if r < round_index)
+            mapping = pl.DataFrame(
+                {"old_id": [p for p, _ in picked], "stay_id": np.arange(offset + 1, offset + len(picked) + 1),
+                 "sepsis_onset_hour": [o for _, o in picked]},
+                schema={"old_id": pl.Int64, "stay_id": pl.Int64, "sepsis_onset_hour": pl.Int32})
+            drawn = simulated.candidates.with_row_index("old_id").with_columns(pl.col("old_id").cast(pl.Int64))
+            stays_parts.append(mapping.join(drawn, on="old_id", how="left", maintain_order="left").select(
+                "stay_id", "age", "sex", "weight", "unit", "hosp_adm_hours",
+                pl.col("sepsis_onset_hour").is_not_null().alias("sepsis"), "sepsis_onset_hour", "death"))
+            hourly_parts.append(simulated.hourly.rename({"stay_id": "old_id"}).join(
+                mapping.select("old_id", "stay_id"), on="old_id", how="inner").drop("old_id"))
+            if simulated.treatments is not None:
+                treatment_parts.append(simulated.treatments.rename({"stay_id": "old_id"}).join(
+                    mapping.select("old_id", "stay_id"), on="old_id", how="inner").drop("old_id"))
+        provenance = {
+            "generator": "organsim.synth",
+            "settings": asdict(config),
+            "training": self.training,
+            "synthetic": True,
+        }
+        return Cohort.from_frames(
+            pl.concat(stays_parts), pl.concat(hourly_parts),
+            pl.concat(treatment_parts) if treatment_parts else None,
+            source=SOURCE, provenance=provenance, treatments_recorded=self.treatments_recorded, catalog=self.catalog)

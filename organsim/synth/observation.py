@@ -1,0 +1,177 @@
+"""The observation model: which simulated values a care team would have charted, hour by hour.
+
+The twin simulates every variable every hour; a real record holds a vital sign most hours and a
+lab every few hours or days. :class:`ObservationModel` learns, from the training cohort, the
+probability that variable ``v`` is charted in an hour given
+
+- the hours since ``v`` was last charted (:data:`SINCE_EDGES_H` buckets, plus "never"),
+- whether its last charted value lay outside the catalog's normal range (abnormal results are
+  re-checked sooner), and
+- whether the anchor variable (the most often charted one, heart rate on PhysioNet) is charted in
+  the same hour, which carries the joint rhythm of charting: vital signs come together, and an
+  hour without any vital sign is usually an hour without anything.
+
+Probabilities are counts with a Beta prior centred on the variable's overall rate (strength
+:data:`PRIOR_HOURS` hours), so rare cells fall back to that rate. :meth:`ObservationModel.mask`
+draws the anchor first, then every other variable given the anchor's draw; its
+:class:`ObservationState` carries the last charted hour and value across rollout segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from organsim.catalog import Catalog
+from organsim.data import Cohort
+
+SINCE_EDGES_H = (1, 2, 3, 4, 6, 8, 12, 24, 48)
+"""Upper edges (inclusive, hours) of the hours-since-last-charted buckets; beyond the last edge is
+one more bucket, and "never charted in this stay" the last."""
+N_SINCE_BUCKETS = len(SINCE_EDGES_H) + 2
+NEVER_BUCKET = N_SINCE_BUCKETS - 1
+PRIOR_HOURS = 4.0
+
+
+def since_bucket(hours_since: np.ndarray) -> np.ndarray:
+    """Bucket index of hours since the last charted value (NaN = never charted)."""
+    bucket = np.searchsorted(np.asarray(SINCE_EDGES_H, dtype=np.float64), np.nan_to_num(hours_since, nan=0.0), side="left")
+    return np.where(np.isfinite(hours_since), bucket, NEVER_BUCKET).astype(np.int64)
+
+
+@dataclass
+class ObservationState:
+    """Per stay and variable, the last charted hour and value (NaN = never charted).
+
+    Attributes
+    ----------
+    last_hour, last_value
+        ``(n, V)`` float64.
+    """
+
+    last_hour: np.ndarray
+    last_value: np.ndarray
+
+    @classmethod
+    def from_history(cls, values: np.ndarray, hours: np.ndarray) -> ObservationState:
+        """The state after the charted hours ``values`` ``(n, L, V)`` (NaN = not charted) at ICU hours ``hours`` ``(n, L)``."""
+        charted = np.isfinite(values)  # (n, L, V)
+        any_charted = charted.any(axis=1)
+        last_index = values.shape[1] - 1 - np.argmax(charted[:, ::-1, :], axis=1)  # (n, V)
+        rows = np.arange(values.shape[0])[:, None]
+        last_hour = np.where(any_charted, hours[rows, last_index], np.nan).astype(np.float64)
+        last_value = np.where(any_charted, values[rows, last_index, np.arange(values.shape[2])[None, :]], np.nan)
+        return cls(last_hour=last_hour, last_value=last_value.astype(np.float64))
+
+    def select(self, index: np.ndarray) -> ObservationState:
+        """The state of the stays at ``index``."""
+        return ObservationState(self.last_hour[index], self.last_value[index])
+
+
+@dataclass
+class ObservationModel:
+    """Per-variable charting probabilities learned from a cohort (module docstring).
+
+    Attributes
+    ----------
+    variables
+        The ``V`` variable codes, in the order of the arrays it masks.
+    normal_low, normal_high
+        ``(V,)`` catalog normal range of each variable.
+    anchor_
+        Index of the anchor variable (the most often charted).
+    probability_
+        ``(V, N_SINCE_BUCKETS, 2, 2)`` probability of being charted, indexed by
+        (variable, since bucket, last value abnormal, anchor charted this hour). The anchor's own
+        row does not depend on the last axis.
+    rate_
+        ``(V,)`` share of hours in which each variable is charted.
+    """
+
+    variables: tuple[str, ...]
+    normal_low: np.ndarray
+    normal_high: np.ndarray
+    anchor_: int = 0
+    probability_: np.ndarray | None = None
+    rate_: np.ndarray | None = None
+
+    @classmethod
+    def for_catalog(cls, variables: tuple[str, ...], catalog: Catalog) -> ObservationModel:
+        """An unfitted model over ``variables`` with the catalog's normal ranges."""
+        normal = np.array([catalog.variable(v).normal for v in variables], dtype=np.float64).reshape(len(variables), 2)
+        return cls(variables=variables, normal_low=normal[:, 0], normal_high=normal[:, 1])
+
+    def _abnormal(self, last_value: np.ndarray) -> np.ndarray:
+        return ((last_value < self.normal_low) | (last_value > self.normal_high)).astype(np.int64)
+
+    def fit(self, cohort: Cohort) -> ObservationModel:
+        """Count charting on every hour of ``cohort`` (pass the train split). Returns self."""
+        hourly = cohort.hourly.sort("stay_id", "hour")
+        if hourly.height == 0:
+            raise ValueError("the observation model needs hourly rows to learn from; the cohort has none")
+        hour = pl.col("hour").cast(pl.Float64)
+        since, last = [], []
+        for code in self.variables:
+            charted_hour = pl.when(pl.col(code).is_not_null()).then(hour)
+            since.append((hour - charted_hour.forward_fill().shift(1).over("stay_id")).alias(f"{code}__since"))
+            last.append(pl.col(code).cast(pl.Float64).forward_fill().shift(1).over("stay_id").alias(f"{code}__last"))
+        frame = hourly.select(
+            *[pl.col(c).is_not_null().alias(c) for c in self.variables], *since, *last)
+        charted = frame.select(self.variables).to_numpy().astype(bool)  # (R, V)
+        buckets = since_bucket(frame.select([f"{c}__since" for c in self.variables]).to_numpy().astype(np.float64))
+        abnormal = self._abnormal(frame.select([f"{c}__last" for c in self.variables]).to_numpy().astype(np.float64))
+        self.rate_ = charted.mean(axis=0)
+        self.anchor_ = int(np.argmax(self.rate_))
+        anchor_charted = np.repeat(charted[:, self.anchor_][:, None], len(self.variables), axis=1).astype(np.int64)
+        anchor_charted[:, self.anchor_] = 0  # the anchor does not condition on itself
+        cells = np.ravel_multi_index(
+            (np.broadcast_to(np.arange(len(self.variables)), charted.shape), buckets, abnormal, anchor_charted),
+            (len(self.variables), N_SINCE_BUCKETS, 2, 2))
+        shape = (len(self.variables), N_SINCE_BUCKETS, 2, 2)
+        size = int(np.prod(shape))
+        totals = np.bincount(cells.ravel(), minlength=size).reshape(shape).astype(np.float64)
+        hits = np.bincount(cells.ravel(), weights=charted.ravel().astype(np.float64), minlength=size).reshape(shape)
+        prior = self.rate_[:, None, None, None]
+        probability = (hits + PRIOR_HOURS * prior) / (totals + PRIOR_HOURS)
+        probability[self.anchor_, :, :, 1] = probability[self.anchor_, :, :, 0]
+        self.probability_ = probability
+        return self
+
+    def mask(
+        self, values: np.ndarray, hours: np.ndarray, state: ObservationState, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Chart simulated hours: ``(n, L, V)`` values with the uncharted ones set to NaN.
+
+        Parameters
+        ----------
+        values
+            ``(n, L, V)`` simulated values in raw units, in :attr:`variables` order (NaN: the
+            simulator has no value; never charted).
+        hours
+            ``(n, L)`` ICU hour of each simulated hour.
+        state
+            Last charted hour and value per stay and variable before these hours; updated in place.
+        rng
+            Random generator (same state -> same mask).
+        """
+        if self.probability_ is None:
+            raise RuntimeError("the observation model is not fitted; call fit(cohort) first")
+        n, length, n_vars = values.shape
+        out = np.full(values.shape, np.nan, dtype=np.float32)
+        variable_index = np.broadcast_to(np.arange(n_vars), (n, n_vars))
+        for step in range(length):
+            now = hours[:, step].astype(np.float64)[:, None]  # (n, 1)
+            buckets = since_bucket(now - state.last_hour)  # (n, V)
+            abnormal = self._abnormal(state.last_value)
+            uniforms = rng.random((n, n_vars))
+            anchor_p = self.probability_[self.anchor_, buckets[:, self.anchor_], abnormal[:, self.anchor_], 0]
+            anchor_charted = (uniforms[:, self.anchor_] < anchor_p).astype(np.int64)  # (n,)
+            p = self.probability_[variable_index, buckets, abnormal, np.broadcast_to(anchor_charted[:, None], (n, n_vars))]
+            p[:, self.anchor_] = anchor_p
+            charted = (uniforms < p) & np.isfinite(values[:, step])
+            out[:, step] = np.where(charted, values[:, step], np.nan)
+            state.last_hour = np.where(charted, now, state.last_hour)
+            state.last_value = np.where(charted, values[:, step], state.last_value)
+        return out

@@ -1,0 +1,77 @@
+"""The observation model: learned charting rhythms, joint charting with the anchor, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from organsim.data import Cohort
+from organsim.synth import ObservationModel, ObservationState
+from organsim.synth.observation import NEVER_BUCKET, since_bucket
+
+
+@pytest.fixture(scope="module")
+def rhythm_cohort(catalog) -> Cohort:
+    """HR charted every hour but one in five (when nothing else is charted), lactate every 4th hour."""
+    n_stays, n_hours = 30, 40
+    hours = np.tile(np.arange(1, n_hours + 1), n_stays)
+    quiet = hours % 5 == 0
+    hourly = pl.DataFrame({
+        "stay_id": np.repeat(np.arange(1, n_stays + 1), n_hours),
+        "hour": hours,
+        "hr": np.where(quiet, np.nan, 80.0),
+        "sbp": np.where(quiet, np.nan, 120.0),
+        "lactate": np.where(hours % 4 == 0, 1.5, np.nan),
+    }, nan_to_null=True).with_columns(pl.col("hour").cast(pl.Int32))
+    stays = pl.DataFrame({"stay_id": np.arange(1, n_stays + 1), "sepsis": np.zeros(n_stays, dtype=bool)})
+    return Cohort.from_frames(stays, hourly, source="test", catalog=catalog)
+
+
+def test_since_bucket():
+    assert since_bucket(np.array([1.0, 2.0, 5.0, 24.0, 30.0, 100.0, np.nan])).tolist() == [0, 1, 4, 7, 8, 9, NEVER_BUCKET]
+
+
+def test_state_from_history():
+    values = np.array([[[1.0, np.nan], [np.nan, np.nan], [3.0, np.nan]]])  # (1 stay, 3 hours, 2 variables)
+    state = ObservationState.from_history(values, np.array([[5, 6, 7]]))
+    np.testing.assert_array_equal(state.last_hour, [[7.0, np.nan]])
+    np.testing.assert_array_equal(state.last_value, [[3.0, np.nan]])
+
+
+def test_learns_the_charting_rhythm(rhythm_cohort, catalog):
+    variables = ("hr", "sbp", "lactate", "glucose")
+    model = ObservationModel.for_catalog(variables, catalog).fit(rhythm_cohort)
+    assert variables[model.anchor_] in ("hr", "sbp")
+    p = model.probability_
+    lactate = variables.index("lactate")
+    assert p[lactate, since_bucket(np.array([4.0]))[0], 0, :].min() > 0.8  # due after 4 h
+    assert p[lactate, 0, 0, :].max() < 0.2  # just charted an hour ago
+    sbp = variables.index("sbp")
+    assert p[sbp, 0, 0, 1] > 0.9 and p[sbp, 0, 0, 0] < 0.2  # sbp comes with the anchor
+    # masking constant simulated values over long stays reproduces the training rates
+    rng = np.random.default_rng(0)
+    n, length = 200, 60
+    simulated = np.tile(np.array([80.0, 120.0, 1.5, 100.0], dtype=np.float32), (n, length, 1))
+    hours = np.tile(np.arange(3, 3 + length), (n, 1))
+    state = ObservationState(last_hour=np.full((n, 4), 2.0), last_value=np.tile([80.0, 120.0, 1.5, np.nan], (n, 1)))
+    state.last_hour[:, 3] = np.nan
+    charted = np.isfinite(model.mask(simulated, hours, state, rng))
+    assert charted[..., 0].mean() == pytest.approx(0.8, abs=0.05)
+    assert charted[..., 2].mean() == pytest.approx(0.25, abs=0.05)
+    assert charted[..., 3].mean() < 0.05  # never charted in training
+    assert (charted[..., 0] == charted[..., 1]).mean() > 0.9  # charted together
+    assert np.isfinite(state.last_hour[:, 2]).all() and state.last_hour[:, 2].max() == 2 + length
+
+
+def test_same_generator_same_mask(rhythm_cohort, catalog):
+    model = ObservationModel.for_catalog(("hr", "lactate"), catalog).fit(rhythm_cohort)
+    simulated = np.full((5, 10, 2), 1.0, dtype=np.float32)
+    hours = np.tile(np.arange(1, 11), (5, 1))
+
+    def mask(seed):
+        state = ObservationState(np.full((5, 2), np.nan), np.full((5, 2), np.nan))
+        return model.mask(simulated, hours, state, np.random.default_rng(seed))
+
+    np.testing.assert_array_equal(mask(1), mask(1))
+    assert not np.array_equal(np.isnan(mask(1)), np.isnan(mask(2)))
