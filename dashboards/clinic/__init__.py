@@ -5,5 +5,5 @@ edited in a form (:mod:`~clinic.strategy_form`), what-if outcome tables (:mod:`~
 and small synthetic cohorts with their exports (:mod:`~clinic.synthetic`).
 
 Everything here is plain Python over organsim's public API, testable without a browser; the pages
-in ``dashboards/pages/`` only lay it out.
+in ``dashboards/views/`` only lay it out.
 """

@@ -252,15 +252,16 @@ def outcome_distribution_figure(result: WhatIfResult, score: str, horizon_hours:
 
 def event_probability_figure(result: WhatIfResult, labels: Mapping[str, str]) -> go.Figure:
     """Probability of each critical event (and death) within the horizon, strategies side by side;
-    hovering shows the median onset (hours after the decision hour)."""
+    hovering shows the event's ``labels`` entry and its median onset (hours after the decision hour)."""
     figure = go.Figure()
     for index, (name, outcome) in enumerate(result.outcomes.items()):
         events = outcome.summary.events
-        onset = events["onset_q50"].to_numpy()
+        onset = ["-" if value is None else f"{value:.0f} h" for value in events["onset_q50"].to_list()]
         figure.add_trace(go.Bar(
-            x=[labels.get(code, code) for code in events["event"].to_list()], y=events["probability"].to_numpy(), name=name,
-            marker_color=_colour(STRATEGY_COLOURS, index), customdata=onset,
-            hovertemplate=f"{name}: %{{x}}<br>probability %{{y:.0%}}<br>median onset %{{customdata:.0f}} h<extra></extra>"))
+            x=[code.replace("_", " ") for code in events["event"].to_list()], y=events["probability"].to_numpy(), name=name,
+            marker_color=_colour(STRATEGY_COLOURS, index),
+            customdata=np.column_stack([onset, [labels.get(code, code) for code in events["event"].to_list()]]),
+            hovertemplate=f"{name}: %{{customdata[1]}}<br>probability %{{y:.0%}}<br>median onset %{{customdata[0]}}<extra></extra>"))
     figure.update_layout(barmode="group", height=340, margin={"l": 60, "r": 20, "t": 40, "b": 90}, template="plotly_white",
                          yaxis={"title": "probability within the horizon", "range": [0, 1.02], "tickformat": ".0%"},
                          title={"text": "critical events", "font": {"size": 13}}, legend={"orientation": "h", "y": 1.12, "x": 0})

@@ -68,20 +68,28 @@ def stay_label(row: dict) -> str:
     return " · ".join(parts)
 
 
+def _linked_stay() -> int | None:
+    """The stay named in the page address (``?stay=12``), None when absent or not a number."""
+    text = st.query_params.get("stay", "")
+    return int(text) if text.isdigit() else None
+
+
 def current_stay(stays: pl.DataFrame) -> int:
-    """The open patient: the session's, or the first stay of ``stays`` when none is open (or the
-    open one is not among them)."""
+    """The open patient: the session's, else the one in the page address (``?stay=12``), else the
+    first stay of ``stays`` (also when the chosen one is not among them)."""
     ids = stays["stay_id"].to_list()
     chosen = st.session_state.get(STAY_KEY)
     if chosen not in ids:
-        chosen = ids[0]
-        st.session_state[STAY_KEY] = chosen
+        linked = _linked_stay()
+        chosen = linked if linked in ids else ids[0]
+    open_stay(chosen)
     return int(chosen)
 
 
 def open_stay(stay_id: int) -> None:
-    """Make ``stay_id`` the open patient."""
+    """Make ``stay_id`` the open patient (and name it in the page address, to share or reload)."""
     st.session_state[STAY_KEY] = int(stay_id)
+    st.query_params["stay"] = str(int(stay_id))
 
 
 def stay_picker(stays: pl.DataFrame, *, key: str) -> int:

@@ -82,4 +82,4 @@ chosen = ids[rows[0]] if rows else picked
 right.write("")
 if right.button(f"Open stay {chosen}", type="primary", key="open_patient"):
     open_stay(chosen)
-    st.switch_page("pages/patient.py")
+    st.switch_page("views/patient.py")

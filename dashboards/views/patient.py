@@ -75,4 +75,4 @@ with right:
         st.dataframe(events.to_pandas(), hide_index=True, width="stretch", key="events_table")
 
 if st.button("Try another treatment strategy for this patient", type="primary", key="to_whatif"):
-    st.switch_page("pages/whatif.py")
+    st.switch_page("views/whatif.py")
