@@ -9,6 +9,7 @@ from organsim.cli import (
     pipeline,  # noqa: F401  (registers: pipeline run|check|stages)
     scores,  # noqa: F401  (registers: scores)
     synth,  # noqa: F401  (registers: export, report-synthetic)
+    twin,  # noqa: F401  (registers: coordinate)
 )
 from organsim.cli.app import app
 

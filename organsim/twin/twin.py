@@ -47,6 +47,7 @@ from organsim.data.windows import ForecastBatch
 from organsim.twin.bedside import BedsideRecord, TreatmentDecider
 from organsim.twin.correction import ErrorCorrector
 from organsim.twin.policy import ReferencePolicy, has_reference_policy
+from organsim.twin.realism import RealismCritic, has_realism_critic, stretch_features
 from organsim.twin.summary import TREND_HOURS, state_summary
 
 CORRECTION_COLUMNS = {
@@ -188,6 +189,8 @@ class PatientTwin:
         Rows (problems x samples) simulated together.
     catalog
         Treatment defaults and ranges (default: :func:`load_catalog`).
+    realism_critic
+        The POLAR realism critic (:mod:`organsim.twin.realism`), or None.
     """
 
     def __init__(
@@ -199,6 +202,7 @@ class PatientTwin:
         device: str = "auto",
         batch_size: int = 512,
         catalog: Catalog | None = None,
+        realism_critic: RealismCritic | None = None,
     ) -> None:
         if policy is not None and tuple(policy.config.systems) != tuple(agents.config.systems):
             raise ValueError(f"the reference policy's systems {policy.config.systems} differ from the agents' {agents.config.systems}")
@@ -211,22 +215,25 @@ class PatientTwin:
         self.corrector = corrector
         self.batch_size = batch_size
         self.catalog = catalog or load_catalog()
+        self.realism_critic = realism_critic
         self._treatment_defaults = {t.code: t.default for t in self.catalog.treatments}
 
     @classmethod
     def load(
         cls, model_dir: str | Path, *, device: str = "auto", corrector: Corrector | None = None, catalog: Catalog | None = None, **options: Any
     ) -> PatientTwin:
-        """The twin of a model directory: the agents (``organsim train``), the reference policy when
-        ``organsim coordinate`` saved one there, and the error corrector (default: built from the catalog).
+        """The twin of a model directory: the agents (``organsim train``), the reference policy and the
+        realism critic when ``organsim coordinate`` saved them there, and the error corrector
+        (default: built from the catalog).
 
         ``options`` go to the constructor (``batch_size``).
         """
         agents = TrainedAgents.load(model_dir)
         policy = ReferencePolicy.load(model_dir) if has_reference_policy(model_dir) else None
+        critic = RealismCritic.load(model_dir) if has_realism_critic(model_dir) else None
         catalog = catalog or load_catalog()
         corrector = corrector or ErrorCorrector.from_catalog(catalog)
-        return cls(agents, policy=policy, corrector=corrector, device=device, catalog=catalog, **options)
+        return cls(agents, policy=policy, corrector=corrector, device=device, catalog=catalog, realism_critic=critic, **options)
 
     # ------------------------------------------------------------------ description
     @property
@@ -243,6 +250,62 @@ class PatientTwin:
     def coordinated(self) -> bool:
         """A learned reference-selection policy is loaded."""
         return self.policy is not None
+
+    # ------------------------------------------------------------------ state summaries and realism
+    def summarise(self, carried: np.ndarray, hours_since: np.ndarray, hours: np.ndarray) -> np.ndarray:
+        """``(n, F)`` state summaries (:func:`~organsim.twin.summary.state_summary`) from model-order arrays."""
+        config = self.agents.config
+        return state_summary(
+            carried, hours_since, hours, normaliser=self.agents.normaliser, variables=config.variables,
+            variable_systems=config.variable_systems, systems=self.systems, since_cap_hours=config.since_cap_hours,
+        )
+
+    def context_summary(self, batch: ForecastBatch) -> np.ndarray:
+        """``(B, F)`` state summary of each problem at its last context hour ``t``."""
+        carried, hours_since = carry_forward(batch.values[:, :, self.runtime.model_columns(batch.variables)])
+        return self.summarise(carried[:, -(TREND_HOURS + 1) :], hours_since[:, -1], batch.start_hours.astype(np.int64))
+
+    def realism_inputs(self, batch: ForecastBatch, truth: np.ndarray, simulated: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """The critic's ``(context, reference, real, simulated)`` of every (sample, problem), rows sample-major.
+
+        Parameters
+        ----------
+        batch
+            The problems (B >= 2: a problem's reference is the real stretch of the next one).
+        truth
+            ``(B, >= REALISM_HOURS, V_batch)`` the real hours after each context.
+        simulated
+            ``(n_samples, B, >= REALISM_HOURS, V_batch)`` the twin's simulation of them.
+        """
+        if self.realism_critic is None:
+            raise ValueError("this twin has no realism critic: train one with `organsim coordinate --realism-weight`")
+        if batch.size < 2:
+            raise ValueError("the realism critic compares a problem with another one's real stretch: give at least two problems")
+        hours = self.realism_critic.config.hours
+        if truth.shape[1] < hours or simulated.shape[2] < hours:
+            raise ValueError(f"the realism critic reads {hours}-hour stretches; got {truth.shape[1]} real and {simulated.shape[2]} simulated hours")
+        codes = self.realism_critic.config.variables
+        columns = [batch.variables.index(c) for c in codes]
+        last, _ = carry_forward(batch.values[:, :, columns])
+        last = last[:, -1]  # (B, V_f)
+        real = truth[:, :hours, columns]
+        observed = ~np.isnan(real)
+        read = {"normaliser": self.agents.normaliser, "variables": codes}
+        real_features = stretch_features(real, observed, last, **read)
+        reference = np.roll(real_features, -1, axis=0)
+        simulated_features = np.concatenate([stretch_features(s[:, :hours, columns], observed, last, **read) for s in simulated])
+        n_samples = simulated.shape[0]
+        context = np.tile(self.context_summary(batch), (n_samples, 1))
+        return tuple(torch.from_numpy(x) for x in (context, np.tile(reference, (n_samples, 1)), np.tile(real_features, (n_samples, 1)), simulated_features))
+
+    def realism_score(self, batch: ForecastBatch, truth: np.ndarray, rollout: Rollout) -> float:
+        """How real the rollout's first :data:`~organsim.twin.realism.REALISM_HOURS` hours look to the critic.
+
+        The mean over samples and problems of ``sigmoid(r(p, ref, simulated) - r(p, ref, real))``:
+        0.5 = the critic cannot tell the simulations from the real stretches, near 0 = it always can.
+        ``truth`` is ``(B, >= REALISM_HOURS, V)`` (:func:`~organsim.data.windows.forecast_targets`).
+        """
+        return self.realism_critic.score(*self.realism_inputs(batch, truth, rollout.values))
 
     # ------------------------------------------------------------------ rollouts
     def reference_chooser(self, references: str | np.ndarray) -> ReferenceChooser:
@@ -403,11 +466,7 @@ class PatientTwin:
         before: Counter = Counter()
         after: Counter = Counter()
         for step in range(horizon):
-            summary = state_summary(
-                np.stack(recent[-(TREND_HOURS + 1) :], axis=1), stepper.state.hours_since, stepper.start_hours + step,
-                normaliser=self.agents.normaliser, variables=config.variables, variable_systems=config.variable_systems,
-                systems=self.systems, since_cap_hours=config.since_cap_hours,
-            )
+            summary = self.summarise(np.stack(recent[-(TREND_HOURS + 1) :], axis=1), stepper.state.hours_since, stepper.start_hours + step)
             references = chooser(step, summary)  # (n, S, S)
             consulted[:, step] = (references & ~torch.eye(n_systems, dtype=torch.bool, device=references.device)).cpu().numpy()
             dist = stepper.predict(references)
