@@ -219,16 +219,19 @@ class PatientRecord:
         return int(self.observed["hour"].max() or 0)
 
     def apache_ii_24h(self) -> tuple[float | None, int | None, dict[str, float]]:
-        """APACHE II at 24 h: ``(score, worst hour, component points at that hour)``; the worst
-        hour of the first 24 ICU hours (of the stay when shorter); ``(None, None, {})`` when not
-        scored."""
-        first_day = self.scores.filter(pl.col("hour") <= APACHE_WINDOW_HOURS).drop_nulls("apache_ii")
+        """APACHE II at 24 h (Knaus 1985): ``(score, hour, points)``, the score from the worst value of
+        each physiological component over the first 24 ICU hours, plus age and chronic-health
+        points; ``hour`` is the hour it is read at (24, or the stay's last when shorter), ``points``
+        each component's worst points. ``(None, None, {})`` when no hour is scored."""
+        first_day = self.scores.filter(pl.col("hour") <= APACHE_WINDOW_HOURS).drop_nulls("apache_ii_24h")
         if first_day.height == 0:
             return None, None, {}
-        worst = first_day.sort(["apache_ii", "hour"], descending=[True, False]).row(0, named=True)
-        components = {name: float(worst[name]) for name in (*APACHE_II_COMPONENTS, "apache_ii_age_points",
-                                                            "apache_ii_chronic_points") if worst.get(name) is not None}
-        return float(worst["apache_ii"]), int(worst["hour"]), components
+        last = first_day.sort("hour").row(-1, named=True)
+        points = {name: float(first_day[name].max()) for name in APACHE_II_COMPONENTS if first_day[name].max() is not None}
+        for name in ("apache_ii_age_points", "apache_ii_chronic_points"):
+            if last.get(name) is not None:
+                points[name] = float(last[name])
+        return float(last["apache_ii_24h"]), int(last["hour"]), points
 
 
 def patient_record(cohort: Cohort, scores: Scores, stay_id: int) -> PatientRecord:

@@ -40,7 +40,7 @@ apache, apache_hour, apache_components = record.apache_ii_24h()
 columns = st.columns(4)
 columns[0].metric("max SOFA", "-" if row["sofa_max"] is None else f"{row['sofa_max']}")
 columns[1].metric("APACHE II at 24 h", "-" if apache is None else f"{apache:.0f}",
-                  help=None if apache_hour is None else f"worst of the first 24 ICU hours: hour {apache_hour}")
+                  help=None if apache_hour is None else f"worst value of each component over ICU hours 1-{apache_hour}")
 columns[2].metric("critical-event episodes", f"{row['n_events']}")
 columns[3].metric("measurements", f"{record.observed.drop('hour').select(pl.all().is_not_null().sum()).sum_horizontal()[0]:,}")
 
@@ -60,7 +60,8 @@ with left:
     if apache is None:
         st.info("No APACHE II: the first 24 hours have no scored hour.")
     else:
-        st.caption(f"Worst hour of the first 24: hour {apache_hour}, {apache:.0f} points")
+        st.caption(f"{apache:.0f} points: the worst value of each component over ICU hours 1-{apache_hour}, "
+                   "plus age and chronic-health points")
         points = pl.DataFrame({"component": [c.removeprefix("apache_ii_").replace("_", " ") for c in apache_components],
                                "points": list(apache_components.values())})
         st.dataframe(points.to_pandas(), hide_index=True, width="stretch", key="apache_table")

@@ -69,7 +69,7 @@ with generate_tab:
         hours = columns[1].number_input("ICU hours per stay", min_value=6, max_value=MAX_GENERATED_HOURS, value=48, step=6,
                                         key="gen_hours")
         seed = columns[2].number_input("Seed", min_value=0, value=0, step=1, key="gen_seed")
-        generate = st.form_submit_button("Generate", type="primary")
+        generate = st.form_submit_button("Generate", type="primary", key="generate")
     if generate:
         st.session_state["generated"] = (int(n_patients), int(hours), int(seed))
     setting = st.session_state.get("generated")

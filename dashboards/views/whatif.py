@@ -143,7 +143,7 @@ with st.expander("Write your own strategy (doses, thresholds, timing)"):
             st.checkbox("Antibiotics", value=False, key="use_abx")
             st.number_input("first dose, hours after the decision", min_value=0, value=0, step=1, key="abx_first")
             st.number_input("then every (hours; 0: one dose)", min_value=0, value=8, step=1, key="abx_every")
-        st.form_submit_button("Add strategy", on_click=_from_form)
+        st.form_submit_button("Add strategy", on_click=_from_form, key="add_form")
     with yaml_tab:
         start = st.selectbox("Start from", list(library), key="yaml_start")
         st.text_area("Strategy (YAML, the schema of pipelines/strategies/)", value=library[start].path.read_text(encoding="utf-8"),
@@ -234,7 +234,7 @@ with right:
 st.subheader("Why: systems consulted and corrections")
 consulted = {name: o.summary.consulted for name, o in result.outcomes.items() if o.summary.consulted is not None}
 if not consulted:
-    st.info(f"The {result.simulator.replace('_', ' ')} simulates the whole body in one model: it has no organ agents "
-            "that consult each other and no error-correction agent.")
+    st.info(f"This simulator ({result.simulator}) models the whole body at once: it has no organ agents that consult "
+            "each other and no error-correction agent.")
 for name, frame in consulted.items():
     st.plotly_chart(consulted_figure(frame, name), key=f"consulted_{name}")
