@@ -14,8 +14,9 @@ events, trial effects), :mod:`~organsim.counterfactual.features` (treatment cour
 :mod:`~organsim.counterfactual.overlap` (the guardrail over the behaviour policy of
 :mod:`organsim.twin.behaviour`, re-exported here),
 :mod:`~organsim.counterfactual.matching` (matched real stays), :mod:`~organsim.counterfactual.benchmark`
-(error against the engine's truth), :mod:`~organsim.counterfactual.whatif` (what-if runs and
-virtual trials).
+(error against the engine's truth), :mod:`~organsim.counterfactual.twin_simulator` (the coordinated
+twin as a simulator, with its overlap adjustment and baselines), :mod:`~organsim.counterfactual.whatif`
+(what-if runs and virtual trials).
 """
 
 from organsim.counterfactual.benchmark import (
@@ -68,6 +69,12 @@ from organsim.counterfactual.strategy import (
     read_strategy_file,
     strategy_library_dir,
 )
+from organsim.counterfactual.twin_simulator import (
+    SupportedTreatments,
+    TwinSimulator,
+    behaviour_policy_for,
+    split_as_trained,
+)
 from organsim.counterfactual.whatif import (
     StrategyOutcome,
     TrialResult,
@@ -107,13 +114,16 @@ __all__ = [
     "StrategyOutcome",
     "StrategyPolicy",
     "StrategyState",
+    "SupportedTreatments",
     "ThresholdRule",
     "TitrationRule",
     "TreatmentPlan",
     "TrialResult",
+    "TwinSimulator",
     "WhatIfResult",
     "assess_overlap",
     "band_coverage",
+    "behaviour_policy_for",
     "cf_benchmark",
     "choose_cases",
     "counterfactual_metrics",
@@ -128,6 +138,7 @@ __all__ = [
     "read_library",
     "read_strategy_file",
     "run_futures",
+    "split_as_trained",
     "state_features",
     "stay_means",
     "strategy_library_dir",

@@ -12,13 +12,15 @@ oracle and through each simulator under test (:func:`run_futures`), and compares
   that variable over all cases, hours and strategies, then averaged over the system's variables;
 - **treatment-effect error** per outcome (:func:`effect_metrics`): for each contrast A vs B and
   each case, the estimated effect (mean outcome under A minus under B over the samples) against the
-  true effect; MAE, RMSE, bias and **sign accuracy** (the estimated and true effects have the same
+  true effect, for the outcomes of :func:`~organsim.counterfactual.outcomes.stay_means` and the
+  variable outcomes of :data:`VARIABLE_OUTCOMES` (MAP 6 hours in); MAE, RMSE, bias and **sign accuracy** (the estimated and true effects have the same
   sign, an effect within the outcome's tolerance counting as none);
 - **coverage** of the simulator's 90 % bands (:func:`band_coverage`): the share of true values
   between the 5th and 95th percentiles of the samples.
 
 Simulators are anything behind :class:`~organsim.counterfactual.futures.Simulator`: the coordinated
-twin, the treatment-blind twin and the twin without overlap adjustments when they exist, and now
+twin, the treatment-blind twin and the twin without the overlap adjustment
+(:class:`~organsim.counterfactual.twin_simulator.TwinSimulator` and its variants), and
 :class:`~organsim.counterfactual.futures.RecordedFuture`, the no-effect reference.
 """
 
@@ -47,9 +49,12 @@ DEFAULT_CONTRASTS = (
     ("antibiotics_1h", "antibiotics_6h"),
 )
 """The library's strategy pairs whose effect (first minus second) the benchmark scores."""
-EFFECT_TOLERANCE = {"sofa": 0.5, "apache_ii": 0.5}
-"""Score effects within half a point count as none for the sign; probabilities (deaths, events) use
-:data:`PROBABILITY_TOLERANCE`."""
+EFFECT_TOLERANCE = {"sofa": 0.5, "apache_ii": 0.5, "map": 1.0}
+"""Score effects within half a point, MAP effects within 1 mmHg count as none for the sign;
+probabilities (deaths, events) use :data:`PROBABILITY_TOLERANCE`."""
+VARIABLE_OUTCOMES = {"map_at_6h": ("map", 6)}
+"""Effect outcomes read from one variable ``h`` hours into the future (``h = 1`` is the decision
+hour): outcome name -> (variable, h); the mean over a case's samples under A minus under B."""
 PROBABILITY_TOLERANCE = 0.05
 BAND = (0.05, 0.95)
 
@@ -234,12 +239,27 @@ def counterfactual_metrics(
     for a, b in contrasts:
         true_effect = _effects(stay_means(summaries_true[a]), stay_means(summaries_true[b]))
         estimated = _effects(stay_means(summaries_pred[a]), stay_means(summaries_pred[b]))
+        for outcome, (code, hour) in VARIABLE_OUTCOMES.items():
+            if hour <= min(v.shape[1] for v in true_values.values()):
+                j = variables.index(code)
+                true_effect[outcome] = true_values[a][:, hour - 1, j] - true_values[b][:, hour - 1, j]
+                estimated[outcome] = _sample_means(samples[a], hour, j) - _sample_means(samples[b], hour, j)
         effects[f"{a}-{b}"] = {
             outcome: effect_metrics(estimated[outcome], true_effect[outcome], tolerance=_tolerance(outcome))
             for outcome in true_effect
         }
     metrics["effects"] = effects
     return metrics
+
+
+def _sample_means(samples: Sequence[np.ndarray], hour: int, column: int) -> np.ndarray:
+    """``(N,)`` mean over each case's samples (``(K, H, V)`` each) of one variable ``hour`` hours in; NaN when none."""
+    out = np.full(len(samples), np.nan)
+    for i, values in enumerate(samples):
+        finite = values[:, hour - 1, column][np.isfinite(values[:, hour - 1, column])]
+        if len(finite):
+            out[i] = finite.mean()
+    return out
 
 
 def _contrasted(contrasts: Sequence[tuple[str, str]], names: Sequence[str]) -> list[str]:

@@ -1,8 +1,9 @@
 """Sampled futures, the simulator interface that produces them, and the engine's oracle behind it.
 
 A what-if run asks a :class:`Simulator` for ``K`` futures of a stay from a decision hour under a
-strategy. Anything that can answer is a simulator: the coordinated twin (organsim.twin, to come),
-the same twin with treatments hidden (the treatment-blind baseline), and on engine cohorts the
+strategy. Anything that can answer is a simulator: the coordinated twin
+(:class:`~organsim.counterfactual.twin_simulator.TwinSimulator`), the same twin with treatments
+hidden (the treatment-blind baseline), and on engine cohorts the
 physiology engine's oracle (:class:`EngineOracle`), which gives the true future: same patient,
 same noise, other treatment. :class:`RecordedFuture` is the no-effect reference: the recorded future
 whatever the strategy.
@@ -56,8 +57,15 @@ class Futures:
     stay
         The stay's row of the cohort's stays table (age, sex, weight, ...).
     consulted
-        ``(sample, hour, system, consulted)``: which other systems each organ agent consulted, for
-        simulators built on organ agents; None otherwise.
+        ``(sample, hour, system, consulted)``: one row per agent-hour and other system the organ
+        agent of ``system`` consulted, for simulators built on organ agents; None otherwise.
+    corrections
+        ``(sample, hour, variable, rule, before, after)``: every value the twin's error corrector
+        changed (``rule`` a constraint, or ``"resampled"``); None for simulators without one.
+    adjustments
+        ``(sample, hour, treatment, strategy_dose, simulated_dose, probability)``: doses of the
+        strategy outside the behaviour policy's support that the twin's overlap adjustment replaced
+        by in-support ones (:mod:`organsim.counterfactual.twin_simulator`); None without it.
     """
 
     stay_id: int
@@ -72,6 +80,8 @@ class Futures:
     death_hour: np.ndarray
     stay: pl.DataFrame
     consulted: pl.DataFrame | None = None
+    corrections: pl.DataFrame | None = None
+    adjustments: pl.DataFrame | None = None
 
     def __post_init__(self) -> None:
         needed = {"sample", "hour", *self.variables, *self.treatment_codes}

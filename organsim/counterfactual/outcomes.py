@@ -175,12 +175,13 @@ def _event_summary(outcomes: pl.DataFrame, futures: Futures, event_codes: Sequen
                                       "onset_q05": pl.Float64, "onset_q50": pl.Float64, "onset_q95": pl.Float64})
 
 
-def _consulted_summary(consulted: pl.DataFrame | None) -> pl.DataFrame | None:
-    if consulted is None:
+def _consulted_summary(futures: Futures) -> pl.DataFrame | None:
+    """Share of each agent's simulated hours (``K x horizon``) in which it consulted each other system."""
+    if futures.consulted is None:
         return None
-    agent_hours = consulted.select("sample", "hour", "system").unique().group_by("system").len("agent_hours")
-    return (consulted.group_by("system", "consulted").len("n").join(agent_hours, on="system")
-            .select("system", "consulted", (pl.col("n") / pl.col("agent_hours")).alias("share")).sort("system", "consulted"))
+    agent_hours = futures.n_samples * futures.horizon
+    return (futures.consulted.group_by("system", "consulted").len("n")
+            .select("system", "consulted", (pl.col("n") / agent_hours).alias("share")).sort("system", "consulted"))
 
 
 def summarise_futures(
@@ -239,7 +240,7 @@ def summarise_futures(
             sample_outcomes=outcomes,
             scores=_score_summary(outcomes, horizons, quantiles),
             events=_event_summary(outcomes, future, event_codes),
-            consulted=_consulted_summary(future.consulted),
+            consulted=_consulted_summary(future),
         ))
     return summaries
 

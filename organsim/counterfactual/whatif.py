@@ -21,16 +21,17 @@ import polars as pl
 
 from organsim.counterfactual.futures import Futures, Simulator, run_futures
 from organsim.counterfactual.matching import MatchedComparison, matched_comparison
-from organsim.counterfactual.outcomes import OutcomeSummary, summarise_futures, trial_effect
-from organsim.counterfactual.overlap import (
-    DEFAULT_SUPPORT_THRESHOLD,
-    BehaviourPolicy,
-    OverlapReport,
-    assess_overlap,
+from organsim.counterfactual.outcomes import (
+    OutcomeSummary,
+    stay_means,
+    summarise_futures,
+    trial_effect,
 )
+from organsim.counterfactual.overlap import DEFAULT_SUPPORT_THRESHOLD, OverlapReport, assess_overlap
 from organsim.counterfactual.strategy import Strategy
 from organsim.data import Cohort
 from organsim.scores import score_cohort
+from organsim.twin.behaviour import BehaviourPolicy
 from organsim.utils.io import atomic_directory
 
 
@@ -70,6 +71,8 @@ class WhatIfResult:
                 "events": summary.events.select("event", "probability", "onset_q50").to_dicts(),
                 "overlap": outcome.overlap.to_dict() if outcome.overlap is not None else None,
                 "matched": outcome.matched.comparison.to_dicts() if outcome.matched is not None else None,
+                "corrections": _count_by(outcome.futures.corrections, "rule"),
+                "overlap_adjustments": _count_by(outcome.futures.adjustments, "treatment"),
             }
         return {"stay_id": self.stay_id, "decision_hour": self.decision_hour, "horizon": self.horizon,
                 "n_samples": self.n_samples, "seed": self.seed, "simulator": self.simulator, "strategies": strategies}
@@ -81,7 +84,8 @@ class WhatIfResult:
         sample, hour, variables, treatments), ``bands.parquet``, ``sample_outcomes.parquet``,
         ``scores.parquet``, ``events.parquet`` (each with a ``strategy`` column), and when present
         ``overlap_actions.parquet``, ``matched.parquet``, ``matched_stays.parquet``,
-        ``consulted.parquet``.
+        ``consulted.parquet`` (the agents' references), ``corrections.parquet`` (the error
+        corrector's changes) and ``adjustments.parquet`` (doses the overlap adjustment moved).
         """
         tables: dict[str, list[pl.DataFrame]] = {}
 
@@ -96,6 +100,8 @@ class WhatIfResult:
             add("scores", name, outcome.summary.scores)
             add("events", name, outcome.summary.events)
             add("consulted", name, outcome.summary.consulted)
+            add("corrections", name, outcome.futures.corrections)
+            add("adjustments", name, outcome.futures.adjustments)
             if outcome.overlap is not None:
                 add("overlap_actions", name, outcome.overlap.actions)
             if outcome.matched is not None:
@@ -106,6 +112,13 @@ class WhatIfResult:
                 pl.concat(frames, how="diagonal_relaxed").write_parquet(tmp / f"{name}.parquet", compression="zstd")
             (tmp / "whatif.json").write_text(json.dumps(self.overview(), indent=2, default=str) + "\n", encoding="utf-8")
         return Path(out)
+
+
+def _count_by(frame: pl.DataFrame | None, column: str) -> dict[str, int] | None:
+    """``{value: rows}`` of ``frame`` by ``column``; None when the simulator gave no such frame."""
+    if frame is None:
+        return None
+    return {str(key): int(n) for key, n in frame.group_by(column).len().sort(column).iter_rows()}
 
 
 def what_if(
@@ -198,6 +211,24 @@ class TrialResult:
     arm_a: list[OutcomeSummary]
     arm_b: list[OutcomeSummary]
 
+    def overview(self) -> dict[str, Any]:
+        """JSON-ready digest: the arms, the number of cases, and every outcome's effect with its interval."""
+        return {"strategy_a": self.strategy_a, "strategy_b": self.strategy_b, "n_cases": self.cases.height,
+                "simulator": self.arm_a[0].simulator if self.arm_a else None,
+                "n_samples": self.arm_a[0].n_samples if self.arm_a else None,
+                "effect": "A minus B", "effects": self.effects.to_dicts()}
+
+    def write(self, out: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the trial to directory ``out`` atomically: ``trial.json`` (:meth:`overview`),
+        ``effects.parquet``, ``cases.parquet`` and ``stay_outcomes.parquet`` (per case and arm, the
+        mean of each outcome over the samples)."""
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            self.effects.write_parquet(tmp / "effects.parquet")
+            self.cases.write_parquet(tmp / "cases.parquet")
+            stay_means([*self.arm_a, *self.arm_b]).write_parquet(tmp / "stay_outcomes.parquet")
+            (tmp / "trial.json").write_text(json.dumps(self.overview(), indent=2, default=str) + "\n", encoding="utf-8")
+        return Path(out)
+
 
 def virtual_trial(
     simulator: Simulator,
@@ -211,11 +242,14 @@ def virtual_trial(
     seed: int = 0,
     n_bootstrap: int = 2000,
     confidence: float = 0.95,
+    progress: Callable[[int], None] | None = None,
 ) -> TrialResult:
-    """Run both strategies on every case (``(stay_id, decision_hour)`` rows) and estimate A vs B."""
+    """Run both strategies on every case (``(stay_id, decision_hour)`` rows) and estimate A vs B;
+    ``progress(n)`` is called after each batch of ``n`` case-runs (2 x cases in all)."""
     if strategy_a.name == strategy_b.name:
         raise ValueError(f"the two arms need different strategies, got {strategy_a.name!r} twice")
-    futures = run_futures(simulator, cohort, cases, [strategy_a, strategy_b], horizon=horizon, n_samples=n_samples, seed=seed)
+    futures = run_futures(simulator, cohort, cases, [strategy_a, strategy_b], horizon=horizon, n_samples=n_samples, seed=seed,
+                          progress=progress)
     summaries = summarise_futures(futures[strategy_a.name] + futures[strategy_b.name], catalog=cohort.catalog)
     arm_a, arm_b = summaries[: cases.height], summaries[cases.height :]
     effects = trial_effect(arm_a, arm_b, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
