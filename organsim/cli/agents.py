@@ -10,23 +10,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from organsim.agents.baselines import GRUForecaster, LastObservationForecaster, RidgeForecaster
 from organsim.agents.checkpoint import TrainedAgents
-from organsim.agents.forecaster import AgentForecaster
 from organsim.agents.model import BACKBONE_SHARING, PRESETS, REFERENCE_MODES
 from organsim.agents.training import TRAIN_REFERENCES, TrainConfig, train_agents
 from organsim.cli.app import app, console, friendly_errors
 from organsim.data import Cohort
-from organsim.evaluate.accuracy import (
-    DEFAULT_HORIZONS,
-    evaluate_forecasters,
-    summary_table,
-    write_metrics,
-)
-from organsim.evaluate.plots import plot_trajectories
+from organsim.evaluate.accuracy import summary_table
+from organsim.evaluate.forecast_report import BASELINES, evaluate_agents, split_like_training
+from organsim.evaluate.twin_report import twin_summary
+from organsim.twin import PatientTwin
 from organsim.utils.io import atomic_write_text
-
-BASELINES = ("locf", "ridge", "gru")
 
 
 @app.command()
@@ -81,112 +74,30 @@ def train(
 @app.command()
 @friendly_errors
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", help="Model directory written by `organsim train`.")],
+    model: Annotated[Path, typer.Option("--model", help="Model directory written by `organsim train` (and `organsim coordinate`).")],
     cohort: Annotated[Path, typer.Option("--cohort", help="Cohort directory; its test split is scored.")],
-    out: Annotated[Path, typer.Option("--out", help="Report directory (metrics.json, plots).")],
+    out: Annotated[Path, typer.Option("--out", help="Report directory (metrics.json, twin.json, plots).")],
     references: Annotated[str, typer.Option(help=f"Reference setting of the primary agents: {', '.join(REFERENCE_MODES)}.")] = "all",
     baselines: Annotated[str, typer.Option(help=f"Comma-separated baselines fitted on the train split: {', '.join(BASELINES)} (empty: none).")] = ",".join(BASELINES),
+    twin: Annotated[bool, typer.Option("--twin/--no-twin", help="Also score the coordinated twin (learned references + error correction) and write its report.")] = True,
     per_stay: Annotated[int, typer.Option(help="Forecast start hours per test stay and horizon.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of start hours and baseline training.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of start hours, baseline training and the twin's sampled futures.")] = 0,
 ) -> None:
-    """Score the agents (references none and all) and the baselines on the test split; write metrics.json."""
+    """Score the agents (references none and all), the coordinated twin and the baselines on the test split."""
     if references not in REFERENCE_MODES:
         raise ValueError(f"--references must be one of {REFERENCE_MODES}, got {references!r}")
     chosen = [b for b in (x.strip() for x in baselines.split(",")) if b]
     unknown = [b for b in chosen if b not in BASELINES]
     if unknown:
         raise ValueError(f"unknown baselines {unknown}; choose from {BASELINES}")
-    agents = TrainedAgents.load(model)
+    coordinated = PatientTwin.load(model, device=device) if twin else None
+    agents = coordinated.agents if coordinated is not None else TrainedAgents.load(model)
     data = split_like_training(Cohort.load(cohort), agents)
-    results, written = evaluate_agents(agents, data, out, references=references, baselines=chosen, per_stay=per_stay, device=device, seed=seed)
-    atomic_write_text(out / "model.json", json.dumps({"model_dir": str(model.resolve()), "training": agents.training}, indent=2) + "\n")
+    results, written = evaluate_agents(agents, data, out, references=references, baselines=chosen, per_stay=per_stay,
+                                       device=device, seed=seed, twin=coordinated)
+    written.append(atomic_write_text(out / "model.json", json.dumps({"model_dir": str(model.resolve()), "training": agents.training}, indent=2) + "\n"))
     console.print(summary_table(results))
-    console.print(f"Scored {results['settings']['n_stays']:,} test stays. Wrote " + ", ".join(str(p) for p in [*written, out / "model.json"]) + ".")
-
-
-def evaluate_agents(
-    agents: TrainedAgents,
-    cohort: Cohort,
-    out: Path,
-    *,
-    references: str = "all",
-    baselines: list[str] | tuple[str, ...] = BASELINES,
-    per_stay: int | None = 16,
-    device: str = "auto",
-    seed: int = 0,
-) -> tuple[dict, list[Path]]:
-    """Score agents (both reference settings) and baselines on ``cohort``'s test split; write the report.
-
-    Parameters
-    ----------
-    agents
-        Trained agents.
-    cohort
-        The cohort, split as in training (:func:`split_like_training`).
-    out
-        Report directory: metrics.json (``agents_<references>`` as primary) and trajectory plots.
-    references
-        The primary agents' reference setting.
-    baselines
-        Names from :data:`BASELINES`, fitted on the train split (the GRU also uses the validation split).
-    per_stay, device, seed
-        Start hours per test stay and horizon, device, seed of start hours and baseline training.
-
-    Returns
-    -------
-    results, written
-        :func:`~organsim.evaluate.accuracy.evaluate_forecasters` output and the files written.
-    """
-    train_part, validation_part, test_part = (cohort.subset(split=s) for s in ("train", "validation", "test"))
-    if test_part.stays.height == 0:
-        raise ValueError("the cohort has no test stays to score")
-    primary = f"agents_{references}"
-    forecasters = {primary: AgentForecaster(agents, references=references, device=device)}
-    for mode in REFERENCE_MODES:
-        forecasters.setdefault(f"agents_{mode}", AgentForecaster(agents, references=mode, device=device))
-    with console.status("fitting baselines on the train split") as status:
-        for name in baselines:
-            status.update(f"fitting baseline {name} on the train split")
-            if name == "locf":
-                forecasters[name] = LastObservationForecaster().fit(train_part)
-            elif name == "ridge":
-                forecasters[name] = RidgeForecaster(context_hours=agents.config.context_hours, seed=seed).fit(train_part)
-            else:
-                forecasters[name] = GRUForecaster(seed=seed, device=device).fit(train_part, validation_part)
-    results = evaluate_forecasters(
-        forecasters, test_part, agents.normaliser, horizons=DEFAULT_HORIZONS, context_hours=agents.config.context_hours,
-        per_stay=per_stay, seed=seed, progress=True,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = write_metrics(out / "metrics.json", primary, results)
-    shown = {name: f for name, f in forecasters.items() if name == primary or name in baselines}
-    return results, [metrics, *write_plots(shown, test_part, out, agents.config.context_hours, seed)]
-
-
-def split_like_training(cohort: Cohort, agents: TrainedAgents) -> Cohort:
-    """The cohort with the split the agents were trained on (recomputed from the stored seed if it has none)."""
-    training = agents.training.get("config")
-    if cohort.stays["split"].null_count() == cohort.stays.height:
-        if training is None:
-            raise ValueError("the cohort has no split and the model does not record how it split its training cohort")
-        stored = TrainConfig.from_dict(training)
-        cohort = cohort.split(stored.split_fractions, seed=stored.split_seed)
-    expected = agents.training.get("split", {}).get("stays", {}).get("train")
-    got = int((cohort.stays["split"] == "train").sum())
-    if expected is not None and expected != got:
-        raise ValueError(f"the cohort's train split has {got} stays but the model was trained on {expected}: is it the same cohort?")
-    return cohort
-
-
-def write_plots(forecasters: dict, test: Cohort, out: Path, context_hours: int, seed: int) -> list[Path]:
-    """Per-system trajectory plots (observed vs each forecaster's free-running forecast) of a few test stays.
-
-    The horizon is 24 hours, or less when no test stay is long enough.
-    """
-    min_context = 3
-    longest = int(test.stays["n_hours"].max())
-    horizon = min(24, longest - min_context)
-    if horizon < 1:
-        return []
-    return plot_trajectories(forecasters, test, out, horizon=horizon, context_hours=context_hours, min_context=min_context, seed=seed)
+    if "twin" in results:
+        console.print(twin_summary(results["twin"]))
+    console.print(f"Scored {results['settings']['n_stays']:,} test stays. Wrote " + ", ".join(str(p) for p in written) + ".")

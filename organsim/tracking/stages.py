@@ -28,6 +28,7 @@ from organsim.data import Cohort, read_meds, read_physionet2019, read_table
 from organsim.data.export import EXPORT_MANIFEST, export_cohort
 from organsim.data.export import FORMATS as EXPORT_FORMATS
 from organsim.data.mimic import read_mimic_iv
+from organsim.evaluate import BASELINES as EVALUATE_BASELINES
 from organsim.physiology import (
     POLICY_NAMES,
     ClinicianPolicy,
@@ -58,8 +59,6 @@ ModelInput = Annotated[str, Consumes("model")]
 Device = Literal["auto", "cpu", "cuda"]
 DEVICE_DOC = "auto (CUDA when present), cpu or cuda"
 SCORE_NAMES = ("sofa", "apache_ii", "news2", "qsofa", "sirs")
-EVALUATE_BASELINES = ("locf", "ridge", "gru")
-"""The baselines ``organsim evaluate --baselines`` fits (organsim.cli.agents.BASELINES)."""
 EVALUATE_LOG = "evaluate.log"
 TRAIN_LOG = "train.log"
 

@@ -28,7 +28,7 @@ def test_train_then_evaluate(catalog, tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((report_dir / "metrics.json").read_text())
     assert metrics["primary"] == "agents_all"
-    assert set(metrics["baselines"]) == {"agents_none", "locf", "ridge"}
+    assert set(metrics["baselines"]) == {"agents_none", "twin", "locf", "ridge"}
     for h in ("1", "6", "24"):
         assert metrics["mean_nmse"][h] is None or metrics["mean_nmse"][h] >= 0
     assert metrics["mean_nmse"]["1"] > 0
@@ -36,6 +36,12 @@ def test_train_then_evaluate(catalog, tmp_path):
     assert metrics["systems"]["cardiovascular"]["nmse"]["1"] > 0 and "mse_minmax" in metrics["systems"]["renal"]
     assert metrics["baselines"]["locf"]["systems"]["cardiovascular"]["nmse"]["1"] > 0
     assert sorted(p.name for p in report_dir.glob("trajectories_*.png"))
+    # the coordinated twin: scored like the agents (also by SOFA stratum), and its own report
+    assert metrics["baselines"]["twin"]["mean_nmse"]["1"] > 0 and metrics["baselines"]["twin"]["by_sofa_stratum"]
+    twin = json.loads((report_dir / "twin.json").read_text())
+    assert all(twin["constraint_violations"]["corrected"][rule] == 0 for rule in ("range", "rate_limit", "map_order"))
+    assert len(twin["reference_choices"]["share"]) == len(SYSTEMS) and twin["event_chains"]["n_stays"] > 0
+    assert (report_dir / "reference_choices.png").is_file() and "coordinated twin" in evaluated.output
 
     # a bad model directory is one red line, not a traceback
     failed = runner.invoke(app, ["evaluate", "--model", str(tmp_path), "--cohort", str(cohort_dir), "--out", str(report_dir)])
