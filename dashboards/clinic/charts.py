@@ -224,7 +224,7 @@ def whatif_figure(result: WhatIfResult, record: PatientRecord, variables: Sequen
                 hovertemplate=f"{name}: {code} median %{{y:.4g}} {unit}, hour %{{x}}<extra></extra>"), row=row, col=1)
     figure.add_vline(x=result.decision_hour - 0.5, line_dash="dash", line_color="#555555", row="all", col=1)
     figure.update_layout(height=230 * len(variables) + 110, margin={"l": 60, "r": 20, "t": 80, "b": 40}, template="plotly_white",
-                         legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "yref": "container"},
+                         legend={"orientation": "h", "x": 0, "y": 0.995, "yanchor": "top", "yref": "container"},
                          hovermode="closest")
     figure.update_xaxes(title_text="ICU hour", row=len(variables), col=1)
     figure.update_annotations(font_size=12, x=0, xanchor="left")
