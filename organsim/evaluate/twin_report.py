@@ -115,7 +115,8 @@ def plot_reference_choices(frequencies: dict[str, Any], *, title: str) -> Figure
     share = np.asarray(frequencies["share"], dtype=float)
     figure = Figure(figsize=(7.5, 6.2), layout="constrained")
     ax = figure.subplots()
-    image = ax.imshow(share, vmin=0.0, vmax=1.0, cmap="viridis")
+    own = np.eye(len(systems), dtype=bool)  # an agent always reads its own system: left blank
+    image = ax.imshow(np.ma.masked_where(own, share), vmin=0.0, vmax=1.0, cmap="viridis")
     ax.set_xticks(range(len(systems)), systems, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(systems)), systems, fontsize=8)
     ax.set_xlabel("system consulted")
