@@ -125,7 +125,7 @@ def synthesize(
     format: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "parquet",
     septic_fraction: Annotated[float | None, typer.Option("--septic-fraction", min=0.0, max=1.0, help="Share of septic stays (default: the training split's).")] = None,
     initial_hours: Annotated[int, typer.Option("--initial-hours", min=1, help="First hours drawn by the initial-state model before the twin takes over.")] = 2,
-    segment_hours: Annotated[int, typer.Option("--segment-hours", min=1, help="Hours the twin simulates per rollout call.")] = 24,
+    segment_hours: Annotated[int | None, typer.Option("--segment-hours", min=1, help="Hours the twin simulates per rollout call (default: a third of the model's window).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Stays per rollout call.")] = 512,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     overwrite: Overwrite = False,
@@ -134,14 +134,15 @@ def synthesize(
     if format not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     _check_out(out, overwrite)
+    train = training_split(model, cohort)
     twin = PatientTwin.load(model, device=device)
     window = twin.agents.config.window_hours
+    segment_hours = segment_hours or max(1, window // 3)
     if segment_hours >= window:
         raise ValueError(f"--segment-hours must be below the model's window of {window} hours, got {segment_hours}")
     config = SynthesisConfig(
         patients=patients, max_hours=hours, seed=seed, septic_fraction=septic_fraction, segment_hours=segment_hours,
         context_hours=min(twin.agents.config.context_hours, window - segment_hours), batch_size=batch_size)
-    train = training_split(model, cohort)
     with progress_bar() as bar:
         task = bar.add_task("fitting the generators on the train split", total=None)
         synthesizer = CohortSynthesizer.fit(train, initial_hours=initial_hours, seed=seed)
