@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-import organsim.tracking.stages  # noqa: F401  (registers the built-in stages)
+import organsim.tracking.command_stages  # noqa: F401  (registers the built-in stages; imports organsim.tracking.stages)
 from organsim.tracking.registry import (
     STAGES,
     Consumes,

@@ -1,4 +1,7 @@
-"""The pipeline stages that exist today: generate, ingest, split, scores, export, counterfactual, train, evaluate.
+"""The pipeline stages on data, engine and agents: generate, ingest, split, scores, export, counterfactual, train, evaluate.
+
+The stages of the twin, counterfactual and synthetic-cohort commands are in
+:mod:`organsim.tracking.command_stages`; :func:`run_organsim` runs a command for a stage.
 
 Each stage calls organsim's public Python API (the functions the ``organsim`` commands call) and
 writes one output directory; its metrics are read back from that directory. Stage-output
@@ -12,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -60,6 +63,8 @@ Device = Literal["auto", "cpu", "cuda"]
 DEVICE_DOC = "auto (CUDA when present), cpu or cuda"
 SCORE_NAMES = ("sofa", "apache_ii", "news2", "qsofa", "sirs")
 EVALUATE_LOG = "evaluate.log"
+COMMAND_LOG = "command.log"
+"""The output of a stage's ``organsim`` command, kept in the stage directory (in the scratch directory when it failed)."""
 TRAIN_LOG = "train.log"
 
 
@@ -72,6 +77,23 @@ def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
     buffer = io.BytesIO()
     frame.write_parquet(buffer, compression="zstd", statistics=True)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def run_organsim(args: Sequence[str], ctx: StageContext, label: str, *, log_name: str = COMMAND_LOG) -> None:
+    """Run ``organsim <args>`` in a child process with a spinner labelled ``label``.
+
+    The output is written to ``ctx.out / log_name``; on failure to ``ctx.work / log_name`` (the
+    output directory is discarded) and an :class:`OrgansimError` carries the last lines.
+    """
+    command = [sys.executable, "-c", "from organsim.cli import main; main()", *map(str, args)]
+    with progress_bar(transient=True) as bar:
+        bar.add_task(label, total=None)
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "COLUMNS": "160"})
+    if done.returncode != 0:
+        log = atomic_write_text(ctx.work / log_name, done.stdout + done.stderr)
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise OrgansimError(f"organsim {args[0]} failed (exit {done.returncode}, log {log}): " + " | ".join(tail))
+    atomic_write_text(ctx.out / log_name, done.stdout + done.stderr)
 
 
 # ============================================================================ cohorts
@@ -559,6 +581,7 @@ class EvaluateParams(StageParams):
     cohort: CohortInput = Field(description="Stage whose cohort's test split to score (split as in training).")
     references: Literal[REFERENCE_MODES] = Field("all", description="Reference setting of the primary agents.")
     baselines: list[Literal[EVALUATE_BASELINES]] = Field(list(EVALUATE_BASELINES), description="Baselines fitted on the train split.")
+    twin: bool = Field(True, description="Also score the coordinated twin (learned references + error correction) and write twin.json.")
     per_stay: int = Field(4, ge=1, description="Forecast start hours per test stay and horizon.")
     device: Device = Field("auto", description=DEVICE_DOC)
     seed: int = Field(0, ge=0, description="Seed of start hours and baseline training.")
@@ -570,25 +593,14 @@ class Evaluate(Stage):
     summary = "Score the agents and baselines on the test split (nMSE at 1, 6, 24 h): metrics.json and plots."
     params = EvaluateParams
     produces = "report"
-    code = ("agents", "evaluate", "scores", "data", "utils", "cli.agents")
+    code = ("agents", "twin", "evaluate", "scores", "data", "utils", "cli.agents")
 
     def run(self, params: EvaluateParams, ctx: StageContext) -> None:
-        # organsim.cli.agents.evaluate_agents is a layer above the tracking package's reach, so the
-        # command runs as a child process: the same code path as `organsim evaluate`.
-        command = [
-            sys.executable, "-c", "from organsim.cli import main; main()", "evaluate",
-            "--model", str(ctx.input("model")), "--cohort", str(ctx.input("cohort")), "--out", str(ctx.out),
+        run_organsim([
+            "evaluate", "--model", ctx.input("model"), "--cohort", ctx.input("cohort"), "--out", ctx.out,
             "--references", params.references, "--baselines", ",".join(params.baselines),
-            "--per-stay", str(params.per_stay), "--device", params.device, "--seed", str(params.seed),
-        ]
-        with progress_bar(transient=True) as bar:
-            bar.add_task("evaluating agents and baselines", total=None)
-            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
-        if done.returncode != 0:  # the output directory is discarded on failure; the scratch directory stays
-            log = atomic_write_text(ctx.work / EVALUATE_LOG, done.stdout + done.stderr)
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise OrgansimError(f"organsim evaluate failed (exit {done.returncode}, log {log}): " + " | ".join(tail))
-        atomic_write_text(ctx.out / EVALUATE_LOG, done.stdout + done.stderr)
+            "--twin" if params.twin else "--no-twin", "--per-stay", params.per_stay, "--device", params.device, "--seed", params.seed,
+        ], ctx, "evaluating agents, twin and baselines", log_name=EVALUATE_LOG)
 
     def metrics(self, out: Path) -> StageMetrics:
         document = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
@@ -601,7 +613,8 @@ class Evaluate(Stage):
         return StageMetrics(values=values)
 
     def artifacts(self, out: Path) -> list[Path]:
-        return [out / "metrics.json", out / "model.json", out / EVALUATE_LOG, *sorted(out.glob("*.png"))]
+        files = [out / name for name in ("metrics.json", "model.json", "twin.json", "event_chains.parquet", EVALUATE_LOG)]
+        return [p for p in files if p.is_file()] + sorted(out.glob("*.png"))
 
     def headline(self, out: Path, metrics: StageMetrics) -> str:
         v = metrics.values
