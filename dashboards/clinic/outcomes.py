@@ -63,3 +63,30 @@ def outcome_table(result: WhatIfResult, event_labels: Mapping[str, str]) -> pl.D
         lambda s: _cell(**s), return_dtype=pl.Utf8).alias("value"))
     wide = cells.pivot(on="strategy", index="outcome", values="value")
     return order.join(wide, on="outcome", how="left", maintain_order="left").select("outcome", *result.outcomes)
+
+
+def correction_summary(corrections: pl.DataFrame, n_samples: int, horizon: int) -> pl.DataFrame:
+    """What the twin's error-correction agent changed, per variable and rule.
+
+    Parameters
+    ----------
+    corrections
+        :attr:`organsim.counterfactual.Futures.corrections`: ``(sample, hour, variable, rule,
+        before, after)``, one row per changed value (``rule`` a physiological constraint, or
+        ``"resampled"`` when the agent redrew the value).
+    n_samples, horizon
+        Futures and hours simulated (for the share of simulated hours).
+
+    Returns
+    -------
+    pl.DataFrame
+        ``(variable, rule, changes, share_of_hours, median_before, median_after)``, most frequent
+        first; ``share_of_hours`` is changes / (n_samples * horizon).
+    """
+    hours = max(n_samples * horizon, 1)
+    return (corrections.group_by("variable", "rule")
+            .agg(pl.len().alias("changes"), pl.col("before").median().alias("median_before"),
+                 pl.col("after").median().alias("median_after"))
+            .with_columns((pl.col("changes") / hours).alias("share_of_hours"))
+            .select("variable", "rule", "changes", "share_of_hours", "median_before", "median_after")
+            .sort(["changes", "variable", "rule"], descending=[True, False, False]))

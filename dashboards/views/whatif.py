@@ -9,10 +9,10 @@ from clinic.charts import (
     outcome_distribution_figure,
     whatif_figure,
 )
-from clinic.outcomes import outcome_table
+from clinic.outcomes import correction_summary, outcome_table
 from clinic.pagekit import cohort_or_stop, model_path, stay_picker
 from clinic.records import load_patient_record
-from clinic.simulators import load_behaviour_policy, load_simulator
+from clinic.simulators import load_behaviour_policy, load_simulators
 from clinic.strategy_form import (
     AntibioticForm,
     FluidForm,
@@ -39,11 +39,18 @@ st.title("What-if")
 stay_id = stay_picker(loaded.stays, key="whatif_pick")
 record = load_patient_record(loaded.path, loaded.version, stay_id)
 model = model_path()
-choice = load_simulator(loaded.path, loaded.version, str(model) if model else None)
-if choice.simulator is None:
-    st.warning(f"What-if is not available for this cohort: {choice.reason}.")
+choices = load_simulators(loaded.path, loaded.version, str(model) if model else None)
+usable = [c for c in choices if c.simulator is not None]
+for unusable in (c for c in choices if c.simulator is None and (c.kind == "twin" or not usable)):
+    st.warning(f"Not available here: the {unusable.label.split(':')[0]}. Why: {unusable.reason}.")
+if not usable:
     st.stop()
-st.caption(f"Simulator: {choice.label}")
+choice = usable[0]
+if len(usable) > 1:
+    labels = [c.label for c in usable]
+    choice = usable[labels.index(st.radio("Simulator", labels, key="simulator"))]
+else:
+    st.caption(f"Simulator: {choice.label}")
 
 library = {entry.name: entry for entry in read_library(catalog=catalog) if entry.strategy is not None}
 custom = st.session_state.setdefault(CUSTOM_KEY, {})
@@ -98,8 +105,8 @@ if choice.fixed_samples is not None:
     columns[2].number_input("Futures per strategy", value=n_samples, disabled=True, key="samples_fixed",
                             help="The engine oracle's future is the truth: one per strategy, no bands to draw.")
 else:
-    n_samples = int(columns[2].number_input("Futures per strategy", min_value=1, max_value=MAX_SAMPLES, value=50, step=10,
-                                            key="samples"))
+    n_samples = int(columns[2].number_input("Futures per strategy", min_value=1, max_value=MAX_SAMPLES, value=20, step=10,
+                                            key="samples", help="More futures: smoother bands, longer runs."))
 seed = int(columns[3].number_input("Seed", min_value=0, value=0, step=1, key="seed"))
 
 problems = []
@@ -160,7 +167,7 @@ for problem in problems:
 
 # ------------------------------------------------------------------------------------------ run
 results = st.session_state.setdefault(RESULTS_KEY, {})
-request = (loaded.path, loaded.version, stay_id, decision_hour, horizon, n_samples, seed,
+request = (loaded.path, loaded.version, choice.label, stay_id, decision_hour, horizon, n_samples, seed,
            tuple((name, strategies_by_name[name].model_dump_json()) for name in selected))
 left, right = st.columns([1, 4])
 run = left.button("Run what-if", type="primary", disabled=bool(problems), key="run_whatif")
@@ -170,14 +177,14 @@ if run:
     cancel = right.empty()
     cancel.button("Cancel", key="cancel_whatif")
     progress = st.progress(0.0, text="fitting the overlap guardrail ...")
-    behaviour = load_behaviour_policy(loaded.path, loaded.version)
+    behaviour = choice.behaviour or load_behaviour_policy(loaded.path, loaded.version)
 
     def report(done: int, total: int) -> None:
         text = f"simulated {done} of {total - 1} strategies" if done < total else "summarising"
         progress.progress(done / total, text=text)
 
     try:
-        results[request] = what_if(choice.simulator, loaded.cohort, stay_id, decision_hour,
+        results[request] = what_if(choice.simulator, choice.cohort, stay_id, decision_hour,
                                    [strategies_by_name[name] for name in selected], horizon=horizon, n_samples=n_samples,
                                    seed=seed, behaviour=behaviour, progress=report)
     except (OrgansimError, ValueError, KeyError) as exc:
@@ -236,5 +243,22 @@ consulted = {name: o.summary.consulted for name, o in result.outcomes.items() if
 if not consulted:
     st.info(f"This simulator ({result.simulator}) models the whole body at once: it has no organ agents that consult "
             "each other and no error-correction agent.")
-for name, frame in consulted.items():
-    st.plotly_chart(consulted_figure(frame, name), key=f"consulted_{name}")
+else:
+    st.caption("Each organ agent (rows) chooses, hour by hour, which other systems (columns) to read before it predicts.")
+    columns = st.columns(min(len(consulted), 2))
+    for index, (name, frame) in enumerate(consulted.items()):
+        columns[index % len(columns)].plotly_chart(consulted_figure(frame, name), key=f"consulted_{name}")
+    for name, outcome in result.outcomes.items():
+        corrections = outcome.futures.corrections
+        if corrections is None:
+            continue
+        summary = correction_summary(corrections, outcome.futures.n_samples, outcome.futures.horizon)
+        if summary.height == 0:
+            st.success(f"**{name}**: the error-correction agent changed nothing (every simulated hour was physiologically consistent).")
+        else:
+            st.markdown(f"**{name}**: what the error-correction agent changed ({corrections.height:,} values)")
+            st.dataframe(summary.to_pandas(), hide_index=True, width="stretch", key=f"corrections_{name}")
+        adjustments = outcome.futures.adjustments
+        if adjustments is not None and adjustments.height:
+            st.caption(f"{name}: in {adjustments.height:,} simulated hour(s) the strategy's dose was outside what similar patients "
+                       "received; the agents were shown the nearest dose that was given (the outcome scores read the strategy's dose).")

@@ -30,3 +30,14 @@ def engine_cohort_dir(engine_cohort: Cohort, tmp_path_factory: pytest.TempPathFa
     path = tmp_path_factory.mktemp("dashboard") / "cohort"
     engine_cohort.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def micro_model_dir(engine_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A micro model (nine organ agents) trained for one epoch on :func:`engine_cohort`."""
+    from organsim.agents.training import TrainConfig, train_agents
+
+    out = tmp_path_factory.mktemp("dashboard_model") / "model"
+    config = TrainConfig(max_epochs=1, batch_size=8, n_bins=8, learning_rate=3e-3, seed=3)
+    train_agents(engine_cohort, out, preset="micro", train_config=config, device="cpu", show_progress=False)
+    return out

@@ -124,6 +124,40 @@ def test_synthetic_page_generates_and_offers_every_export(app: AppTest, tmp_path
 
 
 @pytest.mark.slow
+def test_whatif_on_the_coordinated_twin_shows_bands_consultations_and_corrections(
+        app: AppTest, micro_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORGANSIM_MODEL", str(micro_model_dir))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S).run()
+    at.switch_page("views/whatif.py").run()
+    _assert_clean(at)
+    simulators = at.radio(key="simulator")
+    assert simulators.options[0].startswith("coordinated twin") and simulators.value == simulators.options[0]
+    at.number_input(key="horizon").set_value(4)
+    at.number_input(key="samples").set_value(3)
+    at.button(key="run_whatif").click().run()
+    _assert_clean(at)
+    outcomes = at.dataframe[0].value
+    assert list(outcomes.columns) == ["outcome", "observed_care", "early_norepinephrine"]
+    assert outcomes.loc[outcomes["outcome"] == "P(death)", "observed_care"].iloc[0].endswith("%")
+    consulted = [chart for chart in at.get("plotly_chart") if "systems consulted" in chart.proto.spec]
+    assert len(consulted) == 2
+    said = " ".join(_texts(at.markdown) + _texts(at.success))
+    assert "error-correction agent" in said
+    at.radio(key="simulator").set_value(simulators.options[1]).run()
+    assert at.number_input(key="samples_fixed").value == 1  # the oracle: one true future
+
+
+def test_an_unusable_model_is_named_and_the_oracle_still_answers(app: AppTest, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORGANSIM_MODEL", str(tmp_path / "no_model"))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S).run()
+    at.switch_page("views/whatif.py").run()
+    _assert_clean(at)
+    assert any("coordinated twin" in text and "no_model" in text for text in _texts(at.warning))
+    assert any(text.startswith("Simulator: physiology engine oracle") for text in _texts(at.caption))
+
+
+@pytest.mark.slow
 def test_synthetic_page_shows_a_real_report(app: AppTest, engine_cohort: Cohort, tmp_path: Path) -> None:
     from clinic.synthetic import generate_small_cohort
 

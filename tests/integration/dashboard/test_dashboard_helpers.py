@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 from clinic.browser import png_spread
 from clinic.charts import normalised, patient_figure
-from clinic.outcomes import outcome_frame, outcome_table
+from clinic.outcomes import correction_summary, outcome_frame, outcome_table
 from clinic.records import cohort_summary, filter_stays, parse_stay_ids, patient_record, stay_table
-from clinic.simulators import choose_simulator
+from clinic.simulators import choose_simulators
 from clinic.sources import resolve_sources
 from clinic.strategy_form import (
     AntibioticForm,
@@ -141,8 +141,8 @@ def test_form_and_yaml_strategies_are_checked(catalog) -> None:
 
 
 def test_outcome_table_has_one_column_per_strategy(engine_cohort: Cohort, catalog) -> None:
-    choice = choose_simulator(engine_cohort, None)
-    assert choice.fixed_samples == 1 and choice.max_horizon(6, 72) == 19
+    choice, = choose_simulators(engine_cohort, None)
+    assert choice.kind == "oracle" and choice.fixed_samples == 1 and choice.max_horizon(6, 72) == 19
     strategies = [load_strategy("observed_care"), load_strategy("early_norepinephrine")]
     result = what_if(choice.simulator, engine_cohort, 1, 6, strategies, horizon=19, n_samples=1)
     labels = {e.code: e.label for e in catalog.events}
@@ -156,10 +156,24 @@ def test_outcome_table_has_one_column_per_strategy(engine_cohort: Cohort, catalo
     assert death["observed_care"].endswith("%")
 
 
-def test_a_cohort_not_from_the_engine_has_no_simulator(engine_cohort: Cohort) -> None:
+def test_simulators_say_why_they_cannot_be_used(engine_cohort: Cohort, tmp_path: Path) -> None:
     foreign = Cohort.from_frames(engine_cohort.stays, engine_cohort.hourly, engine_cohort.treatments, source="csv")
-    choice = choose_simulator(foreign, None)
-    assert choice.simulator is None and "not from organsim's physiology engine" in choice.reason
+    twin, oracle = choose_simulators(foreign, tmp_path / "no_model")
+    assert (twin.kind, oracle.kind) == ("twin", "oracle")
+    assert twin.simulator is None and str(tmp_path / "no_model") in twin.reason
+    assert oracle.simulator is None and "not from organsim's physiology engine" in oracle.reason
+
+
+def test_correction_summary_counts_changes_per_variable_and_rule() -> None:
+    corrections = pl.DataFrame({"sample": [0, 0, 1, 1], "hour": [7, 8, 7, 9], "variable": ["map", "map", "ph", "map"],
+                                "rule": ["map_between", "map_between", "resampled", "map_between"],
+                                "before": [120.0, 110.0, 7.9, 100.0], "after": [90.0, 80.0, 7.4, 70.0]})
+    summary = correction_summary(corrections, n_samples=2, horizon=10)
+    assert summary.drop("share_of_hours").to_dicts() == [
+        {"variable": "map", "rule": "map_between", "changes": 3, "median_before": 110.0, "median_after": 80.0},
+        {"variable": "ph", "rule": "resampled", "changes": 1, "median_before": 7.9, "median_after": 7.4},
+    ]
+    assert summary["share_of_hours"].to_list() == pytest.approx([3 / 20, 1 / 20])
 
 
 def test_exports_are_zipped_deterministically() -> None:
