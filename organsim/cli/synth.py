@@ -158,6 +158,7 @@ def synthesize(
                   f"and read septic: {summary['accepted']['septic']:,} of {summary['candidates']['septic']:,}")
     table.add_row("treatments", "behaviour policy" if synthesizer.treatments_recorded else "none recorded in training data")
     table.add_row("events", ", ".join(f"{k} {v:,}" for k, v in summary["events"].items()) or "none")
+    table.add_row("clipped", f"{summary['values_clipped']:,} simulated values clipped onto the catalog's plausible ranges")
     for note in exported.notes:
         table.add_row("note", note)
     console.print(table)

@@ -10,7 +10,9 @@ A synthetic stay is made in four steps (:meth:`CohortSynthesizer.generate`):
    the last ``context_hours`` charted hours; where the training cohort records treatments, a
    behaviour policy fitted on it (:class:`organsim.twin.behaviour.BehaviourPolicy`) decides every
    simulated hour's treatments from the simulated state;
-3. the :class:`~organsim.synth.observation.ObservationModel` charts the simulated hours (a value
+3. values the twin puts outside the catalog's plausible ranges are clipped onto them (counted in
+   :attr:`SynthesisResult.values_clipped`; a loader would null them), then the
+   :class:`~organsim.synth.observation.ObservationModel` charts the simulated hours (a value
    the care team would not have measured becomes null), and the next segment reads only what was
    charted, as the twin learned from charted records;
 4. labels are read off the charted physiology (:mod:`organsim.synth.labels`): Sepsis-3 onset, the
@@ -138,6 +140,8 @@ class SynthesisResult:
         Generation rounds run.
     events
         Critical-event episodes per event code in the cohort.
+    values_clipped
+        Simulated values (all candidates, before charting) clipped onto the catalog's plausible range.
     """
 
     cohort: Cohort
@@ -146,6 +150,7 @@ class SynthesisResult:
     accepted: dict[str, int] = field(default_factory=dict)
     rounds: int = 0
     events: dict[str, int] = field(default_factory=dict)
+    values_clipped: int = 0
 
     def summary(self) -> dict[str, Any]:
         stays = self.cohort.stays
@@ -158,6 +163,7 @@ class SynthesisResult:
             "accepted": self.accepted,
             "rounds": self.rounds,
             "events": self.events,
+            "values_clipped": self.values_clipped,
         }
 
 
@@ -176,6 +182,7 @@ class _Simulated:
     candidates: pl.DataFrame
     hourly: pl.DataFrame
     treatments: pl.DataFrame | None
+    clipped: int
 
 
 @dataclass
@@ -232,8 +239,9 @@ class CohortSynthesizer:
     # ------------------------------------------------------------------ simulation
     def _simulate_batch(
         self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, keys: tuple[int, ...]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Roll one batch of drawn stays forward: ``(n, L, V)`` charted values and ``(n, L, T)`` treatments.
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Roll one batch of drawn stays forward: ``(n, L, V)`` charted values, ``(n, L, T)`` treatments
+        and the number of simulated values clipped onto the plausible ranges.
 
         ``L`` is the longest stay of the batch; hours past a stay's end are NaN / defaults.
         """
@@ -241,6 +249,8 @@ class CohortSynthesizer:
         variables = catalog.variable_codes
         treatment_codes = catalog.treatment_codes
         static_codes = tuple(s.code for s in catalog.statics)
+        plausible = np.array([catalog.variable(v).plausible for v in variables], dtype=np.float32)  # (V, 2)
+        clipped = 0
         n = drawn.height
         first_hour = drawn["first_hour"].to_numpy().astype(np.int64)
         n_hours = drawn["n_hours"].to_numpy().astype(np.int64)
@@ -273,6 +283,8 @@ class CohortSynthesizer:
             policy = self.behaviour.treatment_policy(seed=_seed(*keys, segment, 1)) if self.behaviour else None
             rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy)
             simulated = np.asarray(rollout.values[0], dtype=np.float32)  # (a, horizon, V)
+            clipped += int(((simulated < plausible[:, 0]) | (simulated > plausible[:, 1])).sum())
+            simulated = np.clip(simulated, plausible[:, 0], plausible[:, 1])
             state = observed.select(active)
             charted = self.observation.mask(simulated, hours[active, done : done + horizon], state, rng)
             observed.last_hour[active], observed.last_value[active] = state.last_hour, state.last_value
@@ -280,7 +292,7 @@ class CohortSynthesizer:
             treatments[active, done : done + horizon] = np.asarray(rollout.treatments[0], dtype=np.float32)
             done += horizon
             segment += 1
-        return values, treatments
+        return values, treatments, clipped
 
     def _simulate(
         self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, round_index: int,
@@ -290,10 +302,12 @@ class CohortSynthesizer:
         catalog = self.catalog
         order = np.argsort(drawn["n_hours"].to_numpy(), kind="stable")
         hourly_parts, treatment_parts = [], []
+        clipped = 0
         for batch_index, start in enumerate(range(0, drawn.height, config.batch_size)):
             index = order[start : start + config.batch_size]
             part = drawn[index]
-            values, treatments = self._simulate_batch(simulator, part, config, (config.seed, round_index, batch_index))
+            values, treatments, batch_clipped = self._simulate_batch(simulator, part, config, (config.seed, round_index, batch_index))
+            clipped += batch_clipped
             n_hours = part["n_hours"].to_numpy()
             inside = np.arange(values.shape[1])[None, :] < n_hours[:, None]  # (n, L)
             rows, steps = np.nonzero(inside)
@@ -309,7 +323,7 @@ class CohortSynthesizer:
             progress(len(index))
         hourly = pl.concat(hourly_parts).sort("stay_id", "hour")
         recorded = pl.concat(treatment_parts).sort("stay_id", "hour") if self.treatments_recorded else None
-        return _Simulated(candidates=drawn, hourly=hourly, treatments=recorded)
+        return _Simulated(candidates=drawn, hourly=hourly, treatments=recorded, clipped=clipped)
 
     def _label(self, simulated: _Simulated) -> pl.DataFrame:
         """``(stay_id, onset_hour)`` of every simulated stay (module docstring of :mod:`organsim.synth.labels`)."""
@@ -380,7 +394,7 @@ class CohortSynthesizer:
         events["sepsis3"] = int(cohort.stays["sepsis"].sum())
         cohort.meta["provenance"]["events"] = events
         return SynthesisResult(cohort=cohort, septic_target=septic_target, candidates=candidates, accepted=accepted,
-                               rounds=rounds, events=events)
+                               rounds=rounds, events=events, values_clipped=sum(r.clipped for r in rounds_simulated))
 
     def _assemble(
         self, rounds: list[_Simulated], chosen: list[tuple[int, int, int | None]], config: SynthesisConfig

@@ -11,7 +11,10 @@ cohort is. Suspicion of infection is an antibiotic hour:
   SOFA window narrowed to :data:`UNRECORDED_HOURS_BEFORE_SUSPICION` h before it, so the onset stays
   within those hours of the drawn suspicion, as the real labels' onset sits at their end of stay. A
   stay drawn as septic whose simulated SOFA does not rise by 2 around its suspicion hour is not
-  septic.
+  septic. Such cohorts carry their onset only through the hourly label, so an onset less than 6 h
+  after a stay's first hour is stored as first hour + 6, the latest onset those labels allow, as
+  the PhysioNet loader reads left-censored onsets (the hourly labels are the same either way: 1
+  from the first hour); the stay then reads back from a .psv export with the same onset.
 
 The PhysioNet-style hourly ``SepsisLabel`` (1 from 6 h before onset on) follows from the onset
 (:meth:`organsim.data.Cohort.sepsis_labels`). Critical events come from
@@ -23,6 +26,7 @@ from __future__ import annotations
 import polars as pl
 
 from organsim.catalog import Catalog
+from organsim.data.cohort import SEPSIS_LABEL_LEAD_HOURS
 from organsim.scores import critical_events, sepsis3_onset, sofa
 
 RECORDED_HOURS_BEFORE_SUSPICION = 48
@@ -69,6 +73,11 @@ def sepsis_onsets(
         onsets = sepsis3_onset(sofa_scores, treatments=antibiotics, method="treatments",
                                hours_before_antibiotic=UNRECORDED_HOURS_BEFORE_SUSPICION,
                                hours_after_antibiotic=UNRECORDED_HOURS_AFTER_SUSPICION)
+        first = hourly.group_by("stay_id").agg(pl.col("hour").min().alias("first_hour"))
+        earliest = pl.col("first_hour") + SEPSIS_LABEL_LEAD_HOURS
+        onsets = onsets.join(first.with_columns(pl.col("stay_id").cast(pl.Int64)), on="stay_id", how="left").with_columns(
+            pl.when(pl.col("onset_hour") < earliest).then(earliest).otherwise(pl.col("onset_hour"))
+            .cast(pl.Int32).alias("onset_hour"))
     return onsets.select("stay_id", "onset_hour")
 
 

@@ -18,11 +18,12 @@ DETERIORATING = {"platelets": 0.93, "map": 0.99, "bilirubin_total": 1.05}
 class FakeTwin:
     """Carries each variable's last charted value forward with 1 % noise; platelets, MAP and bilirubin
     drift toward organ dysfunction (a SOFA rise within a day). Values stay inside the catalog's
-    plausible ranges. Returns the batch's planned treatments and records every treatment policy it was
-    given (it does not call them)."""
+    plausible ranges unless ``overshoot``, which doubles every SpO2 (beyond 100 %). Returns the batch's
+    planned treatments and records every treatment policy it was given (it does not call them)."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, overshoot: bool = False) -> None:
         self.catalog = catalog
+        self.overshoot = overshoot
         self.policies: list[object] = []
 
     def rollout(self, batch: ForecastBatch, horizon: int, *, n_samples: int = 1, seed: int = 0, treatment_policy=None):
@@ -37,6 +38,8 @@ class FakeTwin:
         paths = last[:, None, :] * drift[None, None, :] ** hours * (1 + 0.01 * rng.standard_normal((batch.size, horizon, len(batch.variables))))
         bounds = np.array([self.catalog.variable(v).plausible for v in batch.variables])
         paths = np.clip(paths, bounds[:, 0], bounds[:, 1]).astype(np.float32)
+        if self.overshoot:
+            paths[..., batch.variables.index("spo2")] *= 2
         planned = batch.treatments[:, batch.context_hours : batch.context_hours + horizon]
         return SimpleNamespace(values=paths[None], treatments=planned[None])
 

@@ -40,6 +40,8 @@ def test_cohort_shape_and_labels(untreated_result, untreated_synthesizer, catalo
     septic = stays.filter(pl.col("sepsis"))
     suspicion = septic.join(cohort.hourly.group_by("stay_id").agg(pl.col("hour").max().alias("last")), on="stay_id")
     assert (septic["sepsis_onset_hour"] <= suspicion["last"]).all()
+    first = cohort.hourly.group_by("stay_id").agg(pl.col("hour").min().alias("first"))
+    assert (septic.join(first, on="stay_id").select(pl.col("sepsis_onset_hour") >= pl.col("first") + 6)).to_series().all()
     onsets = sepsis_onsets(cohort.hourly, treatments=None, suspicion=None if septic.height == 0 else
                            septic.select("stay_id", pl.col("sepsis_onset_hour").alias("hour")), catalog=catalog)
     recomputed = onsets.join(septic.select("stay_id", "sepsis_onset_hour"), on="stay_id")
@@ -60,6 +62,13 @@ def test_same_seed_same_cohort(untreated_synthesizer, untreated_result, catalog)
     other = untreated_synthesizer.generate(FakeTwin(catalog), SynthesisConfig(patients=30, max_hours=30, seed=8,
                                                                                 segment_hours=8, context_hours=12)).cohort
     assert not other.hourly.equals(untreated_result.cohort.hourly)
+
+
+def test_values_outside_the_catalog_are_clipped(untreated_synthesizer, catalog):
+    config = SynthesisConfig(patients=4, max_hours=12, seed=2, septic_fraction=0.0, segment_hours=8, context_hours=12)
+    result = untreated_synthesizer.generate(FakeTwin(catalog, overshoot=True), config)
+    assert result.values_clipped > 0 and result.summary()["values_clipped"] == result.values_clipped
+    assert result.cohort.hourly["spo2"].max() <= catalog.variable("spo2").plausible[1]
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0])
