@@ -1,8 +1,10 @@
 """Synthetic cohorts in the dashboard: read a report, generate a small cohort, pack its exports.
 
-:func:`generate_small_cohort` is the one place that decides how a cohort is generated: organsim's
-physiology engine (a mechanistic sepsis model with its own clinician, no real patient behind any
-stay) until the twin-based generator of ``organsim.synth`` is available.
+Two generators: :func:`generate_with_twin` (``organsim.synth``: initial states drawn from a copula
+fitted on the training stays, rolled forward by the coordinated twin under the cohort's behaviour
+policy, as ``organsim synthesize`` does) and :func:`generate_small_cohort` (organsim's physiology
+engine: a mechanistic sepsis model with its own clinician). No real patient is behind any stay of
+either.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import io
 import json
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,13 @@ from typing import Any
 from organsim.data import Cohort
 from organsim.data.export import FORMATS, export_cohort
 from organsim.physiology import EngineConfig, PhysiologyEngine
+from organsim.synth import CohortSynthesizer, SynthesisConfig
+from organsim.twin import PatientTwin
 from organsim.utils import DataError
 
 MAX_GENERATED_STAYS = 500
 MAX_GENERATED_HOURS = 168
+ProgressCallback = Callable[[int, int], None]
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 """Timestamp of every archive entry, so the same cohort gives the same archive bytes."""
 EXPORT_LABELS = {"parquet": "Parquet (canonical cohort)", "csv": "CSV (wide)", "psv": "PhysioNet 2019 (.psv per stay)",
@@ -56,15 +62,29 @@ def read_report(path: str | Path) -> SyntheticReportFiles:
     return SyntheticReportFiles(path, metrics, html_path.read_text(encoding="utf-8"))
 
 
-def generate_small_cohort(n_patients: int, hours: int, seed: int) -> Cohort:
-    """A synthetic cohort of ``n_patients`` stays of ``hours`` ICU hours (module docstring); the
-    same seed gives the same cohort."""
+def _check_size(n_patients: int, hours: int) -> None:
     if not 1 <= n_patients <= MAX_GENERATED_STAYS:
         raise ValueError(f"generate between 1 and {MAX_GENERATED_STAYS} stays here (got {n_patients}); "
                          "use `organsim` from the command line for larger cohorts")
     if not 6 <= hours <= MAX_GENERATED_HOURS:
         raise ValueError(f"generate between 6 and {MAX_GENERATED_HOURS} ICU hours per stay (got {hours})")
+
+
+def generate_small_cohort(n_patients: int, hours: int, seed: int) -> Cohort:
+    """``n_patients`` stays of ``hours`` ICU hours from the physiology engine; the same seed gives
+    the same cohort."""
+    _check_size(n_patients, hours)
     return PhysiologyEngine(EngineConfig(n_patients=n_patients, hours=hours, seed=seed)).generate()
+
+
+def generate_with_twin(twin: PatientTwin, train: Cohort, n_patients: int, hours: int, seed: int,
+                       progress: ProgressCallback | None = None) -> Cohort:
+    """``n_patients`` synthetic stays of at most ``hours`` ICU hours rolled forward by ``twin``, their
+    initial states, charting and care learnt from ``train`` (the train split of the twin's cohort);
+    ``progress(done, total)`` counts simulated stays. The same seed gives the same cohort."""
+    _check_size(n_patients, hours)
+    synthesizer = CohortSynthesizer.fit(train, seed=seed)
+    return synthesizer.generate(twin, SynthesisConfig(patients=n_patients, max_hours=hours, seed=seed), progress=progress).cohort
 
 
 def export_archive(cohort: Cohort, format: str) -> bytes:

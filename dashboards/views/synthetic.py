@@ -7,12 +7,15 @@ import polars as pl
 import streamlit as st
 import streamlit.components.v1 as components
 from clinic.pagekit import sources
+from clinic.records import cohort_version
+from clinic.simulators import SimulatorChoice, load_simulators
 from clinic.synthetic import (
     EXPORT_LABELS,
     MAX_GENERATED_HOURS,
     MAX_GENERATED_STAYS,
     export_archive,
     generate_small_cohort,
+    generate_with_twin,
     read_report,
 )
 
@@ -23,16 +26,28 @@ from organsim.utils import OrgansimError
 VERDICTS = {True: "pass", False: "fail", None: "not measured"}
 
 
-@st.cache_resource(show_spinner="Generating the cohort ...", max_entries=4)
-def generated_cohort(n_patients: int, hours: int, seed: int) -> Cohort:
-    """:func:`generate_small_cohort`, once per setting."""
-    return generate_small_cohort(n_patients, hours, seed)
+ENGINE, TWIN = "physiology engine", "coordinated twin"
+GENERATED_KEY = "generated_cohorts"
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def generated_archive(n_patients: int, hours: int, seed: int, format: str) -> bytes:
-    """The zip archive of the generated cohort in ``format``, once per setting."""
-    return export_archive(generated_cohort(n_patients, hours, seed), format)
+def generated_archive(setting: tuple, format: str, _cohort: Cohort) -> bytes:
+    """The zip archive of the cohort generated with ``setting`` in ``format``, once per setting."""
+    return export_archive(_cohort, format)
+
+
+def twin_generator() -> tuple[SimulatorChoice | None, str | None]:
+    """The coordinated twin of the dashboard's model and cohort, or why there is none."""
+    inputs = sources()
+    if inputs.cohort is None or inputs.model is None:
+        return None, "it needs a trained model and its cohort (--model DIR --cohort DIR)"
+    path = str(inputs.cohort)
+    try:
+        choices = load_simulators(path, cohort_version(path), str(inputs.model))
+    except (OrgansimError, OSError, ValueError) as exc:
+        return None, f"the cohort in {path} cannot be read: {exc}"
+    twin = next(c for c in choices if c.kind == "twin")
+    return (twin, None) if twin.simulator is not None else (None, twin.reason)
 
 
 st.title("Synthetic cohorts")
@@ -61,35 +76,55 @@ with report_tab:
                 components.html(report.html, height=900, scrolling=True)
 
 with generate_tab:
-    st.caption("A small cohort from organsim's physiology engine: simulated patients with a sepsis model and its own "
-               "clinician; no stay is a real patient. Larger cohorts: `organsim` from the command line.")
+    twin, why_not = twin_generator()
+    generators = [TWIN, ENGINE] if twin is not None else [ENGINE]
+    generator = st.radio("Generator", generators, horizontal=True, key="generator")
+    if generator == TWIN:
+        st.caption("Initial states drawn from a copula fitted on the model's training stays, then rolled forward hour by hour by "
+                   "the coordinated twin under the cohort's usual care (as `organsim synthesize`); no stay copies a real patient.")
+    else:
+        st.caption("Simulated patients from organsim's mechanistic sepsis engine and its clinician; no stay is a real patient.")
+        if why_not:
+            st.caption(f"The twin-based generator is not available: {why_not}.")
     with st.form("generate_form"):
         columns = st.columns(3)
-        n_patients = columns[0].number_input("Stays", min_value=1, max_value=MAX_GENERATED_STAYS, value=50, step=10, key="gen_stays")
-        hours = columns[1].number_input("ICU hours per stay", min_value=6, max_value=MAX_GENERATED_HOURS, value=48, step=6,
+        n_patients = columns[0].number_input("Stays", min_value=1, max_value=MAX_GENERATED_STAYS, value=20, step=10, key="gen_stays")
+        hours = columns[1].number_input("ICU hours per stay (at most)", min_value=6, max_value=MAX_GENERATED_HOURS, value=24, step=6,
                                         key="gen_hours")
         seed = columns[2].number_input("Seed", min_value=0, value=0, step=1, key="gen_seed")
         generate = st.form_submit_button("Generate", type="primary", key="generate")
+    generated = st.session_state.setdefault(GENERATED_KEY, {})
     if generate:
-        st.session_state["generated"] = (int(n_patients), int(hours), int(seed))
+        setting = (generator, int(n_patients), int(hours), int(seed))
+        if setting not in generated:
+            progress = st.progress(0.0, text="generating ...")
+            try:
+                if generator == TWIN:
+                    generated[setting] = generate_with_twin(
+                        twin.simulator.twin, twin.cohort.subset(split="train"), *setting[1:],
+                        progress=lambda done, total: progress.progress(min(done / max(total, 1), 1.0),
+                                                                       text=f"simulated {done} of {total} stays"))
+                else:
+                    generated[setting] = generate_small_cohort(*setting[1:])
+            except (OrgansimError, ValueError) as exc:
+                st.error(str(exc))
+            finally:
+                progress.empty()
+        st.session_state["generated"] = setting
     setting = st.session_state.get("generated")
-    if setting is None:
-        st.info("Choose a size and press Generate.")
+    if setting is None or setting not in generated:
+        st.info("Choose a generator and a size, then press Generate.")
     else:
-        try:
-            cohort = generated_cohort(*setting)
-        except (OrgansimError, ValueError) as exc:
-            st.error(str(exc))
-        else:
-            summary = cohort.summary()
-            columns = st.columns(4)
-            columns[0].metric("stays", f"{summary['stays']:,}")
-            columns[1].metric("stay-hours", f"{summary['hours']:,}")
-            columns[2].metric("septic", f"{summary['septic_fraction']:.0%}")
-            columns[3].metric("seed", f"{setting[2]}")
-            st.caption("Download (each a zip of the export directory, with its export.json saying what the format holds):")
-            buttons = st.columns(len(FORMATS))
-            for column, format in zip(buttons, FORMATS, strict=True):
-                column.download_button(EXPORT_LABELS[format], data=generated_archive(*setting, format),
-                                       file_name=f"synthetic_{setting[0]}x{setting[1]}h_seed{setting[2]}_{format}.zip",
-                                       mime="application/zip", key=f"download_{format}")
+        cohort = generated[setting]
+        summary = cohort.summary()
+        columns = st.columns(4)
+        columns[0].metric("stays", f"{summary['stays']:,}")
+        columns[1].metric("stay-hours", f"{summary['hours']:,}")
+        columns[2].metric("septic", f"{summary['septic_fraction']:.0%}")
+        columns[3].metric("generator", setting[0])
+        st.caption("Download (each a zip of the export directory, with its export.json saying what the format holds):")
+        buttons = st.columns(len(FORMATS))
+        name = f"synthetic_{setting[0].split()[-1]}_{setting[1]}x{setting[2]}h_seed{setting[3]}"
+        for column, format in zip(buttons, FORMATS, strict=True):
+            column.download_button(EXPORT_LABELS[format], data=generated_archive(setting, format, cohort),
+                                   file_name=f"{name}_{format}.zip", mime="application/zip", key=f"download_{format}")

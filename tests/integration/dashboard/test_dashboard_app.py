@@ -118,6 +118,7 @@ def test_synthetic_page_generates_and_offers_every_export(app: AppTest, tmp_path
     app.number_input(key="gen_hours").set_value(12)
     app.button(key="generate").click().run()
     _assert_clean(app)
+    assert app.radio(key="generator").options == ["physiology engine"]  # no model given
     assert {m.label: m.value for m in app.metric}["stays"] == "5"
     downloads = app.get("download_button")
     assert [d.proto.label for d in downloads] == ["Parquet (canonical cohort)", "CSV (wide)", "PhysioNet 2019 (.psv per stay)", "MEDS"]
@@ -145,6 +146,15 @@ def test_whatif_on_the_coordinated_twin_shows_bands_consultations_and_correction
     assert "error-correction agent" in said
     at.radio(key="simulator").set_value(simulators.options[1]).run()
     assert at.number_input(key="samples_fixed").value == 1  # the oracle: one true future
+    at.switch_page("views/synthetic.py").run()
+    assert at.radio(key="generator").options == ["coordinated twin", "physiology engine"]
+    at.number_input(key="gen_stays").set_value(3)
+    at.number_input(key="gen_hours").set_value(6)
+    at.button(key="generate").click().run()
+    _assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["generator"] == "coordinated twin" and metrics["stays"] == "3"
+    assert len(at.get("download_button")) == 4
 
 
 def test_an_unusable_model_is_named_and_the_oracle_still_answers(app: AppTest, tmp_path: Path,
