@@ -1,6 +1,6 @@
 """Write the README's screenshots of the dashboard: ``docs/screenshots/<page>.png``.
 
-    .venv/bin/python dashboards/screenshots.py [--cohort DIR] [--report DIR] [--stay N] [--out DIR]
+    .venv/bin/python dashboards/screenshots.py [--cohort DIR] [--model DIR] [--report DIR] [--stay N] [--out DIR]
 
 Serves the dashboard (on the demo outputs unless a cohort is given), opens each page in headless
 Chromium, runs a what-if through the interface, and saves one PNG per page, scaled to
@@ -49,6 +49,7 @@ def save_png(png: bytes, path: Path, width: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cohort", type=Path, help="cohort directory (default: the demo's)")
+    parser.add_argument("--model", type=Path, help="model directory (default: the demo's)")
     parser.add_argument("--report", type=Path, help="synthetic report directory")
     parser.add_argument("--stay", type=int, default=None, help="the patient to show")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "screenshots")
@@ -58,6 +59,7 @@ def main() -> None:
     if binaries is None:
         raise SystemExit("screenshots need Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)")
     arguments = [*(["--cohort", str(options.cohort)] if options.cohort else []),
+                 *(["--model", str(options.model)] if options.model else []),
                  *(["--report", str(options.report)] if options.report else [])]
     stay = f"?stay={options.stay}" if options.stay is not None else ""
     with tempfile.TemporaryDirectory() as scratch, serve_dashboard(arguments, log=Path(scratch) / "streamlit.log") as url:

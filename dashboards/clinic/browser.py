@@ -22,6 +22,13 @@ import numpy as np
 APP = Path(__file__).resolve().parents[1] / "app.py"
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMEDRIVER_PATHS = ("/usr/bin/chromedriver",)
+PLOTS_DRAWN = """
+return Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).every(chart => {
+    const plot = chart.querySelector('.js-plotly-plot');
+    return plot !== null && plot._fullLayout !== undefined && plot.querySelector('.main-svg') !== null;
+});
+"""
+"""JavaScript: whether plotly has drawn every chart on the page (a drawn plot has its ``_fullLayout``)."""
 WINDOW = (1400, 1000)
 """Browser window size (pixels)."""
 
@@ -134,9 +141,7 @@ def wait_until_idle(driver, *, timeout_s: float = 120.0, settle_s: float = 1.5) 
     from selenium.webdriver.support.ui import WebDriverWait
 
     def drawn(d) -> bool:
-        charts = d.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"]')
-        plots = d.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"] .js-plotly-plot')
-        return not d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]') and len(plots) >= len(charts)
+        return not d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]') and d.execute_script(PLOTS_DRAWN)
 
     time.sleep(0.5)
     WebDriverWait(driver, timeout_s, poll_frequency=0.25).until(drawn)
