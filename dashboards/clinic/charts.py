@@ -268,6 +268,26 @@ def event_probability_figure(result: WhatIfResult, labels: Mapping[str, str]) ->
     return figure
 
 
+def event_onset_figure(result: WhatIfResult) -> go.Figure:
+    """When each critical event starts (hours after the decision hour) in the futures that have it,
+    strategies side by side; an event no future has is left out."""
+    figure = go.Figure()
+    for index, (name, outcome) in enumerate(result.outcomes.items()):
+        frame = outcome.summary.sample_outcomes
+        events, onsets = [], []
+        for column in (c for c in frame.columns if c.endswith("_onset_h")):
+            values = frame[column].drop_nulls().cast(pl.Float64).to_list()
+            code = column.removesuffix("_onset_h")
+            events += [code.replace("_", " ")] * len(values)
+            onsets += values
+        figure.add_trace(go.Box(x=events, y=onsets, name=name, boxpoints="all", jitter=0.3, pointpos=0,
+                                marker_color=_colour(STRATEGY_COLOURS, index)))
+    figure.update_layout(boxmode="group", height=340, margin={"l": 60, "r": 20, "t": 40, "b": 90}, template="plotly_white",
+                         yaxis_title="onset (hours after the decision)", legend={"orientation": "h", "y": 1.12, "x": 0},
+                         title={"text": "when events start", "font": {"size": 13}})
+    return figure
+
+
 def consulted_figure(consulted: pl.DataFrame, strategy: str) -> go.Figure:
     """Share of agent-hours in which each system's agent (rows) consulted each other system
     (columns), from :attr:`OutcomeSummary.consulted`."""

@@ -79,7 +79,8 @@ def twin_choice(cohort: Cohort, model_dir: Path) -> SimulatorChoice:
     except (OrgansimError, OSError, ValueError, KeyError) as exc:
         return SimulatorChoice("twin", None, label, reason=f"the model in {model_dir} cannot be used on this cohort: {exc}")
     simulator = TwinSimulator(loaded.twin, behaviour, overlap_adjustment=behaviour is not None)
-    return SimulatorChoice("twin", simulator, label, cohort=data, behaviour=behaviour)
+    references = "learned reference selection" if loaded.twin.coordinated else "every agent reads every system (no policy trained)"
+    return SimulatorChoice("twin", simulator, f"{label}, {references}", cohort=data, behaviour=behaviour)
 
 
 def oracle_choice(cohort: Cohort) -> SimulatorChoice:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from clinic.charts import (
     consulted_figure,
+    event_onset_figure,
     event_probability_figure,
     outcome_distribution_figure,
     whatif_figure,
@@ -237,6 +238,7 @@ with left:
         st.info("Simulate at least 24 hours to compare SOFA and APACHE II.")
 with right:
     st.plotly_chart(event_probability_figure(result, event_labels), key="event_figure")
+    st.plotly_chart(event_onset_figure(result), key="onset_figure")
 
 st.subheader("Why: systems consulted and corrections")
 consulted = {name: o.summary.consulted for name, o in result.outcomes.items() if o.summary.consulted is not None}

@@ -88,7 +88,7 @@ def test_whatif_runs_and_reports_outcomes(app: AppTest) -> None:
     verdicts = _texts(app.success) + _texts(app.warning)
     assert sum("observed_care" in text for text in verdicts) == 1 and sum("early_norepinephrine" in text for text in verdicts) == 1
     assert any("no organ agents" in text for text in _texts(app.info))
-    assert len(app.get("plotly_chart")) >= 2  # trajectories and event probabilities
+    assert len(app.get("plotly_chart")) == 3  # trajectories, event probabilities and onsets (19 h: no 24-hour scores)
 
 
 def test_strategies_written_in_the_form_or_yaml_are_checked_inline(app: AppTest) -> None:
