@@ -15,7 +15,7 @@ from organsim.twin.bedside import BedsideRecord
 from organsim.twin.correction import ErrorCorrector
 from organsim.twin.policy import ReferencePolicy, ReferencePolicyConfig
 from organsim.twin.summary import state_summary
-from organsim.twin.twin import CORRECTION_COLUMNS, Corrector, PatientTwin, Rollout
+from organsim.twin.twin import CORRECTION_COLUMNS, Corrector, PatientTwin, Rollout, TwinForecaster
 
 __all__ = [
     "CORRECTION_COLUMNS",
@@ -26,5 +26,6 @@ __all__ = [
     "ReferencePolicy",
     "ReferencePolicyConfig",
     "Rollout",
+    "TwinForecaster",
     "state_summary",
 ]

@@ -171,6 +171,36 @@ class SimulatedRows:
     violations_after: Counter
 
 
+class TwinForecaster:
+    """The twin behind the :class:`~organsim.data.windows.Forecaster` protocol (the accuracy harness).
+
+    ``predict`` rolls the twin out feeding back predictive means (one sample) with the given
+    reference setting and correction.
+
+    Parameters
+    ----------
+    twin
+        The twin.
+    references
+        As in :meth:`PatientTwin.rollout`.
+    correct
+        Run the error corrector.
+    name
+        Forecaster name (default ``twin_<references>``).
+    """
+
+    def __init__(self, twin: PatientTwin, *, references: str | np.ndarray = "policy", correct: bool = True, name: str | None = None) -> None:
+        twin.reference_chooser(references)  # checks the setting now
+        self.twin = twin
+        self.references = references
+        self.correct = correct
+        self.name = name or f"twin_{references if isinstance(references, str) else 'custom'}"
+
+    def predict(self, batch: ForecastBatch, horizon: int) -> np.ndarray:
+        """``(B, horizon, V)`` float32 free-running predictive means in raw units."""
+        return self.twin.rollout(batch, horizon, references=self.references, correct=self.correct, mean=True).values[0]
+
+
 class PatientTwin:
     """The coordinated twin: organ agents, a reference-selection policy and the error corrector.
 

@@ -8,8 +8,15 @@ import torch
 from twin_helpers import RangeCorrector
 
 from organsim.agents import AgentForecaster
+from organsim.data.windows import Forecaster
 from organsim.physiology import ConstantPolicy, NoTreatmentPolicy
-from organsim.twin import CORRECTION_COLUMNS, PatientTwin, ReferencePolicy, ReferencePolicyConfig
+from organsim.twin import (
+    CORRECTION_COLUMNS,
+    PatientTwin,
+    ReferencePolicy,
+    ReferencePolicyConfig,
+    TwinForecaster,
+)
 from organsim.twin.constraints import HARD_RULES, RULES
 
 
@@ -176,3 +183,14 @@ def test_the_error_corrector_of_a_loaded_twin_leaves_no_hard_violation(micro_mod
     assert all(rollout.violations_after[rule] == 0 for rule in HARD_RULES)  # ... and none is left
     uncorrected = twin.rollout(test_batch, 6, n_samples=2, seed=0, correct=False)
     assert uncorrected.corrections.height == 0 and uncorrected.violations_before == {}
+
+
+def test_the_twin_as_a_forecaster(twin, test_batch):
+    forecaster = TwinForecaster(twin, references="none", correct=False)
+    assert forecaster.name == "twin_none" and isinstance(forecaster, Forecaster)
+    agents = AgentForecaster(twin.agents, references="none", device="cpu")
+    np.testing.assert_array_equal(forecaster.predict(test_batch, 3), agents.predict(test_batch, 3))
+    corrected = TwinForecaster(twin).predict(test_batch, 3)
+    assert corrected.shape == (test_batch.size, 3, len(test_batch.variables))
+    with pytest.raises(ValueError, match="references must be"):
+        TwinForecaster(twin, references="some")
