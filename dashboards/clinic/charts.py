@@ -74,6 +74,7 @@ def patient_figure(record: PatientRecord, catalog: Catalog, *, hour_range: tuple
     heights = [1.0] * len(systems) + [0.7, 0.9]
     figure = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.008, row_heights=heights,
                            subplot_titles=[*systems, "treatments", "critical events"])
+    figure.update_annotations(font_size=11, x=0, xanchor="left")  # the subplot titles, at the left
     hours = record.observed["hour"].to_numpy()
     carried_hours = record.carried["hour"].to_numpy()
     for row, system in enumerate(systems, start=1):
@@ -100,6 +101,9 @@ def patient_figure(record: PatientRecord, catalog: Catalog, *, hour_range: tuple
                 name=label, legend=legend, marker={"color": colour, "size": 5}, customdata=raw[measured],
                 hovertemplate=f"{code} %{{customdata:.4g}} {variable.unit}, hour %{{x}} (measured)<extra></extra>",
             ), row=row, col=1)
+        if colour_index == 0:
+            figure.add_annotation(text="not measured in this stay", xref=f"{_axis('x', row)} domain",
+                                  yref=f"{_axis('y', row)} domain", x=0.5, y=0.5, showarrow=False, font={"color": "#888888"})
         figure.add_shape(type="rect", xref=f"{_axis('x', row)} domain", yref=_axis("y", row), x0=0, x1=1, y0=0, y1=1,
                          fillcolor="rgba(120,120,120,0.12)", line_width=0, layer="below")
         figure.update_yaxes(title_text="× normal", title_font_size=9, row=row, col=1, zeroline=False)
@@ -113,7 +117,6 @@ def patient_figure(record: PatientRecord, catalog: Catalog, *, hour_range: tuple
     _place_legends(figure, len(systems), heights)
     figure.update_layout(height=SYSTEM_PANEL_PX * rows + 80, margin={"l": 60, "r": 170, "t": 30, "b": 40},
                          hovermode="closest", template="plotly_white")
-    figure.update_annotations(font_size=11, x=0, xanchor="left")
     figure.update_xaxes(title_text="ICU hour", row=rows, col=1)
     if hour_range is not None:
         figure.update_xaxes(range=[hour_range[0] - 0.5, hour_range[1] + 0.5])
