@@ -113,6 +113,13 @@ def _twin_and_cohort(model: Path, cohort: Path, behaviour_dir: Path | None, devi
     return simulator, data
 
 
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    """Exit with code 2 before any work when ``out`` exists and ``--overwrite`` was not given."""
+    if out.exists() and not overwrite:
+        err_console.print(f"[bold red]error:[/] {escape(str(out))} already exists: pass --overwrite or choose another --out")
+        raise typer.Exit(code=2)
+
+
 def _check_stay(data: Cohort, stay: int, at: int) -> None:
     known = data.stays.filter(pl.col("stay_id") == stay)
     if not known.height:
@@ -153,8 +160,7 @@ def whatif(
 ) -> None:
     """What would these strategies have done for this patient from this hour? K sampled futures each."""
     strategies = _strategies(strategy)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists: pass --overwrite or choose another --out")
+    _refuse_existing(out, overwrite)
     simulator, data = _twin_and_cohort(model, cohort, behaviour, device, references, overlap_adjustment and not treatment_blind,
                                        treatment_blind)
     _check_stay(data, stay, at)
@@ -242,8 +248,7 @@ def trial(
         raise ValueError(f"a trial compares two strategies: give --strategy twice (A, then B), got {len(arms)}")
     if split not in ("test", "validation", "train", "all"):
         raise ValueError(f"--split must be test, validation, train or all, got {split!r}")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists: pass --overwrite or choose another --out")
+    _refuse_existing(out, overwrite)
     simulator, data = _twin_and_cohort(model, cohort, behaviour, device, references, overlap_adjustment, False)
     pool = data if split == "all" else data.subset(split=split)
     cases = _trial_cases(pool, stays, at, seed)

@@ -38,7 +38,7 @@ from organsim.agents.training import TrainConfig
 from organsim.catalog import Catalog
 from organsim.counterfactual.futures import Futures, _check_request, _history
 from organsim.counterfactual.overlap import DEFAULT_SUPPORT_THRESHOLD
-from organsim.counterfactual.policy import RecordedTreatments, StrategyPolicy
+from organsim.counterfactual.policy import ROUND_DECIMALS, RecordedTreatments, StrategyPolicy
 from organsim.counterfactual.strategy import Strategy
 from organsim.data import Cohort
 from organsim.data.windows import forecast_batch
@@ -278,7 +278,8 @@ class TwinSimulator:
         variables = list(catalog.variable_codes)
         treatment_codes = list(catalog.treatment_codes)
         values = rollout.values[:, b]  # (K, H, V) in rollout.variables order
-        treatments = rollout.treatments[:, b].astype(np.float64)  # (K, H, T)
+        # (K, H, T); the rollout keeps float32: back to the policy's decimals (0.1, not 0.10000000149)
+        treatments = np.round(rollout.treatments[:, b].astype(np.float64), ROUND_DECIMALS)
         adjustments = None
         if supported is not None:
             strategy_doses, adjustments = supported.per_sample(stay_id, k)
