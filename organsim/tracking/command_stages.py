@@ -186,11 +186,11 @@ class WhatIf(Stage):
         record = _read_json(out / "whatif.json")
         parts = []
         for name, strategy in record["strategies"].items():
-            sofa = next((s["mean"] for s in strategy["scores"] if s["score"] == "sofa" and _finite(s.get("mean"))
-                         and s["horizon_hours"] == max(x["horizon_hours"] for x in strategy["scores"] if x["score"] == "sofa")), None)
+            sofa = [s for s in strategy["scores"] if s["score"] == "sofa" and _finite(s.get("mean"))]
+            last = max(sofa, key=lambda s: s["horizon_hours"]) if sofa else None
             overlap = strategy.get("overlap")
             flag = "" if overlap is None or overlap.get("in_support") else " (outside support)"
-            parts.append(f"{name} SOFA {sofa:.1f}{flag}" if sofa is not None else f"{name}{flag}")
+            parts.append(f"{name} SOFA {last['mean']:.1f} at {last['horizon_hours']} h{flag}" if last else f"{name}{flag}")
         return f"stay {record['stay_id']} from hour {record['decision_hour']}: " + "; ".join(parts)
 
 
