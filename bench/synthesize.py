@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--initial-hours", type=int, default=2)
-    parser.add_argument("--segment-hours", type=int, default=24)
+    parser.add_argument("--segment-hours", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

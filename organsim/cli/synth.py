@@ -125,7 +125,7 @@ def synthesize(
     format: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "parquet",
     septic_fraction: Annotated[float | None, typer.Option("--septic-fraction", min=0.0, max=1.0, help="Share of septic stays (default: the training split's).")] = None,
     initial_hours: Annotated[int, typer.Option("--initial-hours", min=1, help="First hours drawn by the initial-state model before the twin takes over.")] = 2,
-    segment_hours: Annotated[int | None, typer.Option("--segment-hours", min=1, help="Hours the twin simulates per rollout call (default: a third of the model's window).")] = None,
+    segment_hours: Annotated[int, typer.Option("--segment-hours", min=1, help="Hours the twin simulates per rollout call (1: every hour from the charted record so far, as it was trained).")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Stays per rollout call.")] = 512,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     overwrite: Overwrite = False,
@@ -137,7 +137,6 @@ def synthesize(
     train = training_split(model, cohort)
     twin = PatientTwin.load(model, device=device)
     window = twin.agents.config.window_hours
-    segment_hours = segment_hours or max(1, window // 3)
     if segment_hours >= window:
         raise ValueError(f"--segment-hours must be below the model's window of {window} hours, got {segment_hours}")
     config = SynthesisConfig(

@@ -6,10 +6,10 @@ A synthetic stay is made in four steps (:meth:`CohortSynthesizer.generate`):
    :class:`~organsim.synth.initial.InitialStateModel` (a Gaussian copula fitted on the training
    cohort's train split), conditioned on the sepsis status;
 2. the twin (anything with :class:`Simulator`'s ``rollout``, i.e. :class:`organsim.twin.PatientTwin`)
-   rolls the stay forward from those hours in segments of ``segment_hours``, each segment reading
-   the last ``context_hours`` charted hours; where the training cohort records treatments, a
-   behaviour policy fitted on it (:class:`organsim.twin.behaviour.BehaviourPolicy`) decides every
-   simulated hour's treatments from the simulated state;
+   rolls the stay forward from those hours in segments of ``segment_hours`` (default 1), each
+   segment reading the last ``context_hours`` charted hours; where the training cohort records
+   treatments, a behaviour policy fitted on it (:class:`organsim.twin.behaviour.BehaviourPolicy`)
+   decides every simulated hour's treatments from the simulated state;
 3. values the twin puts outside the catalog's plausible ranges are clipped onto them (counted in
    :attr:`SynthesisResult.values_clipped`; a loader would null them), then the
    :class:`~organsim.synth.observation.ObservationModel` charts the simulated hours (a value
@@ -92,7 +92,12 @@ class SynthesisConfig:
     septic_fraction
         Share of septic stays; None keeps the training cohort's share.
     segment_hours
-        Hours simulated per rollout call (a stay longer than this is simulated in segments).
+        Hours simulated per rollout call. Within a call the twin feeds back only the variables it
+        treats as charted every hour (the vital signs), so a lab or temperature drawn in one hour
+        is forgotten in the next; with 1 (the default) every hour is simulated from the charted
+        record so far, as the twin was trained. On PhysioNet 2019 (300 stays) 24-hour segments
+        gave temperature a median hour-to-hour change of 0.50 degC against 0.17 in the real stays,
+        1-hour segments 0.18, at about twice the run time.
     context_hours
         Charted hours a segment reads; ``context_hours + segment_hours`` must fit the twin's
         trained window.
@@ -106,7 +111,7 @@ class SynthesisConfig:
     max_hours: int
     seed: int = 0
     septic_fraction: float | None = None
-    segment_hours: int = 24
+    segment_hours: int = 1
     context_hours: int = 48
     batch_size: int = 512
     max_rounds: int = 6
@@ -257,7 +262,7 @@ class CohortSynthesizer:
         length = int(n_hours.max())
         k = self.initial.initial_hours
         values = np.full((n, length, len(variables)), np.nan, dtype=np.float32)
-        values[:, :k] = self.initial.initial_values(drawn)
+        values[:, :k] = self.observation.record(self.initial.initial_values(drawn))  # drawn hours, recorded as charted
         defaults = np.array([catalog.treatment(c).default for c in treatment_codes], dtype=np.float32)
         treatments = np.tile(defaults, (n, length, 1))
         static = drawn.select([pl.col(c).cast(pl.Float32) for c in static_codes]).to_numpy().astype(np.float32)

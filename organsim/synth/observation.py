@@ -11,6 +11,11 @@ probability that variable ``v`` is charted in an hour given
   the same hour, which carries the joint rhythm of charting: vital signs come together, and an
   hour without any vital sign is usually an hour without anything.
 
+A charted value is written at the resolution the training data record it with
+(:attr:`ObservationModel.resolution_`: the coarsest of :data:`RESOLUTIONS` that at least
+:data:`RESOLUTION_SHARE` of the variable's training values are multiples of; heart rate in whole
+beats, SpO2 in whole percent), so repeated readings repeat exactly as they do at the bedside.
+
 Probabilities are counts with a Beta prior centred on the variable's overall rate (strength
 :data:`PRIOR_HOURS` hours), so rare cells fall back to that rate. :meth:`ObservationModel.mask`
 draws the anchor first, then every other variable given the anchor's draw; its
@@ -33,6 +38,23 @@ one more bucket, and "never charted in this stay" the last."""
 N_SINCE_BUCKETS = len(SINCE_EDGES_H) + 2
 NEVER_BUCKET = N_SINCE_BUCKETS - 1
 PRIOR_HOURS = 4.0
+RESOLUTIONS = (100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01)
+"""Candidate recording resolutions, coarsest first."""
+RESOLUTION_SHARE = 0.9
+
+
+def recording_resolution(values: np.ndarray) -> float:
+    """The coarsest of :data:`RESOLUTIONS` that at least :data:`RESOLUTION_SHARE` of ``values`` are
+    multiples of (to 1e-4 of a step); 0.0 when none is (values recorded at full precision)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return 0.0
+    for step in RESOLUTIONS:
+        ratio = values / step
+        if (np.abs(ratio - np.rint(ratio)) < 1e-4 * np.maximum(1.0, np.abs(ratio))).mean() >= RESOLUTION_SHARE:
+            return step
+    return 0.0
 
 
 def since_bucket(hours_since: np.ndarray) -> np.ndarray:
@@ -80,6 +102,8 @@ class ObservationModel:
         The ``V`` variable codes, in the order of the arrays it masks.
     normal_low, normal_high
         ``(V,)`` catalog normal range of each variable.
+    plausible_low, plausible_high
+        ``(V,)`` catalog plausible range (a rounded value is kept inside it).
     anchor_
         Index of the anchor variable (the most often charted).
     probability_
@@ -88,20 +112,27 @@ class ObservationModel:
         row does not depend on the last axis.
     rate_
         ``(V,)`` share of hours in which each variable is charted.
+    resolution_
+        ``(V,)`` recording resolution of each variable (0 = full precision).
     """
 
     variables: tuple[str, ...]
     normal_low: np.ndarray
     normal_high: np.ndarray
+    plausible_low: np.ndarray
+    plausible_high: np.ndarray
     anchor_: int = 0
     probability_: np.ndarray | None = None
     rate_: np.ndarray | None = None
+    resolution_: np.ndarray | None = None
 
     @classmethod
     def for_catalog(cls, variables: tuple[str, ...], catalog: Catalog) -> ObservationModel:
-        """An unfitted model over ``variables`` with the catalog's normal ranges."""
+        """An unfitted model over ``variables`` with the catalog's normal and plausible ranges."""
         normal = np.array([catalog.variable(v).normal for v in variables], dtype=np.float64).reshape(len(variables), 2)
-        return cls(variables=variables, normal_low=normal[:, 0], normal_high=normal[:, 1])
+        plausible = np.array([catalog.variable(v).plausible for v in variables], dtype=np.float64).reshape(len(variables), 2)
+        return cls(variables=variables, normal_low=normal[:, 0], normal_high=normal[:, 1],
+                   plausible_low=plausible[:, 0], plausible_high=plausible[:, 1])
 
     def _abnormal(self, last_value: np.ndarray) -> np.ndarray:
         return ((last_value < self.normal_low) | (last_value > self.normal_high)).astype(np.int64)
@@ -123,6 +154,7 @@ class ObservationModel:
         buckets = since_bucket(frame.select([f"{c}__since" for c in self.variables]).to_numpy().astype(np.float64))
         abnormal = self._abnormal(frame.select([f"{c}__last" for c in self.variables]).to_numpy().astype(np.float64))
         self.rate_ = charted.mean(axis=0)
+        self.resolution_ = np.array([recording_resolution(hourly[c].to_numpy()) for c in self.variables])
         self.anchor_ = int(np.argmax(self.rate_))
         anchor_charted = np.repeat(charted[:, self.anchor_][:, None], len(self.variables), axis=1).astype(np.int64)
         anchor_charted[:, self.anchor_] = 0  # the anchor does not condition on itself
@@ -139,10 +171,16 @@ class ObservationModel:
         self.probability_ = probability
         return self
 
+    def record(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (``(..., V)``) rounded to each variable's recording resolution, kept in the plausible range."""
+        step = np.where(self.resolution_ > 0, self.resolution_, 1.0)
+        rounded = np.where(self.resolution_ > 0, np.rint(values / step) * step, values)
+        return np.clip(rounded, self.plausible_low, self.plausible_high)
+
     def mask(
         self, values: np.ndarray, hours: np.ndarray, state: ObservationState, rng: np.random.Generator
     ) -> np.ndarray:
-        """Chart simulated hours: ``(n, L, V)`` values with the uncharted ones set to NaN.
+        """Chart simulated hours: ``(n, L, V)`` values at their recording resolution, the uncharted ones NaN.
 
         Parameters
         ----------
@@ -171,7 +209,8 @@ class ObservationModel:
             p = self.probability_[variable_index, buckets, abnormal, np.broadcast_to(anchor_charted[:, None], (n, n_vars))]
             p[:, self.anchor_] = anchor_p
             charted = (uniforms < p) & np.isfinite(values[:, step])
-            out[:, step] = np.where(charted, values[:, step], np.nan)
+            written = self.record(values[:, step])
+            out[:, step] = np.where(charted, written, np.nan)
             state.last_hour = np.where(charted, now, state.last_hour)
-            state.last_value = np.where(charted, values[:, step], state.last_value)
+            state.last_value = np.where(charted, written, state.last_value)
         return out

@@ -8,7 +8,7 @@ import pytest
 
 from organsim.data import Cohort
 from organsim.synth import ObservationModel, ObservationState
-from organsim.synth.observation import NEVER_BUCKET, since_bucket
+from organsim.synth.observation import NEVER_BUCKET, recording_resolution, since_bucket
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,13 @@ def rhythm_cohort(catalog) -> Cohort:
 
 def test_since_bucket():
     assert since_bucket(np.array([1.0, 2.0, 5.0, 24.0, 30.0, 100.0, np.nan])).tolist() == [0, 1, 4, 7, 8, 9, NEVER_BUCKET]
+
+
+def test_recording_resolution():
+    assert recording_resolution(np.array([80.0, 81.0, 95.0, np.nan])) == 1.0
+    assert recording_resolution(np.array([36.7, 37.2, 38.05])) == 0.05
+    assert recording_resolution(np.array([7.35, 7.41, 7.387])) == 0.0  # not 90 % on any grid
+    assert recording_resolution(np.array([150.0, 200.0, 250.0])) == 50.0
 
 
 def test_state_from_history():
@@ -60,6 +67,8 @@ def test_learns_the_charting_rhythm(rhythm_cohort, catalog):
     assert charted[..., 0].mean() == pytest.approx(0.8, abs=0.05)
     assert charted[..., 2].mean() == pytest.approx(0.25, abs=0.05)
     assert charted[..., 3].mean() < 0.05  # never charted in training
+    simulated[..., 0] = 80.4  # heart rate is charted in whole beats (the training values are)
+    assert np.nanmax(model.mask(simulated, hours, state, rng)[..., 0]) == 80.0
     assert (charted[..., 0] == charted[..., 1]).mean() > 0.9  # charted together
     assert np.isfinite(state.last_hour[:, 2]).all() and state.last_hour[:, 2].max() == 2 + length
 
