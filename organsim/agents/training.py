@@ -117,7 +117,7 @@ class TrainConfig:
     n_bins: int = 64
     n_change_bins: int = 32
     loss_balance: float = 0.5
-    mean_loss_weight: float = 0.0
+    mean_loss_weight: float = 1.0
     bin_method: str = "quantile"
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_seed: int = 0
