@@ -50,7 +50,6 @@ from organsim.twin.behaviour import (
     BehaviourPolicy,
     BehaviourPolicyConfig,
     action_class,
-    observed_state_features,
 )
 from organsim.twin.correction import ErrorCorrector
 
@@ -94,7 +93,7 @@ class SupportedTreatments:
         decided = dict(self.policy(state, hour))
         if not self.treatments:
             return decided
-        probabilities = self.behaviour.probabilities(observed_state_features(state, catalog=self.behaviour.catalog))
+        probabilities = self.behaviour.state_probabilities(state)
         strategy_doses, simulated_doses, chosen_probability = {}, {}, {}
         rows = np.arange(state.n)
         for code in self.treatments:
@@ -216,15 +215,16 @@ class TwinSimulator:
     def __repr__(self) -> str:
         return f"TwinSimulator({self.name!r}, references={self.references!r}, correct={self.correct})"
 
-    def policy(self, cohort: Cohort, strategy: Strategy, decision_hour: int, seed: int) -> StrategyPolicy:
-        """``strategy`` as the twin runs it: the behaviour policy (seeded) as usual care, the record as observed care."""
+    def policy(self, cohort: Cohort, stay_ids: Sequence[int], strategy: Strategy, decision_hour: int, seed: int) -> StrategyPolicy:
+        """``strategy`` as the twin runs it for ``stay_ids``: the behaviour policy (seeded) as usual care,
+        their record as observed care."""
         if strategy.others == "usual_care" and self.behaviour is None:
             raise ValueError(f"strategy {strategy.name!r} leaves its other treatments to usual care: "
                              "give the twin simulator a behaviour policy (BehaviourPolicy().fit(cohort))")
         return StrategyPolicy(
             strategy, decision_hour,
             usual_care=None if self.behaviour is None else self.behaviour.treatment_policy(seed),
-            observed=RecordedTreatments(cohort.treatments, catalog=cohort.catalog),
+            observed=RecordedTreatments(cohort.treatments.filter(pl.col("stay_id").is_in(list(stay_ids))), catalog=cohort.catalog),
             catalog=cohort.catalog,
         )
 
@@ -263,7 +263,7 @@ class TwinSimulator:
         context = min(decision_hour - 1, self.twin.agents.config.context_hours)
         starts = pl.DataFrame({"stay_id": ids, "hour": [decision_hour - 1] * len(ids)}, schema={"stay_id": pl.Int64, "hour": pl.Int32})
         batch = forecast_batch(cohort, starts, context_hours=context, horizon=horizon)
-        policy = self.policy(cohort, strategy, decision_hour, seed)
+        policy = self.policy(cohort, ids, strategy, decision_hour, seed)
         supported = (SupportedTreatments(policy, self.behaviour, strategy.governed, threshold=self.support_threshold)
                      if self.overlap_adjustment and self.behaviour is not None else None)
         rollout = self.twin.rollout(batch, horizon, n_samples=n_samples, seed=seed, references=self.references,

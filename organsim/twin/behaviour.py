@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 import skops.io as skops_io
 from sklearn.ensemble import HistGradientBoostingClassifier
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from organsim.catalog import Catalog, load_catalog
 from organsim.data import Cohort
@@ -65,8 +65,17 @@ ACTION_BINS: dict[str, tuple[float, ...]] = {
 class ``i >= 1`` is ``(edge[i-2], edge[i-1])`` with edge[-1] = 0 (binary treatments: 0 / 1)."""
 
 SAVED_FILE = "behaviour.json"
+_CONTROLLER: list[ThreadpoolController] = []
 _TRUSTED_PREFIXES = ("sklearn.ensemble._hist_gradient_boosting.", "sklearn._loss.")
 """Types a saved classifier may hold (skops refuses to build anything else unless trusted)."""
+
+
+def _openmp() -> ThreadpoolController:
+    """One thread-pool controller for the process: building one scans the loaded libraries (tens of
+    ms), too slow to repeat for every hour a simulator asks the policy."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 # ------------------------------------------------------------------------------------- features
@@ -148,31 +157,51 @@ def feature_names(catalog: Catalog | None = None) -> tuple[str, ...]:
 def observed_state_features(state: ObservedState, *, catalog: Catalog | None = None) -> pl.DataFrame:
     """``(row, <features>...)``: :func:`state_features` of the hour ``state`` decides, one row per patient.
 
-    ``row`` is the patient's position in ``state`` (``0 .. n-1``; simulated samples of one stay
-    share a ``stay_id``, so rows are keyed by position). Variables of :data:`STATE_VARIABLES` the
-    state does not carry are unknown (null); treatments it does not carry take the catalog default.
+    The same features, computed from the state's arrays (no frames of the whole history: a
+    simulator asks for them every simulated hour). ``row`` is the patient's position in ``state``
+    (``0 .. n-1``; simulated samples of one stay share a ``stay_id``). Variables of
+    :data:`STATE_VARIABLES` the state does not carry are unknown (null); treatments it does not
+    carry take the catalog default.
     """
     catalog = catalog or load_catalog()
     n, seen = state.n, state.hours_seen
-    hours = np.tile(np.arange(1, seen + 2, dtype=np.int32), n)  # hours 1 .. h for each patient, h = seen + 1
-    rows = np.repeat(np.arange(n, dtype=np.int64), seen + 1)
-    columns: dict[str, np.ndarray] = {"stay_id": rows, "hour": hours}
+    hour = seen + 1
+    columns: dict[str, np.ndarray] = {"row": np.arange(n, dtype=np.int64)}
     for code in STATE_VARIABLES:
-        padded = np.full((n, seen + 1), np.nan)  # the decided hour itself is not yet observed
-        if code in state.variables:
-            padded[:, :seen] = state.history[:, :, state.column(code)]
-        columns[code] = padded.reshape(-1)
-    treatment_columns: dict[str, np.ndarray] = {"stay_id": rows, "hour": hours}
+        window = DEFAULT_CARRY_FORWARD_HOURS[catalog.variable(code).kind]
+        value = np.full(n, np.nan)
+        if code in state.variables and seen:
+            value = np.asarray(state.latest(code, window), dtype=np.float64)
+        columns[code] = value
+        if code == "map":
+            before = np.full(n, np.nan)
+            if code in state.variables and seen >= 2:
+                j = state.column(code)
+                fresh = (hour - 1) - state.carried_hour[:, -2, j] <= window
+                before = np.where(fresh, state.carried[:, -2, j], np.nan)
+            columns["map_before"] = before
+    given = {}
     for code in catalog.treatment_codes:
-        padded = np.full((n, seen + 1), float(catalog.treatment(code).default))
+        history = np.full((n, seen), float(catalog.treatment(code).default))
         if code in state.treatment_codes:
-            padded[:, :seen] = state.treatments[:, :, state.treatment_codes.index(code)]
-        treatment_columns[code] = padded.reshape(-1)
-    hourly = pl.DataFrame(columns).with_columns([pl.col(c).fill_nan(None) for c in STATE_VARIABLES])
-    stays = pl.DataFrame({"stay_id": np.arange(n, dtype=np.int64), "age": np.asarray(state.age, dtype=np.float64),
-                          "weight": np.asarray(state.weight, dtype=np.float64)})
-    features = state_features(hourly, pl.DataFrame(treatment_columns), stays, catalog=catalog)
-    return features.filter(pl.col("hour") == seen + 1).sort("stay_id").drop("hour").rename({"stay_id": "row"})
+            history = np.asarray(state.treatments[:, :, state.treatment_codes.index(code)], dtype=np.float64)
+        given[code] = history
+        columns[f"{code}_previous"] = history[:, -1] if seen else np.zeros(n)
+    weight = np.asarray(state.weight, dtype=np.float64)
+    fluid, antibiotic = given["iv_fluid_ml"], given["antibiotic"]
+    columns[f"fluid_ml_per_kg_{FLUID_WINDOW_HOURS}h"] = fluid[:, -FLUID_WINDOW_HOURS:].sum(axis=1) / weight
+    columns["fluid_ml_per_kg_total"] = fluid.sum(axis=1) / weight
+    columns["antibiotic_doses"] = antibiotic.sum(axis=1)
+    dosed = antibiotic > 0.5
+    last_dose = np.full(n, np.nan)  # ICU hour of the last dose
+    if seen:
+        last_dose = np.where(dosed.any(axis=1), seen - np.argmax(dosed[:, ::-1], axis=1), np.nan)
+    columns["hours_since_antibiotic"] = hour - last_dose
+    columns["ventilated_hours"] = given["mechanical_ventilation"].sum(axis=1)
+    columns["icu_hour"] = np.full(n, float(hour))
+    columns["age"] = np.asarray(state.age, dtype=np.float64)
+    columns["weight"] = weight
+    return pl.DataFrame(columns).with_columns([pl.col(c).fill_nan(None) for c in columns if c != "row"])
 
 
 # ------------------------------------------------------------------------------------- actions
@@ -264,6 +293,7 @@ class BehaviourPolicy:
         self.class_doses_: dict[str, np.ndarray] = {}
         self.n_rows_ = 0
         self.n_stays_ = 0
+        self._last_state: tuple[ObservedState, dict[str, np.ndarray]] | None = None
 
     def __repr__(self) -> str:
         fitted = f"fitted on {self.n_stays_} stays, {self.n_rows_} stay-hours" if self.classes_ else "not fitted"
@@ -300,7 +330,7 @@ class BehaviourPolicy:
                 max_leaf_nodes=self.config.max_leaf_nodes, min_samples_leaf=self.config.min_samples_leaf,
                 l2_regularization=self.config.l2_regularization, early_stopping=False, random_state=self.config.seed,
             )
-            with threadpool_limits(limits=self.config.threads, user_api="openmp"):
+            with _openmp().limit(limits=self.config.threads, user_api="openmp"):
                 self.classifiers_[code] = classifier.fit(x, y)
         self.n_rows_ = features.height
         self.n_stays_ = int(features["stay_id"].n_unique())
@@ -322,10 +352,20 @@ class BehaviourPolicy:
             if classifier is None:
                 probabilities[:, int(self.classes_[code][0])] = 1.0
             else:
-                with threadpool_limits(limits=self.config.threads, user_api="openmp"):
+                with _openmp().limit(limits=self.config.threads, user_api="openmp"):
                     probabilities[:, classifier.classes_.astype(np.int64)] = classifier.predict_proba(x)
             out[code] = probabilities
         return out
+
+    def state_probabilities(self, state: ObservedState) -> dict[str, np.ndarray]:
+        """:meth:`probabilities` in the state an :class:`~organsim.physiology.ObservedState` decides from.
+
+        The last state asked about is remembered (by identity), so usual care and the overlap
+        adjustment deciding the same simulated hour share one prediction.
+        """
+        if self._last_state is None or self._last_state[0] is not state:
+            self._last_state = (state, self.probabilities(observed_state_features(state, catalog=self.catalog)))
+        return self._last_state[1]
 
     def sample_actions(self, features: pl.DataFrame, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw each treatment of each row the way the fitted care team would have.
@@ -345,7 +385,10 @@ class BehaviourPolicy:
             Treatment code -> ``(n,)`` float64 dose in the treatment's unit: the representative dose
             (:attr:`class_doses_`) of an action class drawn from :meth:`probabilities`.
         """
-        probabilities = self.probabilities(features)
+        return self.draw_actions(self.probabilities(features), rng)
+
+    def draw_actions(self, probabilities: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """:meth:`sample_actions` from probabilities already predicted (:meth:`probabilities`)."""
         out = {}
         for code in ACTION_BINS:
             cumulative = np.cumsum(probabilities[code], axis=1)
@@ -484,5 +527,5 @@ class BehaviourTreatments:
 
     def __call__(self, state: ObservedState, hour: int) -> dict[str, np.ndarray]:
         catalog = self.behaviour.catalog
-        drawn = self.behaviour.sample_actions(observed_state_features(state, catalog=catalog), self.rng)
+        drawn = self.behaviour.draw_actions(self.behaviour.state_probabilities(state), self.rng)
         return {code: drawn.get(code, np.full(state.n, float(catalog.treatment(code).default))) for code in catalog.treatment_codes}

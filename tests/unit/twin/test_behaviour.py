@@ -87,10 +87,12 @@ def test_features_of_an_observed_state_match_the_recorded_ones(behaviour: Behavi
     ids = cohort.stays["stay_id"].to_list()[:6]
     record = cohort.subset(ids)
     states = RecordedStates(record.hourly, record.treatments, record.stays)
-    recorded = state_features(record.hourly, record.treatments, record.stays).filter(pl.col("hour") == 9).sort("stay_id")
-    from_state = observed_state_features(states.at(9))
-    assert from_state["row"].to_list() == list(range(len(ids)))
-    assert from_state.select(behaviour.features).equals(recorded.select(behaviour.features))
+    features = state_features(record.hourly, record.treatments, record.stays)
+    for hour in (1, 2, 9, 24):
+        recorded = features.filter(pl.col("hour") == hour).sort("stay_id")
+        from_state = observed_state_features(states.at(hour))
+        assert from_state["row"].to_list() == list(range(len(ids)))
+        assert from_state.select(behaviour.features).equals(recorded.select(behaviour.features)), hour
 
 
 def test_the_policy_treats_simulated_states_reproducibly(behaviour: BehaviourPolicy, cohort: Cohort) -> None:
