@@ -16,7 +16,11 @@ A synthetic stay is made in four steps (:meth:`CohortSynthesizer.generate`):
    the care team would not have measured becomes null), and the next segment reads only what was
    charted, as the twin learned from charted records;
 4. labels are read off the charted physiology (:mod:`organsim.synth.labels`): Sepsis-3 onset, the
-   PhysioNet-style hourly SepsisLabel, critical events.
+   PhysioNet-style hourly SepsisLabel, critical events. Where the training cohort has no treatments
+   (its onsets come from labels, as PhysioNet's do), a septic stay then ends the drawn
+   ``onset_to_end`` hours after its onset, as the training stays do (the challenge cut its stays
+   a few hours after onset): the onset read off can come up to 6 h before the drawn suspicion
+   hour, and without the cut those stays would carry that many more labelled hours than real ones.
 
 The septic share: ``round(septic_fraction * patients)`` stays are drawn as septic, the rest as not.
 A stay's final label is what step 4 reads, so a stay drawn as septic whose physiology does not meet
@@ -419,8 +423,15 @@ class CohortSynthesizer:
             stays_parts.append(mapping.join(drawn, on="old_id", how="left", maintain_order="left").select(
                 "stay_id", "age", "sex", "weight", "unit", "hosp_adm_hours",
                 pl.col("sepsis_onset_hour").is_not_null().alias("sepsis"), "sepsis_onset_hour", "death"))
-            hourly_parts.append(simulated.hourly.rename({"stay_id": "old_id"}).join(
-                mapping.select("old_id", "stay_id"), on="old_id", how="inner").drop("old_id"))
+            hourly = simulated.hourly.rename({"stay_id": "old_id"}).join(
+                mapping.select("old_id", "stay_id", "sepsis_onset_hour"), on="old_id", how="inner")
+            if not self.treatments_recorded:
+                # label-only training data (PhysioNet) end septic stays a drawn number of hours after onset
+                ends = drawn.select("old_id", "onset_to_end")
+                hourly = hourly.join(ends, on="old_id", how="left").filter(
+                    pl.col("sepsis_onset_hour").is_null()
+                    | (pl.col("hour") <= pl.col("sepsis_onset_hour") + pl.col("onset_to_end"))).drop("onset_to_end")
+            hourly_parts.append(hourly.drop("old_id", "sepsis_onset_hour"))
             if simulated.treatments is not None:
                 treatment_parts.append(simulated.treatments.rename({"stay_id": "old_id"}).join(
                     mapping.select("old_id", "stay_id"), on="old_id", how="inner").drop("old_id"))

@@ -40,6 +40,10 @@ def test_cohort_shape_and_labels(untreated_result, untreated_synthesizer, catalo
     septic = stays.filter(pl.col("sepsis"))
     suspicion = septic.join(cohort.hourly.group_by("stay_id").agg(pl.col("hour").max().alias("last")), on="stay_id")
     assert (septic["sepsis_onset_hour"] <= suspicion["last"]).all()
+    # a septic stay ends at most as many hours after onset as septic training stays do (cut at onset + drawn hours)
+    drawn_ends = next(c for c in untreated_synthesizer.initial.strata_[True].columns if c.name == "onset_to_end")
+    after = suspicion.select(pl.col("last") - pl.col("sepsis_onset_hour")).to_series().to_numpy()
+    assert (after >= 0).all() and (after <= drawn_ends.sorted_values.max()).all()
     first = cohort.hourly.group_by("stay_id").agg(pl.col("hour").min().alias("first"))
     assert (septic.join(first, on="stay_id").select(pl.col("sepsis_onset_hour") >= pl.col("first") + 6)).to_series().all()
     onsets = sepsis_onsets(cohort.hourly, treatments=None, suspicion=None if septic.height == 0 else
