@@ -7,12 +7,13 @@
 :class:`InitialStateModel` (a Gaussian copula over statics, stay structure and first hours),
 :class:`ObservationModel` (which simulated values get charted), the twin with a behaviour policy
 for treatments, and labels read off the generated physiology (:mod:`organsim.synth.labels`).
-:func:`training_cohort` finds the cohort a model directory was trained on.
+:func:`training_split` gives the train split a model directory was trained on, checked against its record.
 """
 
 from organsim.synth.generate import CohortSynthesizer, Simulator, SynthesisConfig, SynthesisResult
 from organsim.synth.initial import InitialStateModel
 from organsim.synth.observation import ObservationModel, ObservationState
+from organsim.synth.training import training_split
 
 __all__ = [
     "CohortSynthesizer",
@@ -22,4 +23,5 @@ __all__ = [
     "Simulator",
     "SynthesisConfig",
     "SynthesisResult",
+    "training_split",
 ]
