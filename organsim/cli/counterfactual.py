@@ -105,9 +105,10 @@ def _twin_and_cohort(model: Path, cohort: Path, behaviour_dir: Path | None, devi
                                        overlap_adjustment=False, hide_treatments=treatment_blind)
         data = split_as_trained(data, simulator.twin.agents)
         behaviour = behaviour_policy_for(data, behaviour_dir)
-    if overlap_adjustment and behaviour is None:
-        raise ValueError(f"the cohort {cohort} recorded no treatments, so there is no behaviour policy for the overlap "
-                         "adjustment: pass --no-overlap-adjustment")
+    if behaviour is None:
+        console.print(f"[yellow]note:[/] {cohort} recorded no treatments: no behaviour policy, so no overlap check or adjustment, "
+                      "and strategies that leave treatments to usual care cannot run")
+        overlap_adjustment = False
     simulator = TwinSimulator(simulator.twin, behaviour, overlap_adjustment=overlap_adjustment, hide_treatments=treatment_blind,
                               references=references)
     return simulator, data

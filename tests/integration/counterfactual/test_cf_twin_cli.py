@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from organsim.cli import app
+from organsim.data import Cohort
 
 RUNNER = CliRunner()
 
@@ -80,3 +81,10 @@ def test_bad_whatif_inputs_get_clear_errors(tmp_path: Path, micro_twin_model: Pa
         result = RUNNER.invoke(app, [*base, *extra])
         assert result.exit_code == 2 and message in _flat(result.output), result.output
     assert not (tmp_path / "out").exists()
+    recorded = Cohort.load(twin_cohort_dir)
+    Cohort(stays=recorded.stays, hourly=recorded.hourly, treatments=recorded.treatments.clear(),
+           meta={**recorded.meta, "treatments_recorded": False}, catalog=recorded.catalog).save(tmp_path / "untreated")
+    untreated = [*base[:4], str(tmp_path / "untreated"), *base[5:], "--stay", "4", "--at", "8", "--strategy", "early_norepinephrine"]
+    result = RUNNER.invoke(app, untreated)
+    assert result.exit_code == 2 and "recorded no treatments" in _flat(result.output)
+    assert "leaves its other treatments to usual care" in _flat(result.output)
