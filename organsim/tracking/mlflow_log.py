@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Mapping
@@ -27,6 +28,12 @@ STATUS_TAG = "organsim.status"
 """Tag of a stage run: ``ran`` or ``skipped`` (outputs reused; ``organsim.produced_by`` names the run that made them)."""
 PRODUCED_BY_TAG = "organsim.produced_by"
 QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration")
+
+
+def metric_key(name: str) -> str:
+    """``name`` with every character MLflow refuses in a metric name (anything but letters, digits and
+    ``_ - . : / `` and space) replaced by ``_``: ``"sepsis_6h AUROC drop, logistic"`` -> ``"sepsis_6h AUROC drop_ logistic"``."""
+    return re.sub(r"[^0-9A-Za-z_\-. :/]", "_", name)
 
 
 def default_tracking_uri(run_dir: str | Path) -> str:
@@ -101,8 +108,8 @@ class PipelineTracker:
 
         self._log_params(run_id, flat_params(params))
         now = int(time.time() * 1000)
-        entries = [Metric(key, float(value), now, 0) for key, value in metrics.values.items()]
-        entries += [Metric(key, float(value), now, step) for key, series in metrics.series.items()
+        entries = [Metric(metric_key(key), float(value), now, 0) for key, value in metrics.values.items()]
+        entries += [Metric(metric_key(key), float(value), now, step) for key, series in metrics.series.items()
                     for step, value in enumerate(series, start=1)]
         for lo in range(0, len(entries), 1000):  # MLflow's batch limit
             self.client.log_batch(run_id, metrics=entries[lo : lo + 1000])

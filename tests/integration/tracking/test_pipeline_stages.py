@@ -22,7 +22,16 @@ stages:
   from_meds: {stage: ingest, format: meds, source_stage: meds}
   counterfactual: {cohort: split, n_stays: 4, from_hour: 3, policies: [none, no-fluids]}
   train: {cohort: split, preset: micro, epochs: 1, batch_size: 8, n_bins: 8, device: cpu}
-  evaluate: {model: train, cohort: split, baselines: [locf], per_stay: 1, device: cpu}
+  coordinate: {model: train, cohort: split, steps: 2, problems: 4, group_size: 2, horizons: [1, 3], validation_problems: 4, device: cpu}
+  evaluate: {model: coordinate, cohort: split, baselines: [locf], per_stay: 1, device: cpu}
+  whatif: {model: coordinate, cohort: split, at: 4, strategies: [observed_care, early_norepinephrine], samples: 2, horizon: 6,
+           match: false, device: cpu}
+  trial: {model: coordinate, cohort: split, strategies: [early_norepinephrine, late_norepinephrine], at: 4, stays: "3",
+          split: all, samples: 2, horizon: 6, device: cpu}
+  cf_benchmark: {model: coordinate, cohort: split, stays: 2, decision_hours: [4], horizon: 6, samples: 2,
+                 strategies: [early_norepinephrine, late_norepinephrine], device: cpu}
+  synthesize: {model: coordinate, cohort: split, patients: 6, hours: 8, device: cpu}
+  report_synthetic: {synthetic: synthesize, real: split, max_stays: 6}
 """
 
 EXPECTED = {  # stage -> (a parameter, metrics that must be there, artifacts that must be there)
@@ -35,8 +44,17 @@ EXPECTED = {  # stage -> (a parameter, metrics that must be there, artifacts tha
                        {"outcomes.parquet", "check.json"}),
     "train": ({"preset": "micro", "processes": "1"}, {"best_validation_loss", "best_epoch", "n_parameters", "train_loss"},
               {"config.json", "model.safetensors"}),
-    "evaluate": ({"baselines": '["locf"]'}, {"n_stays", "agents_all.mean_nmse_1h", "agents_none.mean_nmse_1h", "locf.mean_nmse_1h"},
-                 {"metrics.json", "model.json", "evaluate.log", "trajectories_cardiovascular.png"}),
+    "coordinate": ({"algo": "grpo", "steps": "2"}, {"best_step", "policy.nmse_1h", "none.nmse_1h", "all.nmse_3h"},
+                   {"coordination.json", "command.log"}),
+    "evaluate": ({"baselines": '["locf"]'}, {"n_stays", "agents_all.mean_nmse_1h", "agents_none.mean_nmse_1h", "locf.mean_nmse_1h",
+                                             "twin.mean_nmse_1h"},
+                 {"metrics.json", "model.json", "twin.json", "evaluate.log", "trajectories_cardiovascular.png"}),
+    "whatif": ({"at": "4"}, {"stay_id", "decision_hour", "observed_care.p_hypotension", "early_norepinephrine.p_hypotension"},
+               {"whatif.json", "bands.parquet", "command.log"}),
+    "trial": ({"stays": "3"}, set(), {"trial.json", "effects.parquet", "command.log"}),
+    "cf_benchmark": ({"stays": "2"}, set(), {"metrics.json", "command.log"}),
+    "synthesize": ({"patients": "6"}, {"stays", "hours", "septic_fraction"}, {"cohort.json", "command.log"}),
+    "report_synthetic": ({"max_stays": "6"}, set(), {"metrics.json", "report.html", "command.log"}),
 }
 
 
@@ -66,6 +84,11 @@ def test_every_stage_runs_logs_to_mlflow_and_is_skipped_when_unchanged(tmp_path:
     report = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert metrics["evaluate"]["locf.mean_nmse_1h"] == pytest.approx(report["baselines"]["locf"]["mean_nmse"]["1"])
     assert metrics["train"]["best_epoch"] == 1
+    assert (run_dir / "coordinate" / "reference_policy.safetensors").is_file()
+    assert metrics["synthesize"]["stays"] == 6 and Cohort.load(run_dir / "synthesize").stays.height == 6
+    assert any(k.endswith(".effect") for k in metrics["trial"])
+    assert any(".nrmse_" in k for k in metrics["cf_benchmark"])
+    assert metrics["report_synthetic"]  # the report's checks with a value
 
     again = run_pipeline(load_pipeline(path))
     assert [s.status for s in again.stages] == ["skipped"] * len(EXPECTED)
