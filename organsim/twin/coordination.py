@@ -107,6 +107,9 @@ class CoordinationConfig:
         Optimiser steps of the realism critic (before the policy is trained).
     hidden_size
         Width of the policy's hidden layers.
+    initial_consult_probability
+        Probability with which the untrained policy consults each other system (its output bias;
+        0.5 explores every subset evenly, values near 1 start from "all" and learn what to drop).
     min_context
         Fewest of the stay's own hours in a problem's context.
     validation_problems
@@ -130,8 +133,9 @@ class CoordinationConfig:
     realism_weight: float = 0.0
     realism_steps: int = 40
     hidden_size: int = 64
+    initial_consult_probability: float = 0.5
     min_context: int = 3
-    validation_problems: int = 64
+    validation_problems: int = 256
     validate_every: int = 10
     correct: bool = True
     seed: int = 0
@@ -145,6 +149,8 @@ class CoordinationConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2 (group-relative advantages), got {self.group_size}")
+        if not 0 < self.initial_consult_probability < 1:
+            raise ValueError(f"initial_consult_probability must be in (0, 1), got {self.initial_consult_probability}")
         if self.prm_weight < 0 or self.realism_weight < 0 or self.realism_steps < 0:
             raise ValueError("prm_weight, realism_weight and realism_steps must be >= 0")
         self.horizons = tuple(int(h) for h in self.horizons)
@@ -302,6 +308,9 @@ def train_reference_policy(twin: PatientTwin, cohort: Cohort, config: Coordinati
     validation_truth = validation_arrays.targets(validation_starts, horizon=longest)[:, :, model_columns]
 
     policy = ReferencePolicy(ReferencePolicyConfig(systems=twin.systems, hidden_size=config.hidden_size, value_head=config.algo == "ppo"))
+    with torch.no_grad():
+        p = config.initial_consult_probability
+        policy.subsets.actor[-1].bias.fill_(math.log(p / (1 - p)))
     policy = policy.to(twin.device)
     twin.policy = policy
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
