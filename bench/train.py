@@ -6,7 +6,9 @@ window of up to ``window_hours`` hours; a *token* is one (agent, hour) position 
 a batch of B windows of T hours is ``B * 9 * T`` tokens; *targets* are the observed next-hour values
 the loss is computed on. Each figure is the median over ``--steps`` timed steps after ``--warmup``
 untimed ones. CPU runs use ``--threads`` torch threads (1 is faster than 2 on a 2-core machine
-that other jobs share). CUDA runs use bf16 autocast, as training does; they are skipped without a GPU.
+that other jobs share). Beside wall-clock figures, CPU runs report the process's CPU seconds per
+step and the throughputs per CPU second: on a machine shared with other jobs the wall clock
+measures the load as much as the model, the CPU time much less so. CUDA runs use bf16 autocast, as training does; they are skipped without a GPU.
 
 Usage::
 
@@ -62,7 +64,7 @@ def time_preset(cohort: Cohort, preset: str, device: str, *, batch_size: int, st
     model.train()
     n_systems = len(agents.config.systems)
     generator = torch.Generator().manual_seed(seed)
-    timings, samples, tokens, targets = [], [], [], []
+    timings, cpu_timings, samples, tokens, targets = [], [], [], [], []
     for step in range(warmup + steps):
         index = rng.choice(len(windows.positions), size=batch_size, replace=False)
         batch = window_tensors(arrays, windows, index, agents.encoder)
@@ -71,7 +73,7 @@ def time_preset(cohort: Cohort, preset: str, device: str, *, batch_size: int, st
         inputs, target, target_z, refs = split_batch(batch)
         if accelerator.device.type == "cuda":
             torch.cuda.synchronize()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         with accelerator.autocast():
             out = model(inputs, refs, target, target_z)
         accelerator.backward(out.loss + config.mean_loss_weight * out.squared_error)
@@ -82,10 +84,12 @@ def time_preset(cohort: Cohort, preset: str, device: str, *, batch_size: int, st
             torch.cuda.synchronize()
         if step >= warmup:
             timings.append(time.perf_counter() - started)
+            cpu_timings.append(time.process_time() - cpu_started)
             samples.append(batch_size)
             tokens.append(batch_size * n_systems * inputs.last_ids.shape[1])
             targets.append(int(out.n_targets))
     seconds = statistics.median(timings)
+    cpu_seconds = statistics.median(cpu_timings)
     return {
         "preset": preset,
         "device": str(accelerator.device),
@@ -100,6 +104,9 @@ def time_preset(cohort: Cohort, preset: str, device: str, *, batch_size: int, st
         "tokens_per_second": statistics.median(tokens) / seconds,
         "targets_per_second": statistics.median(targets) / seconds,
         "timed_steps": steps,
+        "median_step_cpu_seconds": cpu_seconds,
+        "samples_per_cpu_second": statistics.median(samples) / cpu_seconds,
+        "tokens_per_cpu_second": statistics.median(tokens) / cpu_seconds,
     }
 
 
@@ -130,7 +137,8 @@ def main() -> None:
             result = time_preset(cohort, preset, device, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, seed=args.seed)
             results.append(result)
             print(f"{preset:>6} on {result['device']:>6}: {result['samples_per_second']:8.1f} samples/s "
-                  f"{result['tokens_per_second']:10.0f} tokens/s ({result['median_step_seconds']:.3f} s/step)")
+                  f"{result['tokens_per_second']:10.0f} tokens/s ({result['median_step_seconds']:.3f} s/step, "
+                  f"{result['median_step_cpu_seconds']:.3f} CPU s/step: {result['tokens_per_cpu_second']:.0f} tokens per CPU second)")
     import transformers
 
     document = {
