@@ -13,10 +13,11 @@ averaged over the system's variables and the hours of the horizon), plus, with
 
 - ``grpo`` / ``dapo`` / ``bapo``: advantages are group-relative over the ``group_size`` rollouts
   of a problem (:func:`organsim.rl.group_advantages`), per agent. In a multi-hour rollout the
-  decisions of every hour share that outcome advantage, plus per-hour credit from an AgentPRM
-  process reward model (:func:`organsim.rl.agentprm_loss`, trained alongside on the same
-  rollouts): the group-relative *progress* ``M(s_k, a_k) - M(s_{k-1}, a_{k-1})`` of each hour,
-  weighted by ``prm_weight``. The loss is :func:`organsim.rl.grpo_loss` (``loss_type`` "grpo", or
+  decisions of every hour share that outcome advantage, and an AgentPRM process reward model
+  (:func:`organsim.rl.agentprm_loss`, trained alongside on the same rollouts) moves credit between
+  the hours: each hour's *progress* ``M(s_k, a_k) - M(s_{k-1}, a_{k-1})`` minus its mean over the
+  rollout's hours (so it sums to zero over a rollout and never changes whether a rollout as a
+  whole is reinforced), in units of the group's reward spread, weighted by ``prm_weight``. The loss is :func:`organsim.rl.grpo_loss` (``loss_type`` "grpo", or
   "dapo" with its clip-higher bound) or :func:`organsim.rl.bapo_loss` (adaptive clipping).
 - ``ppo``: per-hour rewards ``-nMSE`` of each hour, GAE over the hours with the policy's value
   head (:func:`organsim.rl.gae`), :func:`organsim.rl.ppo_policy_loss` and
@@ -417,6 +418,7 @@ def _train_step(
     filled = torch.where(group_valid, by_group, group_mean)  # an agent without targets gets the group mean: no advantage
     advantages = group_advantages(filled.reshape(-1, group), scale="group").reshape(by_group.shape)  # (B, S, G)
     advantages = advantages.permute(0, 2, 1).reshape(reward.shape)  # (n, S)
+    spread = filled.std(dim=-1).repeat_interleave(group, dim=0)  # (n, S): the group's reward std, the advantages' unit
     # AgentPRM: promises M(s_k, a_k) of every hour, trained on the outcome; their progress is per-hour credit
     promises = process_reward(torch.cat([contexts, actions], dim=-1)).squeeze(-1)  # (n, S, H)
     flat_valid = valid.reshape(-1)
@@ -427,9 +429,9 @@ def _train_step(
     prm_loss.backward()
     prm_optimizer.step()
     progress = promises.detach() - torch.cat([torch.zeros_like(promises[..., :1]), promises.detach()[..., :-1]], dim=-1)  # (n, S, H)
-    by_hour = progress.reshape(-1, group, progress.shape[1], horizon)  # (B, G, S, H)
-    credit = (by_hour - by_hour.mean(dim=1, keepdim=True)) / (by_hour.std(dim=1, keepdim=True) + 1e-4)
-    token_advantages = advantages[:, :, None] + config.prm_weight * credit.reshape(progress.shape)  # (n, S, H)
+    # per-hour credit moves advantage between the hours of a rollout (zero sum over them), in the outcome's units
+    credit = (progress - progress.mean(dim=-1, keepdim=True)) / (spread[:, :, None] + 1e-4)
+    token_advantages = advantages[:, :, None] + config.prm_weight * credit  # (n, S, H)
     mask = valid[:, :, None].expand_as(token_advantages)
     metrics.update({name: float(v) for name, v in prm_metrics.items()})
     metrics.update(_grpo_update(policy, optimizer, contexts, actions, old_logprobs, token_advantages, mask, config))
