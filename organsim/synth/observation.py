@@ -9,15 +9,22 @@ probability that variable ``v`` is charted in an hour given
   re-checked sooner), and
 - whether the anchor variable (the most often charted one, heart rate on PhysioNet) is charted in
   the same hour, which carries the joint rhythm of charting: vital signs come together, and an
-  hour without any vital sign is usually an hour without anything.
+  hour without any vital sign is usually an hour without anything;
+- the stay's charting style for the variable: the tercile (:data:`N_STYLES`) of the stay's share of
+  charted hours among the training stays. Stays differ: on PhysioNet most stays chart temperature
+  every 4 hours or so, one in ten nearly every hour (a probe). A synthetic stay draws its style
+  per variable from correlated normals (one shared stay factor; its weight is the mean correlation
+  of the training stays' charting shares across variables, :attr:`ObservationModel.shared_`), so
+  a stay charted intensively in one variable tends to be in others.
 
 A charted value is written at the resolution the training data record it with
 (:attr:`ObservationModel.resolution_`: the coarsest of :data:`RESOLUTIONS` that at least
 :data:`RESOLUTION_SHARE` of the variable's training values are multiples of; heart rate in whole
 beats, SpO2 in whole percent), so repeated readings repeat exactly as they do at the bedside.
 
-Probabilities are counts with a Beta prior centred on the variable's overall rate (strength
-:data:`PRIOR_HOURS` hours), so rare cells fall back to that rate. :meth:`ObservationModel.mask`
+Probabilities are counts with a Beta prior (strength :data:`PRIOR_HOURS` hours) centred on the
+same cell pooled over styles, itself centred on the variable's overall rate, so rare cells fall
+back to those. :meth:`ObservationModel.mask`
 draws the anchor first, then every other variable given the anchor's draw; its
 :class:`ObservationState` carries the last charted hour and value across rollout segments.
 """
@@ -28,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy import stats
 
 from organsim.catalog import Catalog
 from organsim.data import Cohort
@@ -38,6 +46,7 @@ one more bucket, and "never charted in this stay" the last."""
 N_SINCE_BUCKETS = len(SINCE_EDGES_H) + 2
 NEVER_BUCKET = N_SINCE_BUCKETS - 1
 PRIOR_HOURS = 4.0
+N_STYLES = 3
 RESOLUTIONS = (100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01)
 """Candidate recording resolutions, coarsest first."""
 RESOLUTION_SHARE = 0.9
@@ -71,25 +80,29 @@ class ObservationState:
     ----------
     last_hour, last_value
         ``(n, V)`` float64.
+    style
+        ``(n, V)`` int, the stay's charting style per variable (``0 .. N_STYLES - 1``).
     """
 
     last_hour: np.ndarray
     last_value: np.ndarray
+    style: np.ndarray
 
     @classmethod
-    def from_history(cls, values: np.ndarray, hours: np.ndarray) -> ObservationState:
-        """The state after the charted hours ``values`` ``(n, L, V)`` (NaN = not charted) at ICU hours ``hours`` ``(n, L)``."""
+    def from_history(cls, values: np.ndarray, hours: np.ndarray, style: np.ndarray) -> ObservationState:
+        """The state after the charted hours ``values`` ``(n, L, V)`` (NaN = not charted) at ICU hours
+        ``hours`` ``(n, L)``, for stays of charting ``style`` ``(n, V)`` (:meth:`ObservationModel.draw_styles`)."""
         charted = np.isfinite(values)  # (n, L, V)
         any_charted = charted.any(axis=1)
         last_index = values.shape[1] - 1 - np.argmax(charted[:, ::-1, :], axis=1)  # (n, V)
         rows = np.arange(values.shape[0])[:, None]
         last_hour = np.where(any_charted, hours[rows, last_index], np.nan).astype(np.float64)
         last_value = np.where(any_charted, values[rows, last_index, np.arange(values.shape[2])[None, :]], np.nan)
-        return cls(last_hour=last_hour, last_value=last_value.astype(np.float64))
+        return cls(last_hour=last_hour, last_value=last_value.astype(np.float64), style=np.asarray(style, dtype=np.int64))
 
     def select(self, index: np.ndarray) -> ObservationState:
         """The state of the stays at ``index``."""
-        return ObservationState(self.last_hour[index], self.last_value[index])
+        return ObservationState(self.last_hour[index], self.last_value[index], self.style[index])
 
 
 @dataclass
@@ -107,9 +120,11 @@ class ObservationModel:
     anchor_
         Index of the anchor variable (the most often charted).
     probability_
-        ``(V, N_SINCE_BUCKETS, 2, 2)`` probability of being charted, indexed by
-        (variable, since bucket, last value abnormal, anchor charted this hour). The anchor's own
-        row does not depend on the last axis.
+        ``(V, N_SINCE_BUCKETS, 2, 2, N_STYLES)`` probability of being charted, indexed by
+        (variable, since bucket, last value abnormal, anchor charted this hour, stay's style). The
+        anchor's own row does not depend on the anchor axis.
+    shared_
+        Weight of the shared stay factor in the style draws (0 = styles independent across variables).
     rate_
         ``(V,)`` share of hours in which each variable is charted.
     resolution_
@@ -125,6 +140,7 @@ class ObservationModel:
     probability_: np.ndarray | None = None
     rate_: np.ndarray | None = None
     resolution_: np.ndarray | None = None
+    shared_: float = 0.0
 
     @classmethod
     def for_catalog(cls, variables: tuple[str, ...], catalog: Catalog) -> ObservationModel:
@@ -158,18 +174,42 @@ class ObservationModel:
         self.anchor_ = int(np.argmax(self.rate_))
         anchor_charted = np.repeat(charted[:, self.anchor_][:, None], len(self.variables), axis=1).astype(np.int64)
         anchor_charted[:, self.anchor_] = 0  # the anchor does not condition on itself
+        style = self._training_styles(hourly["stay_id"].to_numpy(), charted)
+        shape = (len(self.variables), N_SINCE_BUCKETS, 2, 2, N_STYLES)
         cells = np.ravel_multi_index(
-            (np.broadcast_to(np.arange(len(self.variables)), charted.shape), buckets, abnormal, anchor_charted),
-            (len(self.variables), N_SINCE_BUCKETS, 2, 2))
-        shape = (len(self.variables), N_SINCE_BUCKETS, 2, 2)
+            (np.broadcast_to(np.arange(len(self.variables)), charted.shape), buckets, abnormal, anchor_charted, style), shape)
         size = int(np.prod(shape))
         totals = np.bincount(cells.ravel(), minlength=size).reshape(shape).astype(np.float64)
         hits = np.bincount(cells.ravel(), weights=charted.ravel().astype(np.float64), minlength=size).reshape(shape)
-        prior = self.rate_[:, None, None, None]
-        probability = (hits + PRIOR_HOURS * prior) / (totals + PRIOR_HOURS)
+        pooled = (hits.sum(axis=-1) + PRIOR_HOURS * self.rate_[:, None, None, None]) / (totals.sum(axis=-1) + PRIOR_HOURS)
+        probability = (hits + PRIOR_HOURS * pooled[..., None]) / (totals + PRIOR_HOURS)
         probability[self.anchor_, :, :, 1] = probability[self.anchor_, :, :, 0]
         self.probability_ = probability
         return self
+
+    def _training_styles(self, stay_ids: np.ndarray, charted: np.ndarray) -> np.ndarray:
+        """``(R, V)`` style of each training row's stay (tercile of the stay's charted share); sets :attr:`shared_`."""
+        stays, row_stay = np.unique(stay_ids, return_inverse=True)
+        hours = np.bincount(row_stay, minlength=len(stays)).astype(np.float64)
+        shares = np.stack([np.bincount(row_stay, weights=charted[:, v], minlength=len(stays)) for v in range(charted.shape[1])],
+                          axis=1) / hours[:, None]  # (stays, V)
+        ranks = stats.rankdata(shares, axis=0, method="average") / (len(stays) + 1)  # (stays, V) in (0, 1)
+        style = np.minimum((ranks * N_STYLES).astype(np.int64), N_STYLES - 1)
+        scores = stats.norm.ppf(ranks)
+        varying = scores.std(axis=0) > 1e-9  # variables whose charting differs between stays
+        self.shared_ = 0.0
+        if varying.sum() >= 2:
+            correlation = np.corrcoef(scores[:, varying].T)
+            off_diagonal = correlation[~np.eye(len(correlation), dtype=bool)]
+            self.shared_ = float(np.clip(off_diagonal.mean(), 0.0, 1.0))
+        return style[row_stay]
+
+    def draw_styles(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``(n, V)`` charting styles of new stays: terciles of normals sharing one stay factor."""
+        shared = rng.standard_normal((n, 1))
+        own = rng.standard_normal((n, len(self.variables)))
+        latent = np.sqrt(self.shared_) * shared + np.sqrt(1 - self.shared_) * own
+        return np.minimum((stats.norm.cdf(latent) * N_STYLES).astype(np.int64), N_STYLES - 1)
 
     def record(self, values: np.ndarray) -> np.ndarray:
         """``values`` (``(..., V)``) rounded to each variable's recording resolution, kept in the plausible range."""
@@ -204,9 +244,11 @@ class ObservationModel:
             buckets = since_bucket(now - state.last_hour)  # (n, V)
             abnormal = self._abnormal(state.last_value)
             uniforms = rng.random((n, n_vars))
-            anchor_p = self.probability_[self.anchor_, buckets[:, self.anchor_], abnormal[:, self.anchor_], 0]
+            anchor_p = self.probability_[self.anchor_, buckets[:, self.anchor_], abnormal[:, self.anchor_], 0,
+                                         state.style[:, self.anchor_]]
             anchor_charted = (uniforms[:, self.anchor_] < anchor_p).astype(np.int64)  # (n,)
-            p = self.probability_[variable_index, buckets, abnormal, np.broadcast_to(anchor_charted[:, None], (n, n_vars))]
+            p = self.probability_[variable_index, buckets, abnormal, np.broadcast_to(anchor_charted[:, None], (n, n_vars)),
+                                  state.style]
             p[:, self.anchor_] = anchor_p
             charted = (uniforms < p) & np.isfinite(values[:, step])
             written = self.record(values[:, step])

@@ -41,7 +41,7 @@ def test_recording_resolution():
 
 def test_state_from_history():
     values = np.array([[[1.0, np.nan], [np.nan, np.nan], [3.0, np.nan]]])  # (1 stay, 3 hours, 2 variables)
-    state = ObservationState.from_history(values, np.array([[5, 6, 7]]))
+    state = ObservationState.from_history(values, np.array([[5, 6, 7]]), np.zeros((1, 2), dtype=np.int64))
     np.testing.assert_array_equal(state.last_hour, [[7.0, np.nan]])
     np.testing.assert_array_equal(state.last_value, [[3.0, np.nan]])
 
@@ -52,16 +52,17 @@ def test_learns_the_charting_rhythm(rhythm_cohort, catalog):
     assert variables[model.anchor_] in ("hr", "sbp")
     p = model.probability_
     lactate = variables.index("lactate")
-    assert p[lactate, since_bucket(np.array([4.0]))[0], 0, :].min() > 0.8  # due after 4 h
-    assert p[lactate, 0, 0, :].max() < 0.2  # just charted an hour ago
+    assert p[lactate, since_bucket(np.array([4.0]))[0], 0].min() > 0.8  # due after 4 h, whatever the style
+    assert p[lactate, 0, 0].max() < 0.2  # just charted an hour ago
     sbp = variables.index("sbp")
-    assert p[sbp, 0, 0, 1] > 0.9 and p[sbp, 0, 0, 0] < 0.2  # sbp comes with the anchor
+    assert p[sbp, 0, 0, 1].min() > 0.9 and p[sbp, 0, 0, 0].max() < 0.2  # sbp comes with the anchor
     # masking constant simulated values over long stays reproduces the training rates
     rng = np.random.default_rng(0)
     n, length = 200, 60
     simulated = np.tile(np.array([80.0, 120.0, 1.5, 100.0], dtype=np.float32), (n, length, 1))
     hours = np.tile(np.arange(3, 3 + length), (n, 1))
-    state = ObservationState(last_hour=np.full((n, 4), 2.0), last_value=np.tile([80.0, 120.0, 1.5, np.nan], (n, 1)))
+    state = ObservationState(last_hour=np.full((n, 4), 2.0), last_value=np.tile([80.0, 120.0, 1.5, np.nan], (n, 1)),
+                             style=model.draw_styles(n, rng))
     state.last_hour[:, 3] = np.nan
     charted = np.isfinite(model.mask(simulated, hours, state, rng))
     assert charted[..., 0].mean() == pytest.approx(0.8, abs=0.05)
@@ -79,8 +80,28 @@ def test_same_generator_same_mask(rhythm_cohort, catalog):
     hours = np.tile(np.arange(1, 11), (5, 1))
 
     def mask(seed):
-        state = ObservationState(np.full((5, 2), np.nan), np.full((5, 2), np.nan))
+        state = ObservationState(np.full((5, 2), np.nan), np.full((5, 2), np.nan), np.ones((5, 2), dtype=np.int64))
         return model.mask(simulated, hours, state, np.random.default_rng(seed))
 
     np.testing.assert_array_equal(mask(1), mask(1))
     assert not np.array_equal(np.isnan(mask(1)), np.isnan(mask(2)))
+
+
+def test_charting_styles_follow_the_stays(catalog):
+    """Half the stays chart temperature every hour, half every 6 hours: synthetic stays split the same way."""
+    n_stays, n_hours = 40, 36
+    hours = np.tile(np.arange(1, n_hours + 1), n_stays)
+    stay = np.repeat(np.arange(1, n_stays + 1), n_hours)
+    hourly = pl.DataFrame({"stay_id": stay, "hour": hours, "hr": 80.0,
+                           "temperature": np.where((stay % 2 == 0) | (hours % 6 == 0), 37.0, np.nan)},
+                          nan_to_null=True).with_columns(pl.col("hour").cast(pl.Int32))
+    stays = pl.DataFrame({"stay_id": np.arange(1, n_stays + 1), "sepsis": np.zeros(n_stays, dtype=bool)})
+    model = ObservationModel.for_catalog(("hr", "temperature"), catalog).fit(
+        Cohort.from_frames(stays, hourly, source="test", catalog=catalog))
+    rng = np.random.default_rng(0)
+    n, length = 300, 36
+    state = ObservationState(np.full((n, 2), 0.0), np.tile([80.0, 37.0], (n, 1)), model.draw_styles(n, rng))
+    simulated = np.tile(np.array([80.0, 37.0], dtype=np.float32), (n, length, 1))
+    charted = np.isfinite(model.mask(simulated, np.tile(np.arange(1, length + 1), (n, 1)), state, rng))
+    shares = charted[..., 1].mean(axis=1)  # per synthetic stay
+    assert (shares > 0.8).mean() > 0.25 and (shares < 0.3).mean() > 0.25  # both kinds of stay, not one average
