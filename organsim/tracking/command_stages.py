@@ -238,9 +238,12 @@ class Trial(Stage):
         return _artifacts(out, ["trial.json", "effects.parquet", COMMAND_LOG])
 
     def headline(self, out: Path, metrics: StageMetrics) -> str:
-        effects = pl.read_parquet(out / "effects.parquet").filter(pl.col("effect").is_not_nan())
-        shown = [row for row in effects.iter_rows(named=True) if row["outcome"].startswith(("sofa", "death"))][:3]
-        return "; ".join(f"{r['outcome']} {r['effect']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" for r in shown)
+        effects = pl.read_parquet(out / "effects.parquet").filter(pl.col("effect").is_not_null() & pl.col("effect").is_not_nan())
+        rows = list(effects.iter_rows(named=True))
+        shown = ([r for r in rows if r["outcome"].startswith(("sofa", "died"))] or rows)[:3]
+        if not shown:
+            return "no outcome could be compared (horizon shorter than the scored hours?)"
+        return "effect A - B: " + "; ".join(f"{r['outcome']} {r['effect']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" for r in shown)
 
 
 class CfBenchmarkParams(StageParams):
