@@ -36,8 +36,8 @@ import torch
 from organsim.agents.checkpoint import TrainedAgents
 from organsim.agents.training import TrainConfig, train_agents
 from organsim.catalog import SYSTEMS
-from organsim.cli.agents import BASELINES, evaluate_agents, split_like_training
 from organsim.data import Cohort, read_physionet2019
+from organsim.evaluate import BASELINES, evaluate_agents, split_like_training
 from organsim.utils import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]

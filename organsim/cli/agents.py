@@ -36,6 +36,9 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Windows per step.")] = TrainConfig.batch_size,
     learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = TrainConfig.learning_rate,
     n_bins: Annotated[int, typer.Option(help="Value bins per variable (before clinical cut-offs are added).")] = TrainConfig.n_bins,
+    mean_loss_weight: Annotated[float, typer.Option(
+        help="Weight of the predictive mean's squared error (z units) beside the bins' cross-entropy (0: cross-entropy only).")
+    ] = TrainConfig.mean_loss_weight,
     backbone: Annotated[str, typer.Option(help=f"One decoder for all agents or one each: {', '.join(BACKBONE_SHARING)}.")] = "shared",
     base_model: Annotated[Path | None, typer.Option("--base-model", help="Local causal-LM checkpoint to use as the decoder.")] = None,
     lora_r: Annotated[int, typer.Option(help="LoRA rank on the base model (0 = fine-tune all its weights).")] = 0,
@@ -45,7 +48,7 @@ def train(
     data = Cohort.load(cohort)
     config = TrainConfig(
         max_epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=learning_rate,
-        references=references, n_bins=n_bins, seed=seed,
+        references=references, n_bins=n_bins, mean_loss_weight=mean_loss_weight, seed=seed,
     )
     fields: dict[str, object] = {"backbone_sharing": backbone}
     if base_model is not None:

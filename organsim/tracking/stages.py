@@ -489,6 +489,7 @@ class TrainParams(StageParams):
     batch_size: int = Field(TrainConfig.batch_size, ge=1, description="Windows per step.")
     learning_rate: float = Field(TrainConfig.learning_rate, gt=0, description="Peak AdamW learning rate.")
     n_bins: int = Field(TrainConfig.n_bins, ge=2, description="Value bins per variable.")
+    mean_loss_weight: float = Field(TrainConfig.mean_loss_weight, ge=0, description="Weight of the predictive mean's squared error beside the cross-entropy.")
     references: Literal[TRAIN_REFERENCES] = Field("random", description="Reference systems during training.")
     backbone: Literal[BACKBONE_SHARING] = Field("shared", description="One decoder for all agents or one each.")
     base_model: Annotated[Path | None, ExternalInput()] = Field(None, description="Local causal-LM checkpoint to use as the decoder.")
@@ -506,7 +507,8 @@ class TrainParams(StageParams):
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(max_epochs=self.epochs, patience=self.patience, batch_size=self.batch_size,
-                           learning_rate=self.learning_rate, references=self.references, n_bins=self.n_bins, seed=self.seed)
+                           learning_rate=self.learning_rate, references=self.references, n_bins=self.n_bins,
+                           mean_loss_weight=self.mean_loss_weight, seed=self.seed)
 
 
 @register_stage
@@ -540,6 +542,7 @@ class Train(Stage):
             "--cohort", str(ctx.input("cohort")), "--out", str(ctx.out), "--preset", params.preset, "--device", params.device,
             "--references", params.references, "--epochs", str(params.epochs), "--patience", str(params.patience),
             "--batch-size", str(params.batch_size), "--learning-rate", repr(params.learning_rate), "--n-bins", str(params.n_bins),
+            "--mean-loss-weight", repr(params.mean_loss_weight),
             "--backbone", params.backbone, "--lora-r", str(params.lora_r), "--seed", str(params.seed),
         ]
         if params.base_model is not None:
