@@ -34,6 +34,7 @@ def coordinate(
     horizons: Annotated[str, typer.Option(help="Comma-separated horizon of each curriculum stage (hours).")] = "1,6,24",
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = CoordinationConfig.learning_rate,
     realism_weight: Annotated[float, typer.Option(help="Weight of the POLAR realism critic's score in the reward (0: no critic).")] = 0.0,
+    prm_weight: Annotated[float, typer.Option(help="Weight of the AgentPRM per-hour credit (GRPO family; 0: outcome advantages only).")] = CoordinationConfig.prm_weight,
     initial_consult: Annotated[float, typer.Option(help="Probability with which the untrained policy consults each other system.")] = CoordinationConfig.initial_consult_probability,
     validation_problems: Annotated[int, typer.Option(help="Validation problems for model selection.")] = CoordinationConfig.validation_problems,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, problems and sampled reference sets.")] = 0,
@@ -43,7 +44,7 @@ def coordinate(
     config = CoordinationConfig(
         algo=algo, steps=steps, problems_per_step=problems, group_size=group_size,
         horizons=tuple(int(h) for h in horizons.split(",") if h.strip()), learning_rate=learning_rate,
-        realism_weight=realism_weight, initial_consult_probability=initial_consult, validation_problems=validation_problems, seed=seed,
+        realism_weight=realism_weight, prm_weight=prm_weight, initial_consult_probability=initial_consult, validation_problems=validation_problems, seed=seed,
     )
     twin = PatientTwin.load(model, device=device)
     data = split_like_training(Cohort.load(cohort), twin.agents)

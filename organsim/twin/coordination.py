@@ -101,7 +101,10 @@ class CoordinationConfig:
     update_iterations
         Optimiser passes over each step's rollouts (GRPO's mu; PPO's update epochs).
     prm_weight
-        Weight of the AgentPRM per-hour credit in the token advantages (GRPO family).
+        Weight of the AgentPRM per-hour credit in the token advantages (GRPO family). Off by
+        default: on PhysioNet 2019, with reference effects far smaller than the reward noise, the
+        process reward model's action dependence was mostly fitted noise and its credit drove the
+        policy to consult nothing within 30 steps, although consulting more was better at 1 hour.
     realism_weight
         Weight of the realism critic's score in the reward; 0 trains no critic.
     realism_steps
@@ -130,7 +133,7 @@ class CoordinationConfig:
     horizons: tuple[int, ...] = (1, 6, 24)
     learning_rate: float = 3e-3
     update_iterations: int = 2
-    prm_weight: float = 0.5
+    prm_weight: float = 0.0
     realism_weight: float = 0.0
     realism_steps: int = 40
     hidden_size: int = 64

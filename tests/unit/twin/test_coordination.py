@@ -32,7 +32,7 @@ def twin(micro_model):
 @pytest.mark.parametrize("algo", ALGORITHMS)
 def test_every_algorithm_changes_every_policy_weight(twin, engine_cohort, algo):
     torch.manual_seed(0)
-    config = CoordinationConfig(algo=algo, **TINY)
+    config = CoordinationConfig(algo=algo, prm_weight=0.5, **TINY)
     initial = {name: p.detach().clone() for name, p in _fresh_policy_weights(algo).items()}
     result = train_reference_policy(twin, engine_cohort, config, progress=False)
     trained = result.policy.state_dict()
