@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 
 from organsim.agents.checkpoint import TrainedAgents
-from organsim.agents.training import TrainConfig, train_agents
+from organsim.agents.training import TrainConfig, split_as_trained, train_agents
 from organsim.catalog import SYSTEMS
 from organsim.data import Cohort, read_physionet2019
-from organsim.evaluate import BASELINES, evaluate_agents, split_like_training
+from organsim.evaluate import BASELINES, evaluate_agents
 from organsim.utils import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> Path:
                     "model_dir": str(args.model)}
     baselines = [b for b in args.baselines.split(",") if b]
     started = time.perf_counter()
-    results, _ = evaluate_agents(agents, split_like_training(cohort, agents), work / "report", baselines=baselines,
+    results, _ = evaluate_agents(agents, split_as_trained(cohort, agents), work / "report", baselines=baselines,
                                  device=args.device, seed=args.seed)
     evaluate_seconds = time.perf_counter() - started
     checks = target_checks(results, "agents_all", baselines)

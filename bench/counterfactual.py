@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from organsim.agents.training import split_as_trained
 from organsim.counterfactual import (
     BENCHMARK_HORIZONS,
     DEFAULT_CONTRASTS,
@@ -42,7 +43,6 @@ from organsim.counterfactual import (
     cf_benchmark,
     choose_cases,
     load_strategy,
-    split_as_trained,
     what_if,
 )
 from organsim.data import Cohort

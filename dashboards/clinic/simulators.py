@@ -16,13 +16,13 @@ from pathlib import Path
 import streamlit as st
 
 from clinic.records import load_cohort
+from organsim.agents.training import split_as_trained
 from organsim.counterfactual import (
     BehaviourPolicy,
     EngineOracle,
     Simulator,
     TwinSimulator,
     behaviour_policy_for,
-    split_as_trained,
 )
 from organsim.data import Cohort
 from organsim.utils import DataError, OrgansimError

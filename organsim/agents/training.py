@@ -635,3 +635,22 @@ def _resume(out_dir: Path, cohort: Cohort, train_config: TrainConfig):
     agents.model.train()
     return agents, cohort, trainer, optimizer_state
 
+
+def split_as_trained(cohort: Cohort, agents: TrainedAgents) -> Cohort:
+    """``cohort`` with the train/validation/test split the agents were trained on.
+
+    A cohort without a split is split with the fractions and seed stored with the model (as
+    :func:`train_agents` did); a ValueError when the train split then differs in size from the
+    model's record, i.e. another cohort.
+    """
+    if cohort.stays["split"].null_count() == cohort.stays.height:
+        stored = agents.training.get("config")
+        if stored is None:
+            raise ValueError("the cohort has no split and the model does not record how it split its training cohort")
+        config = TrainConfig.from_dict(stored)
+        cohort = cohort.split(config.split_fractions, seed=config.split_seed)
+    expected = agents.training.get("split", {}).get("stays", {}).get("train")
+    got = int((cohort.stays["split"] == "train").sum())
+    if expected is not None and expected != got:
+        raise ValueError(f"the cohort's train split has {got} stays but the model was trained on {expected}: is it the same cohort?")
+    return cohort

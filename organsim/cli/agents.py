@@ -12,11 +12,11 @@ from rich.table import Table
 
 from organsim.agents.checkpoint import TrainedAgents
 from organsim.agents.model import BACKBONE_SHARING, PRESETS, REFERENCE_MODES
-from organsim.agents.training import TRAIN_REFERENCES, TrainConfig, train_agents
+from organsim.agents.training import TRAIN_REFERENCES, TrainConfig, split_as_trained, train_agents
 from organsim.cli.app import app, console, friendly_errors
 from organsim.data import Cohort
 from organsim.evaluate.accuracy import summary_table
-from organsim.evaluate.forecast_report import BASELINES, evaluate_agents, split_like_training
+from organsim.evaluate.forecast_report import BASELINES, evaluate_agents
 from organsim.evaluate.twin_report import twin_summary
 from organsim.twin import PatientTwin
 from organsim.utils.io import atomic_write_text
@@ -96,7 +96,7 @@ def evaluate(
         raise ValueError(f"unknown baselines {unknown}; choose from {BASELINES}")
     coordinated = PatientTwin.load(model, device=device) if twin else None
     agents = coordinated.agents if coordinated is not None else TrainedAgents.load(model)
-    data = split_like_training(Cohort.load(cohort), agents)
+    data = split_as_trained(Cohort.load(cohort), agents)
     results, written = evaluate_agents(agents, data, out, references=references, baselines=chosen, per_stay=per_stay,
                                        device=device, seed=seed, twin=coordinated)
     written.append(atomic_write_text(out / "model.json", json.dumps({"model_dir": str(model.resolve()), "training": agents.training}, indent=2) + "\n"))

@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from organsim.agents.training import split_as_trained
 from organsim.cli.app import app, console, err_console, friendly_errors
 from organsim.counterfactual import (
     DEFAULT_CONTRASTS,
@@ -31,7 +32,6 @@ from organsim.counterfactual import (
 from organsim.counterfactual.twin_simulator import (
     TwinSimulator,
     behaviour_policy_for,
-    split_as_trained,
 )
 from organsim.data import Cohort
 from organsim.utils.progress import progress_bar

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from organsim.cli.agents import split_like_training
+from organsim.agents.training import split_as_trained
 from organsim.cli.app import app, console, friendly_errors
 from organsim.data import Cohort
 from organsim.twin import PatientTwin
@@ -47,7 +47,7 @@ def coordinate(
         realism_weight=realism_weight, prm_weight=prm_weight, initial_consult_probability=initial_consult, validation_problems=validation_problems, seed=seed,
     )
     twin = PatientTwin.load(model, device=device)
-    data = split_like_training(Cohort.load(cohort), twin.agents)
+    data = split_as_trained(Cohort.load(cohort), twin.agents)
     started = time.perf_counter()
     result = train_reference_policy(twin, data, config, progress=True)
     written = save_coordination(result, config, model, out)

@@ -73,7 +73,6 @@ from organsim.counterfactual.twin_simulator import (
     SupportedTreatments,
     TwinSimulator,
     behaviour_policy_for,
-    split_as_trained,
 )
 from organsim.counterfactual.whatif import (
     StrategyOutcome,
@@ -138,7 +137,6 @@ __all__ = [
     "read_library",
     "read_strategy_file",
     "run_futures",
-    "split_as_trained",
     "state_features",
     "stay_means",
     "strategy_library_dir",

@@ -33,8 +33,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from organsim.agents.checkpoint import TrainedAgents
-from organsim.agents.training import TrainConfig
 from organsim.catalog import Catalog
 from organsim.counterfactual.futures import Futures, _check_request, _history
 from organsim.counterfactual.overlap import DEFAULT_SUPPORT_THRESHOLD
@@ -325,23 +323,6 @@ def consulted_frame(consulted: np.ndarray, systems: Sequence[str], decision_hour
                          "system": names[agent], "consulted": names[other]},
                         schema={"sample": pl.Int32, "hour": pl.Int32, "system": pl.String, "consulted": pl.String})
 
-
-
-def split_as_trained(cohort: Cohort, agents: TrainedAgents) -> Cohort:
-    """``cohort`` with the train/validation/test split the agents were trained on (recomputed from the
-    split settings stored with the model when the cohort has none); a ValueError when the train split
-    differs in size from the model's, i.e. another cohort."""
-    if cohort.stays["split"].null_count() == cohort.stays.height:
-        stored = agents.training.get("config")
-        if stored is None:
-            raise ValueError("the cohort has no split and the model does not record how it split its training cohort")
-        config = TrainConfig.from_dict(stored)
-        cohort = cohort.split(config.split_fractions, seed=config.split_seed)
-    expected = agents.training.get("split", {}).get("stays", {}).get("train")
-    got = int((cohort.stays["split"] == "train").sum())
-    if expected is not None and expected != got:
-        raise ValueError(f"the cohort's train split has {got} stays but the model was trained on {expected}: is it the same cohort?")
-    return cohort
 
 
 def behaviour_policy_for(

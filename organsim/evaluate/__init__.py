@@ -17,7 +17,6 @@ from organsim.evaluate.forecast_report import (
     TWIN_NAME,
     evaluate_agents,
     fit_baselines,
-    split_like_training,
 )
 from organsim.evaluate.plots import plot_trajectories
 from organsim.evaluate.synthetic_report import (
@@ -57,7 +56,6 @@ __all__ = [
     "realism",
     "reference_frequencies",
     "simulate_held_out",
-    "split_like_training",
     "squared_error_sums",
     "summary_table",
     "write_metrics",

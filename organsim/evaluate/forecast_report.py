@@ -18,7 +18,6 @@ from organsim.agents.baselines import GRUForecaster, LastObservationForecaster, 
 from organsim.agents.checkpoint import TrainedAgents
 from organsim.agents.forecaster import AgentForecaster
 from organsim.agents.model import REFERENCE_MODES
-from organsim.agents.training import TrainConfig
 from organsim.data import Cohort
 from organsim.data.windows import Forecaster
 from organsim.evaluate.accuracy import DEFAULT_HORIZONS, evaluate_forecasters, write_metrics
@@ -79,7 +78,7 @@ def evaluate_agents(
     agents
         Trained agents.
     cohort
-        The cohort, split as in training (:func:`split_like_training`).
+        The cohort, split as in training (:func:`organsim.agents.training.split_as_trained`).
     out
         Report directory: metrics.json (``agents_<references>`` as primary, the others under
         ``baselines``), trajectory plots, and with a twin twin.json, reference_choices.png and
@@ -136,21 +135,6 @@ def _chain_horizon(test: Cohort, min_context: int = 3) -> int:
     """:data:`CHAIN_HORIZON`, or less when no test stay is long enough."""
     longest = int(test.stays["n_hours"].max())
     return max(1, min(CHAIN_HORIZON, longest - min_context))
-
-
-def split_like_training(cohort: Cohort, agents: TrainedAgents) -> Cohort:
-    """The cohort with the split the agents were trained on (recomputed from the stored seed if it has none)."""
-    training = agents.training.get("config")
-    if cohort.stays["split"].null_count() == cohort.stays.height:
-        if training is None:
-            raise ValueError("the cohort has no split and the model does not record how it split its training cohort")
-        stored = TrainConfig.from_dict(training)
-        cohort = cohort.split(stored.split_fractions, seed=stored.split_seed)
-    expected = agents.training.get("split", {}).get("stays", {}).get("train")
-    got = int((cohort.stays["split"] == "train").sum())
-    if expected is not None and expected != got:
-        raise ValueError(f"the cohort's train split has {got} stays but the model was trained on {expected}: is it the same cohort?")
-    return cohort
 
 
 def write_plots(forecasters: dict[str, Forecaster], test: Cohort, out: Path, context_hours: int, seed: int) -> list[Path]:

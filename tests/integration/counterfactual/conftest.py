@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from organsim.agents import TrainConfig, train_agents
+from organsim.agents.training import split_as_trained
 from organsim.counterfactual import (
     BehaviourPolicy,
     BehaviourPolicyConfig,
     EngineOracle,
     TwinSimulator,
-    split_as_trained,
 )
 from organsim.data import Cohort
 from organsim.physiology import EngineConfig, PhysiologyEngine
