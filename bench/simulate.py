@@ -20,10 +20,10 @@ CPU runs use ``--threads`` torch threads; CUDA runs (bf16 autocast) run when a G
 
 Usage::
 
-    .venv/bin/python bench/simulate.py [--cohort DIR | --model DIR --cohort DIR] [--stays 16] [--samples 8]
+    .venv/bin/python bench/simulate.py [--cohort DIR | --model DIR --cohort DIR] [--stays 32] [--samples 16]
         [--horizon 24] [--context 24] [--naive-rows 8] [--repeats 3] [--threads 1] [--out bench/results/simulate.json]
 
-Without ``--cohort`` an engine cohort of 150 stays x 72 hours is generated (seed 0); problems come from its test split.
+Without ``--cohort`` an engine cohort of 300 stays x 72 hours is generated (seed 0); problems come from its test split.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def main() -> None:
     parser.add_argument("--cohort", type=Path, help="A cohort directory (default: a generated engine cohort).")
     parser.add_argument("--model", type=Path, help="A model directory (default: untrained --preset agents).")
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--stays", type=int, default=16)
-    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--stays", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--horizon", type=int, default=24)
     parser.add_argument("--context", type=int, default=24)
     parser.add_argument("--naive-rows", type=int, default=8)
@@ -107,7 +107,7 @@ def main() -> None:
     if args.cohort is not None:
         cohort, source = Cohort.load(args.cohort), str(args.cohort)
     else:
-        cohort, source = PhysiologyEngine(EngineConfig(n_patients=150, hours=72, seed=0)).generate(), "engine 150 x 72 h, seed 0"
+        cohort, source = PhysiologyEngine(EngineConfig(n_patients=300, hours=72, seed=0)).generate(), "engine 300 x 72 h, seed 0"
     if args.model is not None:
         agents, model_source = TrainedAgents.load(args.model), str(args.model)
         cohort = cohort if cohort.stays["split"].null_count() < cohort.stays.height else cohort.split((0.7, 0.15, 0.15), seed=0)
