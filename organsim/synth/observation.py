@@ -125,6 +125,9 @@ class ObservationModel:
         anchor's own row does not depend on the anchor axis.
     shared_
         Weight of the shared stay factor in the style draws (0 = styles independent across variables).
+    style_shares_
+        ``(V, N_STYLES)`` share of training stays in each style (not a third each where many stays
+        tie, e.g. never charted a lab).
     rate_
         ``(V,)`` share of hours in which each variable is charted.
     resolution_
@@ -141,6 +144,7 @@ class ObservationModel:
     rate_: np.ndarray | None = None
     resolution_: np.ndarray | None = None
     shared_: float = 0.0
+    style_shares_: np.ndarray | None = None
 
     @classmethod
     def for_catalog(cls, variables: tuple[str, ...], catalog: Catalog) -> ObservationModel:
@@ -195,6 +199,7 @@ class ObservationModel:
                           axis=1) / hours[:, None]  # (stays, V)
         ranks = stats.rankdata(shares, axis=0, method="average") / (len(stays) + 1)  # (stays, V) in (0, 1)
         style = np.minimum((ranks * N_STYLES).astype(np.int64), N_STYLES - 1)
+        self.style_shares_ = np.stack([np.bincount(style[:, v], minlength=N_STYLES) for v in range(style.shape[1])]) / len(stays)
         scores = stats.norm.ppf(ranks)
         varying = scores.std(axis=0) > 1e-9  # variables whose charting differs between stays
         self.shared_ = 0.0
@@ -205,11 +210,13 @@ class ObservationModel:
         return style[row_stay]
 
     def draw_styles(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``(n, V)`` charting styles of new stays: terciles of normals sharing one stay factor."""
+        """``(n, V)`` charting styles of new stays, in the training stays' shares: normals sharing one
+        stay factor, cut at the cumulative style shares of each variable."""
         shared = rng.standard_normal((n, 1))
         own = rng.standard_normal((n, len(self.variables)))
-        latent = np.sqrt(self.shared_) * shared + np.sqrt(1 - self.shared_) * own
-        return np.minimum((stats.norm.cdf(latent) * N_STYLES).astype(np.int64), N_STYLES - 1)
+        uniforms = stats.norm.cdf(np.sqrt(self.shared_) * shared + np.sqrt(1 - self.shared_) * own)  # (n, V)
+        cuts = np.cumsum(self.style_shares_, axis=1)[:, :-1]  # (V, N_STYLES - 1)
+        return (uniforms[:, :, None] > cuts[None, :, :]).sum(axis=2).astype(np.int64)
 
     def record(self, values: np.ndarray) -> np.ndarray:
         """``values`` (``(..., V)``) rounded to each variable's recording resolution, kept in the plausible range."""

@@ -105,3 +105,4 @@ def test_charting_styles_follow_the_stays(catalog):
     charted = np.isfinite(model.mask(simulated, np.tile(np.arange(1, length + 1), (n, 1)), state, rng))
     shares = charted[..., 1].mean(axis=1)  # per synthetic stay
     assert (shares > 0.8).mean() > 0.25 and (shares < 0.3).mean() > 0.25  # both kinds of stay, not one average
+    assert charted[..., 1].mean() == pytest.approx(hourly["temperature"].is_not_null().mean(), abs=0.05)
