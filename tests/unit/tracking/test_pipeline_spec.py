@@ -27,11 +27,14 @@ def _error(path: Path, overrides: tuple[str, ...] = ()) -> PipelineConfigError:
 def test_demo_pipeline_validates_with_its_references() -> None:
     spec = load_pipeline(PIPELINES / "demo.yaml")
     assert spec.name == "demo" and spec.run_dir == (PIPELINES.parent / "demo_out").resolve()
-    assert spec.stage_names == ["generate", "split", "scores", "meds", "from_meds", "counterfactual", "train", "evaluate"]
+    assert spec.stage_names == ["generate", "split", "scores", "meds", "from_meds", "counterfactual", "train", "coordinate",
+                                "evaluate", "whatif", "cf_benchmark", "synthesize", "report_synthetic"]
     by_name = {s.name: s for s in spec.stages}
     assert by_name["meds"].stage is STAGES["export"] and by_name["meds"].kind == "meds"
     assert by_name["from_meds"].references == {"source_stage": "meds"}
-    assert by_name["evaluate"].references == {"model": "train", "cohort": "split"}
+    assert by_name["coordinate"].references == {"model": "train", "cohort": "split"}
+    assert by_name["evaluate"].references == {"model": "coordinate", "cohort": "split"}
+    assert by_name["report_synthetic"].references == {"synthetic": "synthesize", "real": "split"}
     assert by_name["generate"].params.patients == 400
 
 
