@@ -10,7 +10,14 @@ from pydantic_core import PydanticUndefined
 from rich.table import Table
 
 from organsim.cli.app import app, console, friendly_errors
-from organsim.tracking import STAGES, Consumes, load_pipeline, read_state, run_pipeline
+from organsim.tracking import (
+    STAGES,
+    Consumes,
+    PipelineSpec,
+    load_pipeline,
+    read_state,
+    run_pipeline,
+)
 from organsim.tracking.pipeline import STATE_FILE
 from organsim.tracking.registry import marked_fields
 
@@ -48,6 +55,23 @@ def run(
     console.print(f"outputs: [bold]{result.run_dir}[/]/<stage>; state: {result.run_dir / STATE_FILE}", soft_wrap=True)
     console.print(f"MLflow run {result.parent_run_id} (experiment {spec.name}); browse it with:\n  [bold]{result.ui_command}[/]",
                   soft_wrap=True)
+    dashboard = dashboard_command(spec, result.run_dir)
+    if dashboard:
+        console.print(f"the clinicians' dashboard on these outputs:\n  [bold]{dashboard}[/]", soft_wrap=True)
+
+
+def dashboard_command(spec: PipelineSpec, run_dir: Path) -> str | None:
+    """``streamlit run dashboards/app.py -- --cohort .. --model ..`` for the pipeline's last model and the
+    cohort it was trained on (plus its last synthetic-cohort report); None without a model."""
+    models = [stage for stage in spec.stages if stage.kind == "model" and "cohort" in stage.references]
+    if not models:
+        return None
+    model = models[-1]
+    command = f"streamlit run dashboards/app.py -- --cohort {run_dir / model.references['cohort']} --model {run_dir / model.name}"
+    reports = [stage for stage in spec.stages if stage.stage.name == "report_synthetic"]
+    if reports:
+        command += f" --report {run_dir / reports[-1].name}"
+    return command
 
 
 @pipeline_app.command("check")

@@ -112,3 +112,11 @@ def test_relative_external_paths_are_relative_to_the_pipeline_file(tmp_path: Pat
     spec = load_pipeline(path)
     assert spec.stages[0].external["source"] == (tmp_path / "data" / "hourly.csv").resolve()
     assert spec.run_dir == (tmp_path / "out").resolve()
+
+
+def test_the_demo_run_ends_with_the_dashboard_command_on_its_outputs(tmp_path: Path) -> None:
+    from organsim.cli.pipeline import dashboard_command
+
+    command = dashboard_command(load_pipeline(PIPELINES / "demo.yaml"), tmp_path)
+    assert command == (f"streamlit run dashboards/app.py -- --cohort {tmp_path / 'split'} --model {tmp_path / 'coordinate'}"
+                       f" --report {tmp_path / 'report_synthetic'}")
