@@ -3,6 +3,7 @@ hand a cohort to other tools, and judge a synthetic one."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from organsim.evaluate.synthetic_report import (
     write_synthetic_report,
 )
 from organsim.synth import CohortSynthesizer, SynthesisConfig
+from organsim.synth.sharded import synthesize_sharded
 from organsim.synth.training import training_split
 from organsim.twin import PatientTwin
 from organsim.utils.progress import progress_bar
@@ -128,12 +130,22 @@ def synthesize(
     segment_hours: Annotated[int, typer.Option("--segment-hours", min=1, help="Hours the twin simulates per rollout call (1: every hour from the charted record so far, as it was trained).")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Stays per rollout call.")] = 512,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    shards: Annotated[int, typer.Option("--shards", min=1, help="Generate in this many shards, each its own seed, written as parts under OUT.parts/.")] = 1,
+    ray: Annotated[str | None, typer.Option("--ray", help="Run the shards on Ray: 'local' or a cluster address (needs organsim[distributed]).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Local processes or local Ray CPUs for the shards.")] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Generate a synthetic cohort: drawn initial states rolled forward by the coordinated twin, charted and labelled."""
+    """Generate a synthetic cohort: drawn initial states rolled forward by the coordinated twin, charted and labelled.
+
+    With --shards or --ray the stays are generated in shards by local processes or a Ray cluster;
+    each shard's part is written atomically (a rerun recomputes only missing parts) and the parts
+    are merged with stay ids 1..N. The files depend on the seed and the number of shards.
+    """
     if format not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     _check_out(out, overwrite)
+    if shards > patients:
+        raise ValueError(f"--shards ({shards}) cannot exceed --patients ({patients})")
     train = training_split(model, cohort)
     twin = PatientTwin.load(model, device=device)
     window = twin.agents.config.window_hours
@@ -142,13 +154,22 @@ def synthesize(
     config = SynthesisConfig(
         patients=patients, max_hours=hours, seed=seed, septic_fraction=septic_fraction, segment_hours=segment_hours,
         context_hours=min(twin.agents.config.context_hours, window - segment_hours), batch_size=batch_size)
+    parts_dir = out.with_name(out.name + ".parts")
     with progress_bar() as bar:
         task = bar.add_task("fitting the generators on the train split", total=None)
         synthesizer = CohortSynthesizer.fit(train, initial_hours=initial_hours, seed=seed)
-        bar.update(task, description="simulating stays", total=patients, completed=0)
-        result = synthesizer.generate(twin, config, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if shards == 1 and ray is None:
+            bar.update(task, description="simulating stays", total=patients, completed=0)
+            result = synthesizer.generate(twin, config, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        else:
+            bar.update(task, description=f"simulating {shards} shards" + (f" on Ray ({ray})" if ray else ""), total=shards, completed=0)
+            result = synthesize_sharded(model, cohort, config, shards=shards, parts_dir=parts_dir, initial_hours=initial_hours,
+                                        device=device, ray_address=ray, workers=workers,
+                                        progress=lambda done, total: bar.update(task, completed=done, total=total))
         bar.update(task, description=f"writing {format}", total=None)
         exported = export_cohort(result.cohort, out, format, overwrite=overwrite)
+    if parts_dir.exists():  # the merged cohort is written: the parts have served their purpose
+        shutil.rmtree(parts_dir)
     summary = result.summary()
     table = Table(title=f"synthetic cohort from {model}", show_header=False)
     table.add_row("stays", f"{summary['stays']:,} ({summary['hours']:,} hours)")

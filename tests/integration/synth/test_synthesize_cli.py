@@ -61,3 +61,31 @@ def test_synthesize_refuses_another_cohort(trained, tmp_path):
     assert result.exit_code == 2
     assert "differ from the model's training record" in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_synthesize_in_shards_merges_parts_and_redoes_only_missing_ones(trained, tmp_path):
+    from organsim.synth.generate import SynthesisConfig
+    from organsim.synth.sharded import synthesize_sharded
+
+    model_dir, cohort_dir = trained
+    result = CliRunner().invoke(app, ["synthesize", "--model", str(model_dir), "--cohort", str(cohort_dir), "--patients", "5",
+                                      "--hours", "10", "--seed", "4", "--device", "cpu", "--shards", "2", "--workers", "1",
+                                      "--out", str(tmp_path / "sharded")])
+    assert result.exit_code == 0, result.output
+    cohort = Cohort.load(tmp_path / "sharded")
+    assert cohort.stay_ids == [1, 2, 3, 4, 5] and set(cohort.hourly["stay_id"].unique()) == {1, 2, 3, 4, 5}
+    assert cohort.meta["provenance"]["shards"] == 2 and not (tmp_path / "sharded.parts").exists()
+
+    # a part on disk is reused, a missing one computed: the merged cohort is the same
+    config = SynthesisConfig(patients=5, max_hours=10, seed=4, context_hours=12)
+    parts = tmp_path / "parts"
+    whole = synthesize_sharded(model_dir, cohort_dir, config, shards=2, parts_dir=parts, workers=1)
+    second = parts / "part-0001"
+    stays_before = (second / "stays.parquet").read_bytes()
+    for item in (parts / "part-0000").iterdir():
+        item.unlink()
+    (parts / "part-0000").rmdir()
+    again = synthesize_sharded(model_dir, cohort_dir, config, shards=2, parts_dir=parts, workers=1)
+    assert (second / "stays.parquet").read_bytes() == stays_before
+    assert again.cohort.hourly.equals(whole.cohort.hourly) and again.summary() == whole.summary()
