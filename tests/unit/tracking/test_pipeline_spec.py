@@ -45,7 +45,8 @@ def test_physionet_pipeline_reads_the_source_given_on_the_command_line(tmp_path:
     ingest = spec.stages[spec.index("ingest")]
     assert ingest.external == {"source": archive.resolve()}
     assert spec.stages[spec.index("train")].params.epochs == 1
-    assert [s.name for s in spec.stages if "cohort" in s.references] == ["split", "scores", "meds", "train", "evaluate"]
+    assert [s.name for s in spec.stages if "cohort" in s.references] == ["split", "scores", "meds", "train", "coordinate", "evaluate",
+                                                                         "synthesize"]
 
 
 def test_unknown_key_and_bad_value_name_file_line_and_key(tmp_path: Path) -> None:
