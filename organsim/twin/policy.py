@@ -12,20 +12,16 @@ Saved beside the agents in the model directory (``reference_policy.safetensors``
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from organsim.rl import SubsetPolicy
+from organsim.twin.saved_module import load_module_weights, read_module_config, save_module
 from organsim.twin.summary import summary_size
 from organsim.utils.errors import DataError
-from organsim.utils.io import atomic_write_bytes, atomic_write_text
 
 POLICY_FORMAT = "organsim.twin.reference_policy/1"
 POLICY_CONFIG_FILE = "reference_policy.json"
@@ -113,36 +109,23 @@ class ReferencePolicy(nn.Module):
     def save(self, directory: str | Path) -> Path:
         """Write ``reference_policy.json`` and ``reference_policy.safetensors`` into ``directory`` (each atomically)."""
         directory = Path(directory)
-        weights = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
-        atomic_write_bytes(directory / POLICY_WEIGHTS_FILE, save_safetensors(weights))
-        document = {"format": POLICY_FORMAT, "config": {**asdict(self.config), "systems": list(self.config.systems)}}
-        atomic_write_text(directory / POLICY_CONFIG_FILE, json.dumps(document, indent=2) + "\n")
+        save_module(self, {**asdict(self.config), "systems": list(self.config.systems)}, fmt=POLICY_FORMAT,
+                    config_path=directory / POLICY_CONFIG_FILE, weights_path=directory / POLICY_WEIGHTS_FILE)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> ReferencePolicy:
         """Rebuild from a directory written by :meth:`save`; a missing or malformed file is a DataError naming it."""
         directory = Path(directory)
-        config_path, weights_path = directory / POLICY_CONFIG_FILE, directory / POLICY_WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise DataError("the reference policy is incomplete; train it with `organsim coordinate`", file=path)
+        paths = {"config_path": directory / POLICY_CONFIG_FILE, "weights_path": directory / POLICY_WEIGHTS_FILE}
+        fields = read_module_config(fmt=POLICY_FORMAT, incomplete="the reference policy is incomplete; train it with `organsim coordinate`",
+                                    what="reference policy", **paths)
         try:
-            document: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON: {exc.msg}", file=config_path, row=exc.lineno) from exc
-        if document.get("format") != POLICY_FORMAT:
-            raise DataError(f"unknown reference policy format {document.get('format')!r}; expected {POLICY_FORMAT!r}", file=config_path)
-        try:
-            fields = document["config"]
             config = ReferencePolicyConfig(**{**fields, "systems": tuple(fields["systems"])})
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"malformed reference policy config: {exc}", file=config_path) from exc
+            raise DataError(f"malformed reference policy config: {exc}", file=paths["config_path"]) from exc
         policy = cls(config)
-        try:
-            policy.load_state_dict(load_safetensors(weights_path.read_bytes()))
-        except Exception as exc:  # safetensors and load_state_dict raise their own error types
-            raise DataError(f"weights do not match the policy in {POLICY_CONFIG_FILE}: {exc}", file=weights_path) from exc
+        load_module_weights(policy, what="policy", **paths)
         return policy.eval()
 
 

@@ -21,20 +21,17 @@ the real ones, values near 0 that it always can. ``organsim coordinate --realism
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 
 from organsim.agents.features import Z_CLIP
 from organsim.data.normalize import Normaliser
 from organsim.rl import PolarRewardModel, polar_loss
+from organsim.twin.saved_module import load_module_weights, read_module_config, save_module
 from organsim.utils.errors import DataError
-from organsim.utils.io import atomic_write_bytes, atomic_write_text
 
 REALISM_HOURS = 6
 """Length of the stretches the critic compares (hours after the context)."""
@@ -144,36 +141,24 @@ class RealismCritic:
     def save(self, directory: str | Path) -> Path:
         """Write ``realism_critic.json`` and ``realism_critic.safetensors`` into ``directory`` (each atomically)."""
         directory = Path(directory)
-        weights = {name: t.detach().cpu().contiguous() for name, t in self.model.state_dict().items()}
-        atomic_write_bytes(directory / CRITIC_WEIGHTS_FILE, save_safetensors(weights))
-        config = {**asdict(self.config), "variables": list(self.config.variables)}
-        atomic_write_text(directory / CRITIC_CONFIG_FILE, json.dumps({"format": CRITIC_FORMAT, "config": config}, indent=2) + "\n")
+        save_module(self.model, {**asdict(self.config), "variables": list(self.config.variables)}, fmt=CRITIC_FORMAT,
+                    config_path=directory / CRITIC_CONFIG_FILE, weights_path=directory / CRITIC_WEIGHTS_FILE)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> RealismCritic:
         """Rebuild from :meth:`save` output; a missing or malformed file is a DataError naming it."""
         directory = Path(directory)
-        config_path, weights_path = directory / CRITIC_CONFIG_FILE, directory / CRITIC_WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise DataError("the realism critic is incomplete; train it with `organsim coordinate --realism-weight`", file=path)
+        paths = {"config_path": directory / CRITIC_CONFIG_FILE, "weights_path": directory / CRITIC_WEIGHTS_FILE}
+        fields = read_module_config(
+            fmt=CRITIC_FORMAT, incomplete="the realism critic is incomplete; train it with `organsim coordinate --realism-weight`",
+            what="realism critic", **paths)
         try:
-            document = json.loads(config_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON: {exc.msg}", file=config_path, row=exc.lineno) from exc
-        if document.get("format") != CRITIC_FORMAT:
-            raise DataError(f"unknown realism critic format {document.get('format')!r}; expected {CRITIC_FORMAT!r}", file=config_path)
-        try:
-            fields = document["config"]
             config = RealismCriticConfig(**{**fields, "variables": tuple(fields["variables"])})
         except (KeyError, TypeError) as exc:
-            raise DataError(f"malformed realism critic config: {exc}", file=config_path) from exc
+            raise DataError(f"malformed realism critic config: {exc}", file=paths["config_path"]) from exc
         critic = cls.build(config)
-        try:
-            critic.model.load_state_dict(load_safetensors(weights_path.read_bytes()))
-        except Exception as exc:  # safetensors and load_state_dict raise their own error types
-            raise DataError(f"weights do not match the critic in {CRITIC_CONFIG_FILE}: {exc}", file=weights_path) from exc
+        load_module_weights(critic.model, what="critic", **paths)
         return critic
 
 
