@@ -89,3 +89,11 @@ def test_synthesize_in_shards_merges_parts_and_redoes_only_missing_ones(trained,
     again = synthesize_sharded(model_dir, cohort_dir, config, shards=2, parts_dir=parts, workers=1)
     assert (second / "stays.parquet").read_bytes() == stays_before
     assert again.cohort.hourly.equals(whole.cohort.hourly) and again.summary() == whole.summary()
+
+
+def test_synthesize_refuses_more_shards_than_patients(trained, tmp_path):
+    model_dir, cohort_dir = trained
+    result = CliRunner().invoke(app, ["synthesize", "--model", str(model_dir), "--cohort", str(cohort_dir), "--patients", "2",
+                                      "--shards", "3", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code != 0 and "--shards (3) cannot exceed --patients (2)" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
