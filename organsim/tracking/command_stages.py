@@ -35,6 +35,8 @@ from organsim.tracking.stages import (
     Device,
     ModelInput,
     StageContext,
+    horizon_row,
+    metric_horizons,
     run_organsim,
 )
 from organsim.utils.errors import OrgansimError
@@ -109,13 +111,10 @@ class Coordinate(Stage):
 
     def headline(self, out: Path, metrics: StageMetrics) -> str:
         v = metrics.values
-        horizons = sorted({int(k.rsplit("_", 1)[1][:-1]) for k in v if ".nmse_" in k})
-
-        def row(name: str) -> str:
-            return "/".join(f"{v[f'{name}.nmse_{h}h']:.3f}" if f"{name}.nmse_{h}h" in v else "-" for h in horizons)
-
-        return (f"validation nMSE {'/'.join(f'{h} h' for h in horizons)}: policy {row('policy')}, "
-                f"none {row('none')}, all {row('all')} (best step {v['best_step']:.0f})")
+        horizons = metric_horizons(v, "nmse")
+        rows = {name: horizon_row(v, name, "nmse", horizons) for name in ("policy", "none", "all")}
+        return (f"validation nMSE {'/'.join(f'{h} h' for h in horizons)}: policy {rows['policy']}, "
+                f"none {rows['none']}, all {rows['all']} (best step {v['best_step']:.0f})")
 
 
 # ============================================================================ what-if and trials

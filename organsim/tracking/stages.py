@@ -96,6 +96,16 @@ def run_organsim(args: Sequence[str], ctx: StageContext, label: str, *, log_name
     atomic_write_text(ctx.out / log_name, done.stdout + done.stderr)
 
 
+def metric_horizons(values: dict[str, float], metric: str) -> list[int]:
+    """The horizons ``h`` of metrics named ``<name>.<metric>_<h>h``, sorted."""
+    return sorted({int(k.rsplit("_", 1)[1][:-1]) for k in values if f".{metric}_" in k})
+
+
+def horizon_row(values: dict[str, float], name: str, metric: str, horizons: Sequence[int]) -> str:
+    """``"0.123/0.456/-"``: ``<name>.<metric>_<h>h`` at each horizon, ``-`` where missing."""
+    return "/".join(f"{values[f'{name}.{metric}_{h}h']:.3f}" if f"{name}.{metric}_{h}h" in values else "-" for h in horizons)
+
+
 # ============================================================================ cohorts
 def cohort_metrics(out: Path) -> StageMetrics:
     """Counts of a cohort directory (cohort.json), deaths and the share of stay-hours not measured."""
@@ -623,10 +633,7 @@ class Evaluate(Stage):
         v = metrics.values
         names = sorted({k.split(".")[0] for k in v if ".mean_nmse_" in k})
         primary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["primary"]
-        horizons = sorted({int(k.rsplit("_", 1)[1][:-1]) for k in v if ".mean_nmse_" in k})
-
-        def row(name: str) -> str:
-            return "/".join(f"{v[f'{name}.mean_nmse_{h}h']:.3f}" if f"{name}.mean_nmse_{h}h" in v else "-" for h in horizons)
-
-        others = "; ".join(f"{n} {row(n)}" for n in names if n != primary)
-        return f"mean nMSE {'/'.join(f'{h} h' for h in horizons)}: {primary} {row(primary)}; {others}"
+        horizons = metric_horizons(v, "mean_nmse")
+        others = "; ".join(f"{n} {horizon_row(v, n, 'mean_nmse', horizons)}" for n in names if n != primary)
+        return (f"mean nMSE {'/'.join(f'{h} h' for h in horizons)}: {primary} {horizon_row(v, primary, 'mean_nmse', horizons)}; "
+                f"{others}")
