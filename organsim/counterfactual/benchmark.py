@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,104 @@ def choose_cases(
     return pl.concat(picks).select("stay_id", "decision_hour").sort("stay_id")
 
 
+@dataclass(frozen=True)
+class CaseForecasts:
+    """What the metrics need of one simulator's futures (or the truth), case by case.
+
+    Built from futures by :func:`case_forecasts`; the parts of a sharded benchmark carry these
+    arrays instead of the futures, and :meth:`concatenate` joins them in case order.
+
+    Attributes
+    ----------
+    cases
+        ``(stay_id, decision_hour)`` of the ``N`` cases, in order.
+    first, median, lower, upper, mean
+        ``{strategy: (N, H, V)}`` float64 over the variables of the catalog: the first sample (the
+        truth of a one-sample oracle), the median, the 5th and 95th percentiles and the mean of the
+        samples (NaN where no sample has a value).
+    stay_means
+        ``{strategy: frame}`` of :func:`~organsim.counterfactual.outcomes.stay_means`, one row per
+        case, for the strategies of the contrasts.
+    n_samples
+        Samples per case.
+    """
+
+    cases: pl.DataFrame
+    first: dict[str, np.ndarray]
+    median: dict[str, np.ndarray]
+    lower: dict[str, np.ndarray]
+    upper: dict[str, np.ndarray]
+    mean: dict[str, np.ndarray]
+    stay_means: dict[str, pl.DataFrame]
+    n_samples: int
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[CaseForecasts]) -> CaseForecasts:
+        """The cases of ``parts`` one after the other (same strategies and number of samples in each)."""
+        if not parts:
+            raise ValueError("no parts to concatenate")
+        if len({p.n_samples for p in parts}) != 1:
+            raise ValueError(f"parts have different numbers of samples: {sorted({p.n_samples for p in parts})}")
+
+        def joined(field: str) -> dict[str, np.ndarray]:
+            return {name: np.concatenate([getattr(p, field)[name] for p in parts]) for name in getattr(parts[0], field)}
+
+        return cls(
+            cases=pl.concat([p.cases for p in parts]),
+            first=joined("first"), median=joined("median"), lower=joined("lower"), upper=joined("upper"), mean=joined("mean"),
+            stay_means={name: pl.concat([p.stay_means[name] for p in parts], how="vertical_relaxed") for name in parts[0].stay_means},
+            n_samples=parts[0].n_samples,
+        )
+
+
+def case_forecasts(
+    futures: Mapping[str, Sequence[Futures]],
+    *,
+    catalog: Catalog,
+    outcome_strategies: Sequence[str],
+) -> CaseForecasts:
+    """The per-case arrays of ``{strategy: [Futures per case]}`` (see :class:`CaseForecasts`).
+
+    Parameters
+    ----------
+    futures
+        ``{strategy: [Futures per case]}``, the same cases in the same order for every strategy.
+    catalog
+        The variables (in catalog order) and the scores' definitions.
+    outcome_strategies
+        Strategies whose per-case outcome means are kept (the two sides of every contrast).
+    """
+    variables = tuple(catalog.variable_codes)
+    names = list(futures)
+    if not names or not futures[names[0]]:
+        raise ValueError("no futures: give at least one strategy and one case")
+    keys = [(f.stay_id, f.decision_hour) for f in futures[names[0]]]
+    for name in names:
+        if [(f.stay_id, f.decision_hour) for f in futures[name]] != keys:
+            raise ValueError(f"strategy {name!r} covers other cases than {names[0]!r}")
+    samples = {name: [f.values(variables) for f in futures[name]] for name in names}  # N x (K, H, V)
+    bands = {name: np.stack([nan_quantiles(s, BAND) for s in samples[name]], axis=1) for name in names}  # (2, N, H, V)
+    return CaseForecasts(
+        cases=pl.DataFrame(keys, schema={"stay_id": pl.Int64, "decision_hour": pl.Int32}, orient="row"),
+        first={name: np.stack([s[0] for s in samples[name]]) for name in names},
+        median={name: np.stack([nan_quantiles(s, (0.5,))[0] for s in samples[name]]) for name in names},
+        lower={name: bands[name][0] for name in names},
+        upper={name: bands[name][1] for name in names},
+        mean={name: np.stack([_nan_mean(s) for s in samples[name]]) for name in names},
+        stay_means={name: stay_means(summarise_futures(futures[name], catalog=catalog)) for name in outcome_strategies},
+        n_samples=int(futures[names[0]][0].n_samples),
+    )
+
+
+def _nan_mean(samples: np.ndarray) -> np.ndarray:
+    """``(H, V)`` mean over the samples (``(K, H, V)``) of the finite values; NaN where none is."""
+    finite = np.isfinite(samples)
+    count = finite.sum(axis=0)
+    total = np.where(finite, samples, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
 def counterfactual_metrics(
     truth: Mapping[str, Sequence[Futures]],
     predicted: Mapping[str, Sequence[Futures]],
@@ -182,6 +281,41 @@ def counterfactual_metrics(
     ----------
     truth, predicted
         ``{strategy: [Futures per case]}``, the same strategies and cases in the same order.
+    contrasts, catalog, horizons, scale
+        As :func:`forecast_metrics`.
+
+    Returns
+    -------
+    dict
+        :func:`forecast_metrics` of the two sides' :func:`case_forecasts`.
+    """
+    names = list(truth)
+    if sorted(names) != sorted(predicted):
+        raise ValueError(f"truth has strategies {sorted(names)}, predicted {sorted(predicted)}")
+    outcome_strategies = contrasted_strategies(contrasts, names)
+    return forecast_metrics(case_forecasts(truth, catalog=catalog, outcome_strategies=outcome_strategies),
+                            case_forecasts(predicted, catalog=catalog, outcome_strategies=outcome_strategies),
+                            contrasts=contrasts, catalog=catalog, horizons=horizons, scale=scale)
+
+
+def forecast_metrics(
+    truth: CaseForecasts,
+    predicted: CaseForecasts,
+    *,
+    contrasts: Sequence[tuple[str, str]],
+    catalog: Catalog,
+    horizons: Sequence[int] = BENCHMARK_HORIZONS,
+    scale: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Compare a simulator's per-case forecasts with the truth's (see the module docstring).
+
+    Parameters
+    ----------
+    truth
+        :func:`case_forecasts` of the true futures: their first sample is the true value.
+    predicted
+        :func:`case_forecasts` of the simulator's futures: the median is its point forecast, the
+        5th-95th percentiles its 90 % band, the mean over samples its variable outcomes.
     contrasts
         ``(A, B)`` strategy pairs whose effect A minus B is scored.
     catalog
@@ -200,18 +334,14 @@ def counterfactual_metrics(
         effect_metrics}}``), ``n_cases``, ``n_samples``.
     """
     variables = tuple(catalog.variable_codes)
-    names = list(truth)
-    if sorted(names) != sorted(predicted):
-        raise ValueError(f"truth has strategies {sorted(names)}, predicted {sorted(predicted)}")
-    for name in names:
-        keys_true = [(f.stay_id, f.decision_hour) for f in truth[name]]
-        keys_pred = [(f.stay_id, f.decision_hour) for f in predicted[name]]
-        if keys_true != keys_pred:
-            raise ValueError(f"strategy {name!r}: truth and predicted cover different cases")
-    true_values = {name: np.stack([f.values(variables)[0] for f in truth[name]]) for name in names}  # (N, H, V)
-    samples = {name: [f.values(variables) for f in predicted[name]] for name in names}  # N x (K, H, V)
-    points = {name: np.stack([nan_quantiles(s, (0.5,))[0] for s in samples[name]]) for name in names}
-    bands = {name: np.stack([nan_quantiles(s, BAND) for s in samples[name]], axis=1) for name in names}  # (2, N, H, V)
+    names = list(truth.first)
+    if sorted(names) != sorted(predicted.median):
+        raise ValueError(f"truth has strategies {sorted(names)}, predicted {sorted(predicted.median)}")
+    if not truth.cases.equals(predicted.cases):
+        raise ValueError("truth and predicted cover different cases")
+    contrasted_strategies(contrasts, names)
+    true_values = truth.first  # (N, H, V) per strategy
+    points = predicted.median
     if scale is None:
         pooled = np.concatenate([v.reshape(-1, len(variables)) for v in true_values.values()])
         with np.errstate(invalid="ignore"):
@@ -220,30 +350,28 @@ def counterfactual_metrics(
     all_points = np.concatenate([points[n] for n in names])
     all_truth = np.concatenate([true_values[n] for n in names])
     metrics: dict[str, Any] = {
-        "n_cases": len(truth[names[0]]) if names else 0,
-        "n_samples": int(predicted[names[0]][0].n_samples) if names and predicted[names[0]] else 0,
+        "n_cases": truth.cases.height,
+        "n_samples": predicted.n_samples,
         "nrmse": by_system(normalised_rmse(all_points, all_truth, scale, horizon_hours), variables, catalog, horizon_hours),
         "nrmse_by_strategy": {n: by_system(normalised_rmse(points[n], true_values[n], scale, horizon_hours), variables, catalog,
                                            horizon_hours) for n in names},
     }
-    lower = np.concatenate([bands[n][0] for n in names])
-    upper = np.concatenate([bands[n][1] for n in names])
+    lower = np.concatenate([predicted.lower[n] for n in names])
+    upper = np.concatenate([predicted.upper[n] for n in names])
     coverage: dict[str, float | None] = {"all": band_coverage(lower, upper, all_truth)}
     for system in SYSTEMS:
         columns = [j for j, code in enumerate(variables) if catalog.system_of[code] == system]
         coverage[system] = band_coverage(lower[..., columns], upper[..., columns], all_truth[..., columns])
     metrics["coverage_90"] = coverage
-    summaries_true = {n: summarise_futures(truth[n], catalog=catalog) for n in _contrasted(contrasts, names)}
-    summaries_pred = {n: summarise_futures(predicted[n], catalog=catalog) for n in _contrasted(contrasts, names)}
     effects: dict[str, Any] = {}
     for a, b in contrasts:
-        true_effect = _effects(stay_means(summaries_true[a]), stay_means(summaries_true[b]))
-        estimated = _effects(stay_means(summaries_pred[a]), stay_means(summaries_pred[b]))
+        true_effect = _effects(truth.stay_means[a], truth.stay_means[b])
+        estimated = _effects(predicted.stay_means[a], predicted.stay_means[b])
         for outcome, (code, hour) in VARIABLE_OUTCOMES.items():
             if hour <= min(v.shape[1] for v in true_values.values()):
                 j = variables.index(code)
                 true_effect[outcome] = true_values[a][:, hour - 1, j] - true_values[b][:, hour - 1, j]
-                estimated[outcome] = _sample_means(samples[a], hour, j) - _sample_means(samples[b], hour, j)
+                estimated[outcome] = predicted.mean[a][:, hour - 1, j] - predicted.mean[b][:, hour - 1, j]
         effects[f"{a}-{b}"] = {
             outcome: effect_metrics(estimated[outcome], true_effect[outcome], tolerance=_tolerance(outcome))
             for outcome in true_effect
@@ -252,17 +380,8 @@ def counterfactual_metrics(
     return metrics
 
 
-def _sample_means(samples: Sequence[np.ndarray], hour: int, column: int) -> np.ndarray:
-    """``(N,)`` mean over each case's samples (``(K, H, V)`` each) of one variable ``hour`` hours in; NaN when none."""
-    out = np.full(len(samples), np.nan)
-    for i, values in enumerate(samples):
-        finite = values[:, hour - 1, column][np.isfinite(values[:, hour - 1, column])]
-        if len(finite):
-            out[i] = finite.mean()
-    return out
-
-
-def _contrasted(contrasts: Sequence[tuple[str, str]], names: Sequence[str]) -> list[str]:
+def contrasted_strategies(contrasts: Sequence[tuple[str, str]], names: Sequence[str]) -> list[str]:
+    """The strategies on either side of ``contrasts``, sorted; ValueError naming any not among ``names``."""
     wanted = sorted({n for pair in contrasts for n in pair})
     unknown = [n for n in wanted if n not in names]
     if unknown:
@@ -319,7 +438,7 @@ def cf_benchmark(
         :func:`counterfactual_metrics`).
     """
     names = [s.name for s in strategies]
-    _contrasted(contrasts, names)
+    outcome_strategies = contrasted_strategies(contrasts, names)
     cases = choose_cases(cohort, n_stays=n_stays, decision_hours=decision_hours, horizon=horizon, seed=seed)
     total = cases.height * len(strategies) * (1 + len(simulators))
     done = 0
@@ -332,20 +451,42 @@ def cf_benchmark(
 
     oracle = EngineOracle.from_cohort(cohort)
     truth = run_futures(oracle, cohort, cases, strategies, horizon=horizon, n_samples=1, seed=seed, progress=advance)
-    results: dict[str, Any] = {}
+    true_forecasts = case_forecasts(truth, catalog=cohort.catalog, outcome_strategies=outcome_strategies)
+    predicted: dict[str, CaseForecasts] = {}
     for simulator in simulators:
-        predicted = run_futures(simulator, cohort, cases, strategies, horizon=horizon, n_samples=n_samples, seed=seed, progress=advance)
-        results[simulator.name] = counterfactual_metrics(truth, predicted, contrasts=contrasts, catalog=cohort.catalog)
+        futures = run_futures(simulator, cohort, cases, strategies, horizon=horizon, n_samples=n_samples, seed=seed, progress=advance)
+        predicted[simulator.name] = case_forecasts(futures, catalog=cohort.catalog, outcome_strategies=outcome_strategies)
+    return benchmark_report(true_forecasts, predicted, strategies=names, contrasts=contrasts, horizon=horizon, seed=seed,
+                            truth_name=oracle.name, cohort_source=cohort.meta.get("source"), catalog=cohort.catalog, out=out)
+
+
+def benchmark_report(
+    truth: CaseForecasts,
+    predicted: Mapping[str, CaseForecasts],
+    *,
+    strategies: Sequence[str],
+    contrasts: Sequence[tuple[str, str]],
+    horizon: int,
+    seed: int,
+    truth_name: str,
+    cohort_source: str | None,
+    catalog: Catalog,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """The report of :func:`cf_benchmark` from the truth's and each simulator's per-case forecasts
+    (:func:`forecast_metrics` per simulator), written to ``out/metrics.json`` (atomically) when
+    ``out`` is given."""
     report = {
-        "cohort_source": cohort.meta.get("source"),
-        "cases": cases.to_dicts(),
-        "strategies": names,
+        "cohort_source": cohort_source,
+        "cases": truth.cases.to_dicts(),
+        "strategies": list(strategies),
         "contrasts": [f"{a}-{b}" for a, b in contrasts],
         "horizon": horizon,
         "horizons": list(BENCHMARK_HORIZONS),
         "seed": seed,
-        "truth": oracle.name,
-        "simulators": results,
+        "truth": truth_name,
+        "simulators": {name: forecast_metrics(truth, forecasts, contrasts=contrasts, catalog=catalog)
+                       for name, forecasts in predicted.items()},
     }
     if out is not None:
         atomic_write_text(Path(out) / "metrics.json", json.dumps(report, indent=2, sort_keys=True) + "\n")

@@ -230,6 +230,28 @@ class TrialResult:
         return Path(out)
 
 
+def trial_arms(
+    simulator: Simulator,
+    cohort: Cohort,
+    cases: pl.DataFrame,
+    strategy_a: Strategy,
+    strategy_b: Strategy,
+    *,
+    horizon: int,
+    n_samples: int,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[OutcomeSummary], list[OutcomeSummary]]:
+    """Both arms of a virtual trial: every case's :class:`OutcomeSummary` under A, then under B (in
+    case order); ``progress(n)`` is called after each batch of ``n`` case-runs."""
+    if strategy_a.name == strategy_b.name:
+        raise ValueError(f"the two arms need different strategies, got {strategy_a.name!r} twice")
+    futures = run_futures(simulator, cohort, cases, [strategy_a, strategy_b], horizon=horizon, n_samples=n_samples, seed=seed,
+                          progress=progress)
+    summaries = summarise_futures(futures[strategy_a.name] + futures[strategy_b.name], catalog=cohort.catalog)
+    return summaries[: cases.height], summaries[cases.height :]
+
+
 def virtual_trial(
     simulator: Simulator,
     cohort: Cohort,
@@ -246,11 +268,7 @@ def virtual_trial(
 ) -> TrialResult:
     """Run both strategies on every case (``(stay_id, decision_hour)`` rows) and estimate A vs B;
     ``progress(n)`` is called after each batch of ``n`` case-runs (2 x cases in all)."""
-    if strategy_a.name == strategy_b.name:
-        raise ValueError(f"the two arms need different strategies, got {strategy_a.name!r} twice")
-    futures = run_futures(simulator, cohort, cases, [strategy_a, strategy_b], horizon=horizon, n_samples=n_samples, seed=seed,
-                          progress=progress)
-    summaries = summarise_futures(futures[strategy_a.name] + futures[strategy_b.name], catalog=cohort.catalog)
-    arm_a, arm_b = summaries[: cases.height], summaries[cases.height :]
+    arm_a, arm_b = trial_arms(simulator, cohort, cases, strategy_a, strategy_b, horizon=horizon, n_samples=n_samples, seed=seed,
+                              progress=progress)
     effects = trial_effect(arm_a, arm_b, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
     return TrialResult(strategy_a.name, strategy_b.name, cases.select("stay_id", "decision_hour"), effects, arm_a, arm_b)
