@@ -5,21 +5,27 @@
 >>> result.cohort.save("synthetic/")                                                  # doctest: +SKIP
 
 :class:`InitialStateModel` (a Gaussian copula over statics, stay structure and first hours),
-:class:`ObservationModel` (which simulated values get charted), the twin with a behaviour policy
-for treatments, and labels read off the generated physiology (:mod:`organsim.synth.labels`).
+:class:`ObservationModel` (which simulated values get charted, panels together), the twin with a
+behaviour policy for treatments, :class:`BinSpreader` (the twin's bin values spread within their
+bins), :class:`PressureConsistency` (MAP derived from SBP and DBP as in the training hours), and
+labels read off the generated physiology (:mod:`organsim.synth.labels`).
 :func:`training_split` gives the train split a model directory was trained on, checked against its record.
 """
 
+from organsim.synth.consistency import PressureConsistency
+from organsim.synth.dequantize import BinSpreader
 from organsim.synth.generate import CohortSynthesizer, Simulator, SynthesisConfig, SynthesisResult
 from organsim.synth.initial import InitialStateModel
 from organsim.synth.observation import ObservationModel, ObservationState
 from organsim.synth.training import training_split
 
 __all__ = [
+    "BinSpreader",
     "CohortSynthesizer",
     "InitialStateModel",
     "ObservationModel",
     "ObservationState",
+    "PressureConsistency",
     "Simulator",
     "SynthesisConfig",
     "SynthesisResult",

@@ -11,7 +11,9 @@ A synthetic stay is made in four steps (:meth:`CohortSynthesizer.generate`):
    treatments, a behaviour policy fitted on it (:class:`organsim.twin.behaviour.BehaviourPolicy`)
    decides every simulated hour's treatments from the simulated state;
 3. values the twin puts outside the catalog's plausible ranges are clipped onto them (counted in
-   :attr:`SynthesisResult.values_clipped`; a loader would null them), then the
+   :attr:`SynthesisResult.values_clipped`; a loader would null them), each hour's SBP, DBP and MAP
+   are made consistent with one another as they are in the training hours
+   (:class:`~organsim.synth.consistency.PressureConsistency`; the first hours too), then the
    :class:`~organsim.synth.observation.ObservationModel` charts the simulated hours (a value
    the care team would not have measured becomes null), and the next segment reads only what was
    charted, as the twin learned from charted records;
@@ -47,6 +49,8 @@ from organsim.catalog import Catalog
 from organsim.data import Cohort
 from organsim.data.windows import ForecastBatch
 from organsim.physiology import ObservedState
+from organsim.synth.consistency import PressureConsistency
+from organsim.synth.dequantize import BinSpreader, sorted_training_changes, sorted_training_values
 from organsim.synth.initial import InitialStateModel
 from organsim.synth.labels import event_counts, sepsis_onsets
 from organsim.synth.observation import ObservationModel, ObservationState
@@ -208,6 +212,12 @@ class CohortSynthesizer:
         Which simulated values are charted (:class:`ObservationModel`).
     behaviour
         Treatment policy fitted on the training cohort, or None when it records no treatments.
+    pressure
+        MAP-SBP-DBP consistency learned from the training cohort, or None when the catalog lacks
+        one of the three.
+    training_values, training_changes
+        Per variable, the sorted measured training values and changes between consecutive
+        measurements (the twin's bins are spread over them, :class:`~organsim.synth.dequantize.BinSpreader`).
     catalog
         The catalog of the training cohort.
     training
@@ -218,6 +228,9 @@ class CohortSynthesizer:
     observation: ObservationModel
     behaviour: BehaviourPolicy | None
     catalog: Catalog
+    pressure: PressureConsistency | None = None
+    training_values: dict[str, np.ndarray] = field(default_factory=dict)
+    training_changes: dict[str, np.ndarray] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -233,6 +246,9 @@ class CohortSynthesizer:
         variables = train.catalog.variable_codes
         initial = InitialStateModel(variables=variables, initial_hours=initial_hours).fit(train)
         observation = ObservationModel.for_catalog(variables, train.catalog).fit(train)
+        pressure = PressureConsistency.for_variables(variables)
+        if pressure is not None:
+            pressure.fit(train)
         behaviour = None
         if train.meta.get("treatments_recorded") and train.treatments.height:
             behaviour = BehaviourPolicy(BehaviourPolicyConfig(seed=seed), catalog=train.catalog).fit(train)
@@ -243,11 +259,14 @@ class CohortSynthesizer:
             "treatments_recorded": behaviour is not None,
             "initial_hours": initial_hours,
         }
-        return cls(initial=initial, observation=observation, behaviour=behaviour, catalog=train.catalog, training=training)
+        return cls(initial=initial, observation=observation, behaviour=behaviour, catalog=train.catalog, pressure=pressure,
+                   training_values=sorted_training_values(train, variables),
+                   training_changes=sorted_training_changes(train, variables), training=training)
 
     # ------------------------------------------------------------------ simulation
     def _simulate_batch(
-        self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, keys: tuple[int, ...]
+        self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, keys: tuple[int, ...],
+        spreader: BinSpreader | None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Roll one batch of drawn stays forward: ``(n, L, V)`` charted values, ``(n, L, T)`` treatments
         and the number of simulated values clipped onto the plausible ranges.
@@ -265,13 +284,18 @@ class CohortSynthesizer:
         n_hours = drawn["n_hours"].to_numpy().astype(np.int64)
         length = int(n_hours.max())
         k = self.initial.initial_hours
+        rng = _generator(*keys)
         values = np.full((n, length, len(variables)), np.nan, dtype=np.float32)
-        values[:, :k] = self.observation.record(self.initial.initial_values(drawn))  # drawn hours, recorded as charted
+        initial = self.initial.initial_values(drawn)  # (n, k, V)
+        pressure_scores = self.pressure.start(n, rng) if self.pressure else None
+        for hour in range(k):
+            if self.pressure:
+                initial[:, hour], pressure_scores = self.pressure.apply(initial[:, hour], pressure_scores, rng)
+        values[:, :k] = self.observation.record(initial)  # drawn hours, recorded as charted
         defaults = np.array([catalog.treatment(c).default for c in treatment_codes], dtype=np.float32)
         treatments = np.tile(defaults, (n, length, 1))
         static = drawn.select([pl.col(c).cast(pl.Float32) for c in static_codes]).to_numpy().astype(np.float32)
         hours = first_hour[:, None] + np.arange(length)[None, :]  # (n, L) ICU hours
-        rng = _generator(*keys)
         observed = ObservationState.from_history(values[:, :k].astype(np.float64), hours[:, :k],
                                                  self.observation.draw_styles(n, rng))
         done = k
@@ -293,9 +317,15 @@ class CohortSynthesizer:
             policy = self.behaviour.treatment_policy(seed=_seed(*keys, segment, 1)) if self.behaviour else None
             rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy)
             simulated = np.asarray(rollout.values[0], dtype=np.float32)  # (a, horizon, V)
+            state = observed.select(active)
+            if spreader:
+                simulated = spreader.spread_segment(simulated, state.last_value, rng)
             clipped += int(((simulated < plausible[:, 0]) | (simulated > plausible[:, 1])).sum())
             simulated = np.clip(simulated, plausible[:, 0], plausible[:, 1])
-            state = observed.select(active)
+            if self.pressure:
+                for step in range(horizon):
+                    simulated[:, step], pressure_scores[active] = self.pressure.apply(
+                        simulated[:, step], pressure_scores[active], rng)
             charted = self.observation.mask(simulated, hours[active, done : done + horizon], state, rng)
             observed.last_hour[active], observed.last_value[active] = state.last_hour, state.last_value
             values[active, done : done + horizon] = charted
@@ -306,7 +336,7 @@ class CohortSynthesizer:
 
     def _simulate(
         self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, round_index: int,
-        progress: Callable[[int], None],
+        progress: Callable[[int], None], spreader: BinSpreader | None,
     ) -> _Simulated:
         """Simulate every drawn stay (batches of similar length) into hourly and treatment frames."""
         catalog = self.catalog
@@ -316,7 +346,8 @@ class CohortSynthesizer:
         for batch_index, start in enumerate(range(0, drawn.height, config.batch_size)):
             index = order[start : start + config.batch_size]
             part = drawn[index]
-            values, treatments, batch_clipped = self._simulate_batch(simulator, part, config, (config.seed, round_index, batch_index))
+            values, treatments, batch_clipped = self._simulate_batch(
+                simulator, part, config, (config.seed, round_index, batch_index), spreader)
             clipped += batch_clipped
             n_hours = part["n_hours"].to_numpy()
             inside = np.arange(values.shape[1])[None, :] < n_hours[:, None]  # (n, L)
@@ -342,6 +373,15 @@ class CohortSynthesizer:
             "stay_id", (pl.col("first_hour") + pl.col("n_hours") - 1 - pl.col("onset_to_end")).alias("hour"))
         return sepsis_onsets(simulated.hourly, treatments=simulated.treatments, suspicion=suspicion, catalog=self.catalog)
 
+    def bin_spreader(self, simulator: Simulator) -> BinSpreader | None:
+        """The :class:`BinSpreader` of ``simulator``'s organ agents (``simulator.agents``, as
+        :class:`organsim.twin.PatientTwin` carries them); None for a simulator without binned agents."""
+        agents = getattr(simulator, "agents", None)
+        if agents is None:
+            return None
+        return BinSpreader.fit(agents.tokenizer, agents.changes, self.training_values, self.training_changes,
+                               self.catalog.variable_codes, feedback=agents.config.feedback_variables)
+
     # ------------------------------------------------------------------ public
     def generate(
         self, simulator: Simulator, config: SynthesisConfig, *, progress: ProgressCallback | None = None
@@ -364,6 +404,7 @@ class CohortSynthesizer:
             The cohort (stays ``1 .. N`` in the order kept) and the generation's bookkeeping.
         """
         fraction = self.initial.septic_fraction_ if config.septic_fraction is None else config.septic_fraction
+        spreader = self.bin_spreader(simulator)
         septic_target = int(round(fraction * config.patients))
         wanted = {True: septic_target, False: config.patients - septic_target}
         kept: dict[bool, list[tuple[int, int, int | None]]] = {True: [], False: []}  # (round, position, onset)
@@ -389,7 +430,7 @@ class CohortSynthesizer:
                 if progress:
                     progress(tally["simulated"], tally["planned"])
 
-            simulated = self._simulate(simulator, drawn, config, round_index, advance)
+            simulated = self._simulate(simulator, drawn, config, round_index, advance, spreader)
             rounds_simulated.append(simulated)
             onsets = self._label(simulated).sort("stay_id")["onset_hour"].to_list()
             for position, (drawn_septic, onset) in enumerate(zip(septic.tolist(), onsets, strict=True)):

@@ -1,0 +1,151 @@
+"""What makes synthetic stays harder to tell from real ones: MAP derived from SBP and DBP as in the
+training hours, panels of labs charted together, and the twin's bin values spread within their bins."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from synth_fakes import FakeTwin
+
+from organsim.data import Cohort
+from organsim.data.tokenizers import BinTokenizer, ChangeTokenizer
+from organsim.synth import CohortSynthesizer, ObservationModel, ObservationState, SynthesisConfig
+from organsim.synth.consistency import PressureConsistency, pressure_residual
+from organsim.synth.dequantize import BinSpreader
+from organsim.synth.observation import charting_parents
+
+
+def _cohort(catalog, columns: dict[str, np.ndarray], n_stays: int, n_hours: int) -> Cohort:
+    hourly = pl.DataFrame({"stay_id": np.repeat(np.arange(1, n_stays + 1), n_hours),
+                           "hour": np.tile(np.arange(1, n_hours + 1), n_stays), **columns},
+                          nan_to_null=True).with_columns(pl.col("hour").cast(pl.Int32))
+    stays = pl.DataFrame({"stay_id": np.arange(1, n_stays + 1), "sepsis": np.zeros(n_stays, dtype=bool)})
+    return Cohort.from_frames(stays, hourly, source="test", catalog=catalog)
+
+
+# ------------------------------------------------------------------------------------------ pressures
+@pytest.fixture(scope="module")
+def pressure_cohort(catalog) -> Cohort:
+    """MAP = (SBP + 2 DBP) / 3 + a residual of -2..2 mmHg that stays put for 6 hours at a time."""
+    n_stays, n_hours = 20, 36
+    rng = np.random.default_rng(0)
+    sbp = rng.uniform(100, 140, n_stays * n_hours).round()
+    dbp = rng.uniform(50, 80, n_stays * n_hours).round()
+    residual = np.repeat(rng.integers(-2, 3, n_stays * n_hours // 6), 6).astype(float)
+    return _cohort(catalog, {"sbp": sbp, "dbp": dbp, "map": (sbp + 2 * dbp) / 3 + residual}, n_stays, n_hours)
+
+
+def test_pressure_residual_is_learned_with_its_persistence(pressure_cohort):
+    model = PressureConsistency.for_variables(("hr", "sbp", "dbp", "map")).fit(pressure_cohort)
+    assert model.columns == (1, 2, 3)
+    assert model.quantiles_.min() == pytest.approx(-2, abs=1e-4) and model.quantiles_.max() == pytest.approx(2, abs=1e-4)
+    assert model.rho_ > 0.6  # the residual persists over hours
+    assert PressureConsistency.for_variables(("hr", "sbp")) is None
+
+
+def test_map_is_derived_from_sbp_and_dbp(pressure_cohort):
+    model = PressureConsistency.for_variables(("sbp", "dbp", "map")).fit(pressure_cohort)
+    rng = np.random.default_rng(1)
+    n = 500
+    values = np.column_stack([rng.uniform(100, 140, n), rng.uniform(50, 80, n), rng.uniform(60, 110, n)]).astype(np.float32)
+    values[:10, 0] = np.nan  # no SBP this hour: MAP left as simulated
+    scores = model.start(n, rng)
+    out, scores = model.apply(values, scores, rng)
+    residual = pressure_residual(*out[10:].astype(np.float64).T)
+    assert np.abs(residual).max() <= 2 + 1e-4  # the simulated MAP was up to 40 mmHg off
+    assert len(np.unique(np.rint(residual))) >= 4  # drawn from the training residuals, not one value
+    np.testing.assert_array_equal(out[:10], values[:10])
+    np.testing.assert_array_equal(out[:, :2], values[:, :2])  # SBP and DBP as simulated
+    assert ((out[10:, 2] >= out[10:, 1]) & (out[10:, 2] <= out[10:, 0])).all()
+    # the next hour keeps most stays' residual (rho), unlike independent draws
+    again, _ = model.apply(values, scores, rng)
+    same = np.isclose(pressure_residual(*again[10:].astype(np.float64).T), residual, atol=0.5).mean()
+    assert same > 0.4
+
+
+def test_generated_hours_carry_the_training_residual(pressure_cohort, catalog):
+    """The fake twin lets MAP drift 1 % an hour while SBP and DBP stay: the generator re-derives it."""
+    train = pressure_cohort.split((0.6, 0.2, 0.2), seed=0).subset(split="train")
+    synthesizer = CohortSynthesizer.fit(train, initial_hours=2)
+    result = synthesizer.generate(FakeTwin(catalog), SynthesisConfig(patients=12, max_hours=30, seed=3, septic_fraction=0.0))
+    hourly = result.cohort.hourly.drop_nulls(["sbp", "dbp", "map"])
+    residual = pressure_residual(*(hourly[c].to_numpy().astype(np.float64) for c in ("sbp", "dbp", "map")))
+    assert hourly.height > 100 and np.abs(residual).max() <= 2.5  # 2 mmHg, and MAP charted in whole mmHg
+
+
+# ------------------------------------------------------------------------------------------ panels
+@pytest.fixture(scope="module")
+def panel_cohort(catalog) -> Cohort:
+    """HR hourly; creatinine and BUN always charted together (a panel), at random hours (p = 0.2)."""
+    n_stays, n_hours = 30, 40
+    rng = np.random.default_rng(0)
+    panel = rng.random(n_stays * n_hours) < 0.2
+    return _cohort(catalog, {"hr": np.full(n_stays * n_hours, 80.0), "creatinine": np.where(panel, 1.0, np.nan),
+                             "bun": np.where(panel, 20.0, np.nan)}, n_stays, n_hours)
+
+
+def test_charting_parents_follow_co_charting():
+    rng = np.random.default_rng(0)
+    base = rng.random(2000) < 0.5
+    charted = np.column_stack([base | (rng.random(2000) < 0.5), base, rng.random(2000) < 0.3, base & (rng.random(2000) < 0.9)])
+    order = np.argsort(-charted.mean(axis=0), kind="stable")
+    parent = charting_parents(charted, order)
+    assert parent[order[0]] == -1
+    assert parent[3] == 1  # charted only with variable 1
+
+
+def test_panel_is_charted_together(panel_cohort, catalog):
+    variables = ("hr", "creatinine", "bun")
+    model = ObservationModel.for_catalog(variables, catalog).fit(panel_cohort)
+    assert model.parent_[1] == 2 or model.parent_[2] == 1
+    rng = np.random.default_rng(1)
+    n, length = 200, 40
+    state = ObservationState(np.full((n, 3), 0.0), np.tile([80.0, 1.0, 20.0], (n, 1)), model.draw_styles(n, rng))
+    simulated = np.tile(np.array([80.0, 1.0, 20.0], dtype=np.float32), (n, length, 1))
+    charted = np.isfinite(model.mask(simulated, np.tile(np.arange(1, length + 1), (n, 1)), state, rng))
+    assert charted[..., 1].mean() == pytest.approx(0.2, abs=0.03)
+    together = (charted[..., 1] & charted[..., 2]).sum() / charted[..., 1].sum()
+    assert together > 0.9  # drawn independently given HR, they would meet in about 20 % of hours
+
+
+# ------------------------------------------------------------------------------------------ bin spreading
+@pytest.fixture(scope="module")
+def spreader() -> BinSpreader:
+    """Two value bins of creatinine ([0, 1), [1, 20]) over training values 0.10 .. 0.99 and 1.0 .. 5.0;
+    change bins (-inf, -1), [-1, 0), [0, 1), [1, inf) of scale 0.5 over training changes: 60 repeats
+    (0), 40 of 0.05 .. 0.45 and 20 of 0.6 .. 1.0 mg/dL (scaled: 0, 0.1 .. 0.9, 1.2 .. 2)."""
+    tokenizer = BinTokenizer(variables=("creatinine",), edges=(np.array([0.0, 1.0, 20.0]),),
+                             centers=(np.array([0.5, 3.0]),), method="quantile", n_bins=2)
+    changes = ChangeTokenizer(variables=("creatinine",), scales=np.array([0.5]), edges=(np.array([-1.0, 0.0, 1.0]),),
+                              centers=(np.array([-1.5, -0.5, 0.5, 1.5]),))
+    training = {"creatinine": np.sort(np.r_[np.linspace(0.1, 0.99, 90), np.linspace(1.0, 5.0, 40)])}
+    training_changes = {"creatinine": np.r_[np.zeros(60), np.linspace(0.05, 0.45, 40), np.linspace(0.6, 1.0, 20)]}
+    return BinSpreader.fit(tokenizer, changes, training, training_changes, ("hr", "creatinine"))
+
+
+def test_value_bins_are_spread_over_their_training_values(spreader):
+    n = 400
+    values = np.tile(np.array([70.0, 0.5], dtype=np.float32), (n, 1))
+    values[n // 2 :, 1] = 3.0
+    spread = spreader.spread(values, np.full((n, 2), np.nan), np.random.default_rng(0))
+    low, high = spread[: n // 2, 1], spread[n // 2 :, 1]
+    assert low.min() >= 0.1 and low.max() <= 0.99 and high.min() >= 1.0 and high.max() <= 5.0
+    assert len(np.unique(low)) > 100 and np.median(high) == pytest.approx(3.0, abs=0.5)
+    np.testing.assert_array_equal(spread[:, 0], 70.0)  # no bins for heart rate: unchanged
+
+
+def test_change_bins_are_spread_over_the_training_changes(spreader):
+    n = 300
+    last = np.tile([np.nan, 2.0], (n, 1))
+    values = np.tile(np.array([np.nan, 2.25], dtype=np.float32), (n, 1))  # last + 0.5 * 0.5: the bin [0, 1)
+    values[:100, 1] = 2.0 + 0.5 * 1.5  # the open upper bin
+    values[-5:, 1] = np.nan
+    spread = spreader.spread(values, last, np.random.default_rng(0))
+    inner, outer = spread[100:-5, 1], spread[:100, 1]
+    assert inner.min() >= 2.0 and inner.max() <= 2.45 + 1e-6
+    assert (inner == 2.0).mean() == pytest.approx(0.6, abs=0.1)  # repeats stay repeats, as often as in training
+    assert len(np.unique(inner[inner > 2.0])) > 50
+    assert outer.min() >= 2.6 - 1e-6 and outer.max() <= 3.0 + 1e-6 and len(np.unique(outer)) > 50
+    assert np.isnan(spread[-5:, 1]).all() and np.isnan(spread[:, 0]).all()
+    np.testing.assert_array_equal(spread, spreader.spread(values, last, np.random.default_rng(0)))
