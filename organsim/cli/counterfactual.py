@@ -3,7 +3,9 @@ the strategy library, what-if runs of the twin, virtual trials, and the ground-t
 
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +15,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from organsim.agents.training import split_as_trained
 from organsim.cli.app import app, console, err_console, friendly_errors
 from organsim.counterfactual import (
     DEFAULT_CONTRASTS,
@@ -29,10 +30,8 @@ from organsim.counterfactual import (
     virtual_trial,
     what_if,
 )
-from organsim.counterfactual.twin_simulator import (
-    TwinSimulator,
-    behaviour_policy_for,
-)
+from organsim.counterfactual.sharded import TwinSource, sharded_cf_benchmark, sharded_virtual_trial
+from organsim.counterfactual.twin_simulator import TwinSimulator
 from organsim.data import Cohort
 from organsim.utils.progress import progress_bar
 
@@ -95,23 +94,37 @@ def _strategies(names: list[str]) -> list[Strategy]:
     return [load_strategy(name) for name in names]
 
 
-def _twin_and_cohort(model: Path, cohort: Path, behaviour_dir: Path | None, device: str, references: str,
-                     overlap_adjustment: bool, treatment_blind: bool) -> tuple[TwinSimulator, Cohort]:
-    """The twin simulator of ``model`` and ``cohort`` split as the model was trained, with the
-    cohort's behaviour policy (loaded from or saved to ``behaviour_dir``)."""
-    data = Cohort.load(cohort)
+def _twin_source(model: Path, cohort: Path, behaviour_dir: Path | None, device: str, references: str,
+                 overlap_adjustment: bool, treatment_blind: bool) -> TwinSource:
+    return TwinSource(str(model), str(cohort), None if behaviour_dir is None else str(behaviour_dir), device=device,
+                      references=references, overlap_adjustment=overlap_adjustment, treatment_blind=treatment_blind)
+
+
+def _twin_and_cohort(source: TwinSource) -> tuple[TwinSimulator, Cohort]:
+    """The twin simulator of ``source`` and its cohort split as the model was trained, with the
+    cohort's behaviour policy (loaded from or saved to its behaviour directory)."""
     with console.status("loading the twin and the behaviour policy"):
-        simulator = TwinSimulator.load(model, None, device=device, catalog=data.catalog, references=references,
-                                       overlap_adjustment=False, hide_treatments=treatment_blind)
-        data = split_as_trained(data, simulator.twin.agents)
-        behaviour = behaviour_policy_for(data, behaviour_dir)
-    if behaviour is None:
-        console.print(f"[yellow]note:[/] {cohort} recorded no treatments: no behaviour policy, so no overlap check or adjustment, "
-                      "and strategies that leave treatments to usual care cannot run")
-        overlap_adjustment = False
-    simulator = TwinSimulator(simulator.twin, behaviour, overlap_adjustment=overlap_adjustment, hide_treatments=treatment_blind,
-                              references=references)
+        simulator, data = source.load()
+    if simulator.behaviour is None:
+        console.print(f"[yellow]note:[/] {source.cohort_dir} recorded no treatments: no behaviour policy, so no overlap check or "
+                      "adjustment, and strategies that leave treatments to usual care cannot run")
     return simulator, data
+
+
+SHARDS_HELP = "Run the cases in this many shards, each part written atomically under --parts (a rerun computes only missing parts)."
+RAY_HELP = "Run the shards on Ray: 'local' or a cluster address (needs organsim[distributed])."
+WORKERS_HELP = "Local processes or local Ray CPUs for the shards."
+PARTS_HELP = "Directory of the shards' parts (default: OUT.parts/ beside OUT); removed once the result is written."
+
+
+def _where(ray: str | None) -> str:
+    return f"on Ray ({ray})" if ray else "on local processes"
+
+
+def _finish_parts(parts_dir: Path, shards: int, ray: str | None) -> str:
+    """Remove the parts once the merged result is written; the sentence that says so."""
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return f"Ran {shards} shard{'s' if shards != 1 else ''} {_where(ray)}; their parts in {parts_dir} were merged and removed. "
 
 
 def _refuse_existing(out: Path, overwrite: bool) -> None:
@@ -162,8 +175,8 @@ def whatif(
     """What would these strategies have done for this patient from this hour? K sampled futures each."""
     strategies = _strategies(strategy)
     _refuse_existing(out, overwrite)
-    simulator, data = _twin_and_cohort(model, cohort, behaviour, device, references, overlap_adjustment and not treatment_blind,
-                                       treatment_blind)
+    simulator, data = _twin_and_cohort(_twin_source(model, cohort, behaviour, device, references,
+                                                    overlap_adjustment and not treatment_blind, treatment_blind))
     _check_stay(data, stay, at)
     started = time.perf_counter()
     with progress_bar() as bar:
@@ -241,24 +254,49 @@ def trial(
     references: Annotated[str, typer.Option("--references", help="The agents' references: policy, all or none.")] = "policy",
     overlap_adjustment: Annotated[bool, typer.Option("--overlap-adjustment/--no-overlap-adjustment", help="The twin's overlap adjustment.")] = True,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    shards: Annotated[int, typer.Option("--shards", min=1, help=SHARDS_HELP)] = 1,
+    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help=WORKERS_HELP)] = None,
+    parts: Annotated[Path | None, typer.Option("--parts", help=PARTS_HELP)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it exists.")] = False,
 ) -> None:
-    """A virtual trial: strategy A vs B on many stays, the effect on each outcome with a 95% bootstrap interval."""
+    """A virtual trial: strategy A vs B on many stays, the effect on each outcome with a 95% bootstrap interval.
+
+    With --shards or --ray the stays are run in shards by local processes or a Ray cluster; each
+    shard's part is written atomically (a rerun recomputes only missing parts) and the parts are
+    merged into the same files. Each shard loads the twin itself: give --behaviour so that the
+    behaviour policy is fitted once. The futures depend on the seed and the number of shards.
+    """
     arms = _strategies(strategy)
     if len(arms) != 2:
         raise ValueError(f"a trial compares two strategies: give --strategy twice (A, then B), got {len(arms)}")
     if split not in ("test", "validation", "train", "all"):
         raise ValueError(f"--split must be test, validation, train or all, got {split!r}")
+    if stays.strip().isdigit() and shards > int(stays):
+        raise ValueError(f"--shards ({shards}) cannot exceed --stays ({stays.strip()})")
     _refuse_existing(out, overwrite)
-    simulator, data = _twin_and_cohort(model, cohort, behaviour, device, references, overlap_adjustment, False)
+    source = _twin_source(model, cohort, behaviour, device, references, overlap_adjustment, False)
+    simulator, data = _twin_and_cohort(source)
     pool = data if split == "all" else data.subset(split=split)
     cases = _trial_cases(pool, stays, at, seed)
+    if shards > cases.height:
+        raise ValueError(f"--shards ({shards}) cannot exceed the trial's {cases.height} stays")
+    sharded = shards > 1 or ray is not None
+    parts_dir = parts or out.with_name(out.name + ".parts")
     started = time.perf_counter()
     with progress_bar() as bar:
-        task = bar.add_task(f"trial: {arms[0].name} vs {arms[1].name}, {cases.height} stays x {samples} futures", total=2 * cases.height)
-        result = virtual_trial(simulator, data, cases, arms[0], arms[1], horizon=horizon, n_samples=samples, seed=seed,
-                               progress=lambda n: bar.advance(task, n))
+        label = f"trial: {arms[0].name} vs {arms[1].name}, {cases.height} stays x {samples} futures"
+        if sharded:
+            task = bar.add_task(f"{label}, {shards} shards {_where(ray)}", total=shards)
+            result = sharded_virtual_trial(source, cases, arms[0], arms[1], shards=shards, parts_dir=parts_dir, horizon=horizon,
+                                           n_samples=samples, seed=seed, ray_address=ray, workers=workers,
+                                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+        else:
+            task = bar.add_task(label, total=2 * cases.height)
+            result = virtual_trial(simulator, data, cases, arms[0], arms[1], horizon=horizon, n_samples=samples, seed=seed,
+                                   progress=lambda n: bar.advance(task, n))
     result.write(out, overwrite=overwrite)
+    sharding = _finish_parts(parts_dir, shards, ray) if sharded else ""
     table = Table(title=f"virtual trial: {arms[0].name} (A) vs {arms[1].name} (B), {cases.height} stays, effect = A - B")
     for column in ("outcome", "stays", "mean A", "mean B", "effect", "95% CI"):
         table.add_column(column, justify="right" if column != "outcome" else "left")
@@ -268,7 +306,7 @@ def trial(
         table.add_row(row["outcome"], str(row["n_stays"]), f"{row['mean_a']:.3g}", f"{row['mean_b']:.3g}", f"{row['effect']:+.3g}",
                       f"[{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]")
     console.print(table)
-    console.print(f"{cases.height} stays x 2 arms x {samples} futures x {horizon} h in {time.perf_counter() - started:.0f} s. "
+    console.print(f"{cases.height} stays x 2 arms x {samples} futures x {horizon} h in {time.perf_counter() - started:.0f} s. {sharding}"
                   f"Wrote {out}/trial.json, effects.parquet, cases.parquet, stay_outcomes.parquet.")
 
 
@@ -287,8 +325,19 @@ def cf_benchmark_command(
     behaviour: Annotated[Path | None, typer.Option("--behaviour", help="Behaviour-policy directory (loaded, or fitted and saved).")] = None,
     references: Annotated[str, typer.Option("--references", help="The agents' references: policy, all or none.")] = "policy",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    shards: Annotated[int, typer.Option("--shards", min=1, help=SHARDS_HELP)] = 1,
+    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help=WORKERS_HELP)] = None,
+    parts: Annotated[Path | None, typer.Option("--parts", help=PARTS_HELP)] = None,
 ) -> None:
-    """The twin (and its treatment-blind and no-overlap-adjustment variants) against the engine's true counterfactuals."""
+    """The twin (and its treatment-blind and no-overlap-adjustment variants) against the engine's true counterfactuals.
+
+    With --shards or --ray the cases are run in shards by local processes or a Ray cluster; each
+    shard's part is written atomically (a rerun recomputes only missing parts) and the metrics are
+    computed over all cases from the parts. Each shard loads the twin itself: give --behaviour so
+    that the behaviour policy is fitted once. The twins' futures depend on the seed and the number
+    of shards (the engine's truth does not).
+    """
     strategies = _strategies(strategy or sorted({name for pair in DEFAULT_CONTRASTS for name in pair}))
     names = {s.name for s in strategies}
     contrasts = [pair for pair in DEFAULT_CONTRASTS if set(pair) <= names]
@@ -298,19 +347,33 @@ def cf_benchmark_command(
         raise ValueError(f"--decision-hours takes comma-separated hours, got {decision_hours!r}") from None
     if not hours or hours[0] < 2:
         raise ValueError(f"--decision-hours must be hours >= 2 (the twin starts from a recorded hour), got {decision_hours!r}")
-    simulator, data = _twin_and_cohort(model, cohort, behaviour, device, references, True, False)
+    if shards > stays:
+        raise ValueError(f"--shards ({shards}) cannot exceed --stays ({stays})")
+    source = _twin_source(model, cohort, behaviour, device, references, True, False)
+    simulator, data = _twin_and_cohort(source)
     test = data.subset(split="test")
     simulators = simulator.variants()
+    sharded = shards > 1 or ray is not None
+    parts_dir = parts or out.with_name(out.name + ".parts")
     started = time.perf_counter()
     with progress_bar() as bar:
-        task = bar.add_task(f"cf-benchmark: {stays} stays x {len(strategies)} strategies x (oracle + {len(simulators)} twins)", total=None)
-        report = cf_benchmark(test, simulators, strategies, contrasts=contrasts, n_stays=stays, decision_hours=hours, horizon=horizon,
-                              n_samples=samples, seed=seed, out=out,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        label = f"cf-benchmark: {stays} stays x {len(strategies)} strategies x (oracle + {len(simulators)} twins)"
+        options = {"contrasts": contrasts, "n_stays": stays, "decision_hours": hours, "horizon": horizon, "n_samples": samples,
+                   "seed": seed, "out": out}
+        if sharded:
+            task = bar.add_task(f"{label}, {shards} shards {_where(ray)}", total=shards)
+            report = sharded_cf_benchmark(replace(source, variants=True), test, strategies, shards=shards, parts_dir=parts_dir,
+                                          split="test", ray_address=ray, workers=workers,
+                                          progress=lambda done, total: bar.update(task, completed=done, total=total), **options)
+        else:
+            task = bar.add_task(label, total=None)
+            report = cf_benchmark(test, simulators, strategies, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                  **options)
+    sharding = _finish_parts(parts_dir, shards, ray) if sharded else ""
     console.print(benchmark_table(report))
     console.print(f"{len(report['cases'])} cases x {len(strategies)} strategies x {samples} futures x {horizon} h, "
                   f"{len(simulators)} twin variants against {report['truth']} in {time.perf_counter() - started:.0f} s. "
-                  f"Wrote {out}/metrics.json.")
+                  f"{sharding}Wrote {out}/metrics.json.")
 
 
 def benchmark_table(report: dict) -> Table:

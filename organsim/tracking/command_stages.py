@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from organsim.tracking.registry import Stage, StageMetrics, StageParams, register_stage
 from organsim.tracking.stages import (
@@ -193,6 +193,20 @@ class WhatIf(Stage):
         return f"stay {record['stay_id']} from hour {record['decision_hour']}: " + "; ".join(parts)
 
 
+SHARDS_DOC = "Run the cases in this many shards, each written as a part (a resumed attempt computes only the missing ones)."
+RAY_DOC = "Run the shards on Ray: 'local' or a cluster address (default: local processes)."
+WORKERS_DOC = "Local processes or local Ray CPUs for the shards (default: all CPUs)."
+
+
+def _sharding(shards: int, ray: str | None, workers: int | None, ctx: StageContext) -> list[object]:
+    """The sharding options of ``organsim trial`` / ``organsim cf-benchmark``; the parts live in the
+    stage's work directory, so an interrupted attempt keeps its finished parts."""
+    if shards == 1 and ray is None:
+        return []
+    return ["--shards", shards, *(["--ray", ray] if ray else []), *(["--workers", workers] if workers else []),
+            "--parts", ctx.work / "parts"]
+
+
 class TrialParams(StageParams):
     """Parameters of the ``trial`` stage (as ``organsim trial``)."""
 
@@ -206,6 +220,17 @@ class TrialParams(StageParams):
     horizon: int = Field(24, ge=1, description="Hours simulated from the decision hour.")
     device: Device = Field("auto", description=DEVICE_DOC)
     seed: int = Field(0, ge=0, description="Seed of the stays chosen, the futures and the bootstrap.")
+    shards: int = Field(1, ge=1, description=SHARDS_DOC)
+    ray: str | None = Field(None, description=RAY_DOC)
+    workers: int | None = Field(None, ge=1, description=WORKERS_DOC)
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> TrialParams:
+        spec = self.stays.strip()
+        stays = int(spec) if spec.isdigit() else None if spec == "all" else len([part for part in spec.split(",") if part.strip()])
+        if stays is not None and self.shards > stays:
+            raise ValueError(f"shards ({self.shards}) cannot exceed the trial's stays ({stays})")
+        return self
 
 
 @register_stage
@@ -221,7 +246,7 @@ class Trial(Stage):
             "trial", "--model", ctx.input("model"), "--cohort", ctx.input("cohort"),
             "--strategy", params.strategies[0], "--strategy", params.strategies[1], "--at", params.at, "--stays", params.stays,
             "--split", params.split, "--samples", params.samples, "--horizon", params.horizon, "--seed", params.seed,
-            "--device", params.device, "--out", ctx.out, "--overwrite",
+            "--device", params.device, *_sharding(params.shards, params.ray, params.workers, ctx), "--out", ctx.out, "--overwrite",
         ], ctx, f"virtual trial: {params.strategies[0]} vs {params.strategies[1]}")
 
     def metrics(self, out: Path) -> StageMetrics:
@@ -257,6 +282,15 @@ class CfBenchmarkParams(StageParams):
     strategies: list[str] = Field([], description="Strategies (empty: both sides of the standard contrasts).")
     device: Device = Field("auto", description=DEVICE_DOC)
     seed: int = Field(0, ge=0, description="Seed of the cases and the futures.")
+    shards: int = Field(1, ge=1, description=SHARDS_DOC)
+    ray: str | None = Field(None, description=RAY_DOC)
+    workers: int | None = Field(None, ge=1, description=WORKERS_DOC)
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> CfBenchmarkParams:
+        if self.shards > self.stays:
+            raise ValueError(f"shards ({self.shards}) cannot exceed stays ({self.stays})")
+        return self
 
 
 @register_stage
@@ -273,6 +307,7 @@ class CfBenchmark(Stage):
             "cf-benchmark", "--model", ctx.input("model"), "--cohort", ctx.input("cohort"), "--out", ctx.out,
             "--stays", params.stays, "--decision-hours", ",".join(map(str, params.decision_hours)), "--horizon", params.horizon,
             "--samples", params.samples, *strategies, "--seed", params.seed, "--device", params.device,
+            *_sharding(params.shards, params.ray, params.workers, ctx),
         ], ctx, f"counterfactual benchmark: {params.stays} stays against the engine's oracle")
 
     def metrics(self, out: Path) -> StageMetrics:

@@ -117,8 +117,8 @@ def test_the_twin_in_one_shard_is_the_unsharded_trial_and_deterministic_per_layo
     source = TwinSource(str(micro_twin_model), str(twin_cohort_dir), str(tmp_path / "behaviour"), device="cpu")
     simulator, cohort = source.load()  # fits and saves the behaviour policy the shards then load
     arms = [load_strategy("early_norepinephrine"), load_strategy("late_norepinephrine")]
-    cases = cohort.subset(split="test").stays.select("stay_id", pl.lit(8, dtype=pl.Int32).alias("decision_hour")).head(4)
-    options = {"horizon": 8, "n_samples": 2, "seed": 1, "n_bootstrap": 100}
+    cases = cohort.subset(split="test").stays.select("stay_id", pl.lit(8, dtype=pl.Int32).alias("decision_hour")).head(2)
+    options = {"horizon": 6, "n_samples": 2, "seed": 1, "n_bootstrap": 100}
     whole = virtual_trial(simulator, cohort, cases, *arms, **options)
     one = sharded_virtual_trial(source, cases, *arms, shards=1, parts_dir=tmp_path / "one", workers=1, **options)
     assert one.effects.equals(whole.effects)
@@ -126,3 +126,34 @@ def test_the_twin_in_one_shard_is_the_unsharded_trial_and_deterministic_per_layo
     shutil.rmtree(tmp_path / "two" / "part-0000")
     again = sharded_virtual_trial(source, cases, *arms, shards=2, parts_dir=tmp_path / "two", workers=1, **options)
     assert again.effects.equals(two.effects)
+
+
+@pytest.mark.slow
+def test_trial_and_cf_benchmark_commands_in_shards(tmp_path: Path, micro_twin_model: Path, twin_cohort_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from organsim.cli import app
+
+    runner = CliRunner()
+    common = ["--model", str(micro_twin_model), "--cohort", str(twin_cohort_dir), "--device", "cpu", "--behaviour", str(tmp_path / "b")]
+    bench = ["cf-benchmark", *common, "--stays", "2", "--decision-hours", "6", "--horizon", "6", "--samples", "1",
+             "--strategy", "early_norepinephrine", "--strategy", "late_norepinephrine", "--out", str(tmp_path / "bench")]
+    for bad, message in ((["--shards", "0"], "Invalid value for '--shards'"), (["--shards", "3"], "--shards (3) cannot exceed --stays (2)")):
+        refused = runner.invoke(app, [*bench, *bad])
+        assert refused.exit_code == 2 and message in " ".join(refused.output.split()), refused.output
+    assert not (tmp_path / "bench").exists() and not (tmp_path / "bench.parts").exists() and not (tmp_path / "b").exists()
+
+    result = runner.invoke(app, [*bench, "--shards", "2", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "bench" / "metrics.json").read_text())
+    assert sorted(metrics["simulators"]) == ["twin", "twin_no_overlap_adjustment", "twin_treatment_blind"]
+    assert len(metrics["cases"]) == 2 and metrics["simulators"]["twin"]["n_cases"] == 2
+    flat = " ".join(result.output.split())
+    assert "Ran 2 shards on local processes" in flat and "Wrote" in flat and not (tmp_path / "bench.parts").exists()
+
+    trial = runner.invoke(app, ["trial", *common, "--strategy", "early_norepinephrine", "--strategy", "late_norepinephrine", "--at", "8",
+                                "--stays", "2", "--samples", "1", "--horizon", "6", "--shards", "2", "--workers", "1",
+                                "--parts", str(tmp_path / "trial_parts"), "--out", str(tmp_path / "trial")])
+    assert trial.exit_code == 0, trial.output
+    assert json.loads((tmp_path / "trial" / "trial.json").read_text())["n_cases"] == 2
+    assert pl.read_parquet(tmp_path / "trial" / "stay_outcomes.parquet").height == 4 and not (tmp_path / "trial_parts").exists()
