@@ -9,9 +9,10 @@ atomically by :func:`organsim.utils.shards.run_shards`:
 
 - trial: every case's :class:`~organsim.counterfactual.outcomes.OutcomeSummary` under each arm
   (quantile bands, per-sample outcomes, scores, events, systems consulted; not the sampled futures);
-- benchmark: :class:`~organsim.counterfactual.benchmark.CaseForecasts` of the oracle's truth and of
-  each simulator (per case: true values, median, 5th/95th percentiles and mean of the samples, and
-  the outcome means of the contrasted strategies).
+- benchmark: :class:`~organsim.counterfactual.benchmark.CaseForecasts` of the oracle's truth (per
+  case and strategy, the true values) and of each simulator (the median, 5th/95th percentiles and
+  mean of the samples), with the outcome means of the contrasted strategies: about ``4 x H x V``
+  float64 values per case, strategy and simulator, whatever the number of samples.
 
 The merge then computes the result with the very functions of the unsharded run
 (:func:`~organsim.counterfactual.outcomes.trial_effect`,
@@ -63,7 +64,10 @@ SimulatorSource = Callable[[], tuple[list[Simulator], Cohort]]
 
 JOB_FILE = "job.json"
 SUMMARY_TABLES = ("bands", "sample_outcomes", "scores", "events", "consulted")
-FORECAST_FIELDS = ("first", "median", "lower", "upper", "mean")
+TRUTH_FIELDS = ("first",)
+"""What the metrics read of the truth's forecasts (its one sample) ..."""
+PREDICTED_FIELDS = ("median", "lower", "upper", "mean")
+"""... and of a simulator's: the point forecast, the 90 % band and the mean over samples."""
 
 
 @dataclass(frozen=True)
@@ -273,13 +277,14 @@ def sharded_virtual_trial(
 
 
 # ----------------------------------------------------------------------------------- benchmark
-def forecasts_files(forecasts: CaseForecasts, strategies: Sequence[str], prefix: str) -> dict[str, bytes]:
-    """``forecasts`` as part files under ``prefix/``: ``cases.parquet``, ``<field>/<j>.npy`` for
-    strategy ``j`` of ``strategies``, ``stay_means/<j>.parquet`` for the contrasted ones, ``meta.json``."""
+def forecasts_files(forecasts: CaseForecasts, strategies: Sequence[str], prefix: str, fields: Sequence[str]) -> dict[str, bytes]:
+    """``forecasts`` as part files under ``prefix/``: ``cases.parquet``, ``<field>/<j>.npy`` for each
+    of ``fields`` and strategy ``j`` of ``strategies``, ``stay_means/<j>.parquet`` for the contrasted
+    ones, and ``meta.json``."""
     files = {f"{prefix}/cases.parquet": _frame_bytes(forecasts.cases),
-             f"{prefix}/meta.json": json.dumps({"n_samples": forecasts.n_samples}).encode()}
+             f"{prefix}/meta.json": json.dumps({"n_samples": forecasts.n_samples, "fields": list(fields)}).encode()}
     for j, name in enumerate(strategies):
-        for field in FORECAST_FIELDS:
+        for field in fields:
             files[f"{prefix}/{field}/{j}.npy"] = _array_bytes(getattr(forecasts, field)[name])
         if name in forecasts.stay_means:
             files[f"{prefix}/stay_means/{j}.parquet"] = _frame_bytes(forecasts.stay_means[name])
@@ -287,11 +292,14 @@ def forecasts_files(forecasts: CaseForecasts, strategies: Sequence[str], prefix:
 
 
 def read_forecasts(directory: Path, strategies: Sequence[str], outcome_strategies: Sequence[str]) -> CaseForecasts:
-    """The forecasts written by :func:`forecasts_files` to ``directory``."""
+    """The forecasts written by :func:`forecasts_files` to ``directory`` (fields not written are empty)."""
+    meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+
     def arrays(field: str) -> dict[str, np.ndarray]:
+        if field not in meta["fields"]:
+            return {}
         return {name: np.load(directory / field / f"{j}.npy", allow_pickle=False) for j, name in enumerate(strategies)}
 
-    meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
     return CaseForecasts(
         cases=pl.read_parquet(directory / "cases.parquet"),
         first=arrays("first"), median=arrays("median"), lower=arrays("lower"), upper=arrays("upper"), mean=arrays("mean"),
@@ -309,11 +317,12 @@ def benchmark_part(source: SimulatorSource, split: str | None, shard_cases: Sequ
     cases, names = shard_cases[index], [s.name for s in strategies]
     oracle = EngineOracle.from_cohort(cohort)
     truth = run_futures(oracle, cohort, cases, strategies, horizon=horizon, n_samples=1, seed=seed)
-    files = forecasts_files(case_forecasts(truth, catalog=cohort.catalog, outcome_strategies=outcome_strategies), names, "truth")
+    files = forecasts_files(case_forecasts(truth, catalog=cohort.catalog, outcome_strategies=outcome_strategies), names, "truth",
+                            TRUTH_FIELDS)
     for i, simulator in enumerate(simulators):
         futures = run_futures(simulator, cohort, cases, strategies, horizon=horizon, n_samples=n_samples, seed=seed)
         files.update(forecasts_files(case_forecasts(futures, catalog=cohort.catalog, outcome_strategies=outcome_strategies), names,
-                                     f"simulator-{i}"))
+                                     f"simulator-{i}", PREDICTED_FIELDS))
     files["simulators.json"] = json.dumps({"truth": oracle.name, "simulators": [simulator.name for simulator in simulators]}).encode()
     return files
 
