@@ -37,9 +37,10 @@ import polars as pl
 
 from organsim.catalog import SYSTEMS, Catalog
 from organsim.counterfactual.futures import EngineOracle, Futures, Simulator, run_futures
-from organsim.counterfactual.outcomes import nan_quantiles, stay_means, summarise_futures
+from organsim.counterfactual.outcomes import futures_quantiles, stay_means, summarise_futures
 from organsim.counterfactual.strategy import Strategy
 from organsim.data import Cohort
+from organsim.utils.arrays import nan_quantiles
 from organsim.utils.io import atomic_write_text
 
 BENCHMARK_HORIZONS = (1, 6, 24, 48)
@@ -181,8 +182,9 @@ class CaseForecasts:
         ``(stay_id, decision_hour)`` of the ``N`` cases, in order.
     first, median, lower, upper, mean
         ``{strategy: (N, H, V)}`` float64 over the variables of the catalog: the first sample (the
-        truth of a one-sample oracle), the median, the 5th and 95th percentiles and the mean of the
-        samples (NaN where no sample has a value).
+        truth of a one-sample oracle), the median, the 90 % band (the 5th and 95th percentiles,
+        calibrated when the futures carry a band calibration) and the mean of the samples (NaN
+        where no sample has a value).
     stay_means
         ``{strategy: frame}`` of :func:`~organsim.counterfactual.outcomes.stay_means`, one row per
         case, for the strategies of the contrasts.
@@ -244,7 +246,8 @@ def case_forecasts(
         if [(f.stay_id, f.decision_hour) for f in futures[name]] != keys:
             raise ValueError(f"strategy {name!r} covers other cases than {names[0]!r}")
     samples = {name: [f.values(variables) for f in futures[name]] for name in names}  # N x (K, H, V)
-    bands = {name: np.stack([nan_quantiles(s, BAND) for s in samples[name]], axis=1) for name in names}  # (2, N, H, V)
+    # (2, N, H, V); calibrated where the simulator calibrates its bands
+    bands = {name: np.stack([futures_quantiles(f, BAND, variables) for f in futures[name]], axis=1) for name in names}
     return CaseForecasts(
         cases=pl.DataFrame(keys, schema={"stay_id": pl.Int64, "decision_hour": pl.Int32}, orient="row"),
         first={name: np.stack([s[0] for s in samples[name]]) for name in names},

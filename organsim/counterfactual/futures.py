@@ -26,6 +26,7 @@ from organsim.counterfactual.policy import RecordedTreatments, StrategyPolicy
 from organsim.counterfactual.strategy import Strategy
 from organsim.data import Cohort
 from organsim.physiology import ClinicianPolicy, PhysiologyEngine
+from organsim.twin.calibration import BandCalibration
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class Futures:
         ``(sample, hour, treatment, strategy_dose, simulated_dose, probability)``: doses of the
         strategy outside the behaviour policy's support that the twin's overlap adjustment replaced
         by in-support ones (:mod:`organsim.counterfactual.twin_simulator`); None without it.
+    band_calibration
+        The simulator's conformal band calibration (:class:`organsim.twin.calibration.BandCalibration`),
+        which :func:`~organsim.counterfactual.outcomes.futures_quantiles` applies; None: raw sample quantiles.
     """
 
     stay_id: int
@@ -82,6 +86,7 @@ class Futures:
     consulted: pl.DataFrame | None = None
     corrections: pl.DataFrame | None = None
     adjustments: pl.DataFrame | None = None
+    band_calibration: BandCalibration | None = None
 
     def __post_init__(self) -> None:
         needed = {"sample", "hour", *self.variables, *self.treatment_codes}

@@ -28,6 +28,7 @@ import polars.selectors as cs
 from organsim.catalog import Catalog, load_catalog
 from organsim.counterfactual.futures import Futures
 from organsim.scores import SEPSIS_EVENT, score_trajectories
+from organsim.utils.arrays import nan_quantiles
 
 HORIZONS_HOURS = (24, 48, 72)
 """Hours after the decision hour at which scores are reported."""
@@ -77,28 +78,24 @@ class OutcomeSummary:
     consulted: pl.DataFrame | None
 
 
-def nan_quantiles(values: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
-    """``(Q, ...)`` quantiles over axis 0 ignoring NaN (numpy's default linear interpolation), NaN
-    where a slice has no value; ``np.nanquantile`` without its per-slice Python loop."""
-    ordered = np.sort(values, axis=0)  # NaN sort last
-    counts = np.isfinite(values).sum(axis=0)
-    out = np.full((len(quantiles), *values.shape[1:]), np.nan)
-    for i, q in enumerate(quantiles):
-        position = q * np.maximum(counts - 1, 0)
-        low = np.floor(position).astype(np.int64)
-        high = np.minimum(low + 1, np.maximum(counts - 1, 0))
-        below = np.take_along_axis(ordered, low[None], axis=0)[0]
-        above = np.take_along_axis(ordered, high[None], axis=0)[0]
-        out[i] = np.where(counts > 0, below + (above - below) * (position - low), np.nan)
-    return out
+def futures_quantiles(futures: Futures, quantiles: Sequence[float], codes: Sequence[str] | None = None) -> np.ndarray:
+    """``(Q, H, V)`` quantiles of ``codes`` (default: every variable) over the samples, hour by hour:
+    calibrated by the futures' :attr:`~Futures.band_calibration` when they carry one
+    (:meth:`organsim.twin.calibration.BandCalibration.apply`), else the raw sample quantiles."""
+    codes = tuple(futures.variables if codes is None else codes)
+    values = futures.values(codes)  # (K, H, V)
+    if futures.band_calibration is None:
+        return nan_quantiles(values, quantiles)
+    raw = nan_quantiles(values, (*quantiles, 0.5))
+    return futures.band_calibration.apply(raw[:-1], quantiles, raw[-1], codes)
 
 
 def quantile_bands(futures: Futures, quantiles: Sequence[float] = BAND_QUANTILES) -> pl.DataFrame:
     """``(hour, variable, n, q..)`` quantiles of each variable over the samples, hour by hour (NaN
-    where no sample has a value)."""
+    where no sample has a value; calibrated when the futures carry a band calibration)."""
     values = futures.values(futures.variables)  # (K, H, V)
     counts = np.isfinite(values).sum(axis=0)  # (H, V)
-    bands = nan_quantiles(values, quantiles)  # (Q, H, V)
+    bands = futures_quantiles(futures, quantiles)  # (Q, H, V)
     hours = np.arange(futures.decision_hour, futures.decision_hour + futures.horizon)
     n_h, n_v = counts.shape
     columns: dict[str, object] = {

@@ -311,6 +311,7 @@ class TwinSimulator:
                          .select(pl.col("sample").cast(pl.Int32), (pl.col("step") + decision_hour - 1).cast(pl.Int32).alias("hour"),
                                  "variable", "rule", "before", "after")),
             adjustments=adjustments,
+            band_calibration=self.twin.band_calibration,
         )
 
 

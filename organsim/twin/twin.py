@@ -11,7 +11,8 @@ A rollout starts from the context of each problem of a :class:`~organsim.data.wi
    cache (:class:`~organsim.agents.forecaster.AgentStepper`): the context is encoded once, then
    each hour costs one step. The reference set of the new hour may differ from earlier hours';
    cached hours keep the references they were encoded with (the context those of the first hour);
-3. a value is drawn from each variable's predictive distribution (or its mean with ``mean=True``);
+3. a value is drawn from each variable's predictive distribution (or its mean with ``mean=True``); the
+   draws of the variables that are not fed back persist from hour to hour (:class:`PersistentDraws`);
 4. the error-correction agent (``correct=True``) checks the joint hour against physiological
    constraints: the outputs it flags are redrawn from the same distributions (up to
    ``max_resamples`` times), then what is still violated is projected; every change is recorded;
@@ -45,6 +46,7 @@ from organsim.agents.model import REFERENCE_MODES
 from organsim.catalog import Catalog, load_catalog
 from organsim.data.windows import ForecastBatch
 from organsim.twin.bedside import BedsideRecord, TreatmentDecider
+from organsim.twin.calibration import BandCalibration, has_band_calibration
 from organsim.twin.correction import ErrorCorrector
 from organsim.twin.policy import ReferencePolicy, has_reference_policy
 from organsim.twin.realism import RealismCritic, has_realism_critic, stretch_features
@@ -201,6 +203,48 @@ class TwinForecaster:
         return self.twin.rollout(batch, horizon, references=self.references, correct=self.correct, mean=True).values[0]
 
 
+DEFAULT_DRAW_PERSISTENCE = 1.0
+"""Default hour-to-hour correlation of the draws of the variables that are not fed back."""
+
+
+class PersistentDraws:
+    """The uniform numbers each simulated hour's draws invert at, persistent over hours where asked.
+
+    Labs are not fed back during a rollout (they keep their last real value, as in training), so
+    nothing ties one hour's draw of an unmeasured lab to the next: independent draws make a path
+    jump between the tails of its predictive distribution every hour, and scores that take the
+    worst value of 24 hours (SOFA, APACHE II) read those tails. Here each variable's normal score
+    follows an AR(1) process, ``z_h = rho z_{h-1} + sqrt(1 - rho^2) e_h``, and the uniform is
+    ``Phi(z_h)``: every hour's draw still has the predictive distribution of that hour, but a
+    sample that starts in the upper tail stays there, like a real patient's latent value.
+    ``rho = 0`` gives independent draws.
+
+    Parameters
+    ----------
+    persistence
+        ``(V,)`` correlation ``rho`` of each variable, in ``[0, 1]``.
+    n
+        Rows simulated together.
+    generator
+        The rollout's random generator.
+    """
+
+    def __init__(self, persistence: torch.Tensor, n: int, generator: torch.Generator) -> None:
+        self.persistence = persistence
+        self.generator = generator
+        self.innovation = torch.sqrt(1 - persistence**2)
+        self.score = torch.randn((n, len(persistence)), generator=generator, device=persistence.device)
+        self.started = False
+
+    def next(self) -> torch.Tensor:
+        """``(n, V)`` uniform numbers of the next hour."""
+        if self.started:
+            noise = torch.randn(self.score.shape, generator=self.generator, device=self.score.device)
+            self.score = self.persistence * self.score + self.innovation * noise
+        self.started = True
+        return torch.special.ndtr(self.score)
+
+
 class PatientTwin:
     """The coordinated twin: organ agents, a reference-selection policy and the error corrector.
 
@@ -221,6 +265,12 @@ class PatientTwin:
         Treatment defaults and ranges (default: :func:`load_catalog`).
     realism_critic
         The POLAR realism critic (:mod:`organsim.twin.realism`), or None.
+    band_calibration
+        The conformal calibration of its sampled bands (:mod:`organsim.twin.calibration`), or None.
+    draw_persistence
+        Hour-to-hour correlation, in ``[0, 1]``, of the normal scores of the draws of the variables
+        that are not fed back (labs; :attr:`AgentRuntime.feedback`), see :class:`PersistentDraws`.
+        0 draws every hour independently; 1 keeps each sample's quantile for the whole rollout.
     """
 
     def __init__(
@@ -233,11 +283,15 @@ class PatientTwin:
         batch_size: int = 512,
         catalog: Catalog | None = None,
         realism_critic: RealismCritic | None = None,
+        band_calibration: BandCalibration | None = None,
+        draw_persistence: float = DEFAULT_DRAW_PERSISTENCE,
     ) -> None:
         if policy is not None and tuple(policy.config.systems) != tuple(agents.config.systems):
             raise ValueError(f"the reference policy's systems {policy.config.systems} differ from the agents' {agents.config.systems}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= draw_persistence <= 1:
+            raise ValueError(f"draw_persistence must lie in [0, 1], got {draw_persistence}")
         self.agents = agents
         self.runtime = AgentRuntime(agents, device=device)
         self.device = self.runtime.device
@@ -246,6 +300,11 @@ class PatientTwin:
         self.batch_size = batch_size
         self.catalog = catalog or load_catalog()
         self.realism_critic = realism_critic
+        self.band_calibration = band_calibration
+        self.draw_persistence = draw_persistence
+        # (V,) hour-to-hour correlation of each variable's draws: persistent for the variables not fed back
+        self._persistence = torch.tensor(np.where(self.runtime.feedback, 0.0, draw_persistence), dtype=torch.float32,
+                                         device=self.device)
         self._treatment_defaults = {t.code: t.default for t in self.catalog.treatments}
 
     @classmethod
@@ -253,17 +312,19 @@ class PatientTwin:
         cls, model_dir: str | Path, *, device: str = "auto", corrector: Corrector | None = None, catalog: Catalog | None = None, **options: Any
     ) -> PatientTwin:
         """The twin of a model directory: the agents (``organsim train``), the reference policy and the
-        realism critic when ``organsim coordinate`` saved them there, and the error corrector
-        (default: built from the catalog).
+        realism critic when ``organsim coordinate`` saved them there, the band calibration when
+        ``organsim calibrate`` saved one, and the error corrector (default: built from the catalog).
 
         ``options`` go to the constructor (``batch_size``).
         """
         agents = TrainedAgents.load(model_dir)
         policy = ReferencePolicy.load(model_dir) if has_reference_policy(model_dir) else None
         critic = RealismCritic.load(model_dir) if has_realism_critic(model_dir) else None
+        calibration = BandCalibration.load(model_dir) if has_band_calibration(model_dir) else None
         catalog = catalog or load_catalog()
         corrector = corrector or ErrorCorrector.from_catalog(catalog)
-        return cls(agents, policy=policy, corrector=corrector, device=device, catalog=catalog, realism_critic=critic, **options)
+        return cls(agents, policy=policy, corrector=corrector, device=device, catalog=catalog, realism_critic=critic,
+                   band_calibration=calibration, **options)
 
     # ------------------------------------------------------------------ description
     @property
@@ -491,6 +552,7 @@ class PatientTwin:
         recent = list(carried[:, -(TREND_HOURS + 1) :].transpose(1, 0, 2))  # last values of the latest hours, (n, V) each
         previous = stepper.state.values.copy()  # the last hour's values (carried), what the first hour is checked against
         values = np.empty((n, horizon, len(config.variables)), dtype=np.float32)
+        draws = PersistentDraws(self._persistence, n, generator)
         consulted = np.empty((n, horizon, n_systems, n_systems), dtype=bool)
         records: list[dict[str, Any]] = []
         before: Counter = Counter()
@@ -500,7 +562,7 @@ class PatientTwin:
             references = chooser(step, summary)  # (n, S, S)
             consulted[:, step] = (references & ~torch.eye(n_systems, dtype=torch.bool, device=references.device)).cpu().numpy()
             dist = stepper.predict(references)
-            hour = self._draw(dist, generator, mean)
+            hour = self._draw(dist, draws.next(), mean)
             if correct:
                 hour, hour_records, hour_before, hour_after = self._correct(previous, hour, dist, generator, mean)
                 records.extend({**r, "step": step + 1} for r in hour_records)
@@ -520,16 +582,16 @@ class PatientTwin:
         return SimulatedRows(values=values, treatments=plan, consulted=consulted, records=records, violations_before=before, violations_after=after)
 
     @staticmethod
-    def _draw(dist: BinnedDistribution, generator: torch.Generator, mean: bool) -> np.ndarray:
+    def _draw(dist: BinnedDistribution, uniform: torch.Tensor, mean: bool) -> np.ndarray:
         """``(n, V)`` float32: the predictive means, or one draw per variable.
 
-        A draw inverts each variable's cumulative distribution at a uniform number (one
-        ``searchsorted``; ``torch.multinomial`` over ``n * V`` rows costs far more per hour).
+        A draw inverts each variable's cumulative distribution at the ``(n, V)`` uniform numbers
+        (one ``searchsorted``; ``torch.multinomial`` over ``n * V`` rows costs far more per hour).
         """
         if mean:
             return dist.mean().float().cpu().numpy()
         cdf = dist.probs.cumsum(-1)  # (n, V, K)
-        uniform = torch.rand((*cdf.shape[:-1], 1), generator=generator, dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:]
+        uniform = uniform.to(cdf.dtype)[..., None] * cdf[..., -1:]
         bins = torch.searchsorted(cdf, uniform, right=True).clamp_max(cdf.shape[-1] - 1)  # a bin with probability > 0
         return torch.gather(dist.centers.expand_as(cdf), -1, bins)[..., 0].float().cpu().numpy()
 
@@ -543,7 +605,8 @@ class PatientTwin:
             flagged = np.asarray(self.corrector.violating(previous, hour, variables), dtype=bool)
             if not flagged.any():
                 break
-            redrawn = np.where(flagged, self._draw(dist, generator, mean=False), hour)
+            fresh = torch.rand(hour.shape, generator=generator, device=dist.probs.device)
+            redrawn = np.where(flagged, self._draw(dist, fresh, mean=False), hour)
             for row, column in zip(*np.nonzero(flagged & (redrawn != hour)), strict=True):
                 records.append({"row": int(row), "variable": variables[column], "rule": RESAMPLED_RULE,
                                 "before": float(hour[row, column]), "after": float(redrawn[row, column])})
