@@ -4,7 +4,11 @@ The twin simulates every variable every hour; a real record holds a vital sign m
 lab every few hours or days. :class:`ObservationModel` learns, from the training cohort, the
 probability that variable ``v`` is charted in an hour given
 
-- the hours since ``v`` was last charted (:data:`SINCE_EDGES_H` buckets, plus "never"),
+- the hours since ``v`` was last charted (:data:`SINCE_EDGES_H` buckets) or, before its first
+  charting in the stay, the hours since the stay began (the same buckets): labs are drawn soon
+  after admission (on PhysioNet 90 % of first creatinine values fall in the first 16 hours), and
+  one per-hour rate for "never charted yet" left 21 % of synthetic stays without any creatinine
+  against 8 % of real ones (17 % with this bucketing; charting the train stays' own values),
 - whether its last charted value lay outside the catalog's normal range (abnormal results are
   re-checked sooner), and
 - whether its *parent* is charted in the same hour. Charting comes in panels: on PhysioNet SBP,
@@ -48,9 +52,10 @@ from organsim.data import Cohort
 
 SINCE_EDGES_H = (1, 2, 3, 4, 6, 8, 12, 24, 48)
 """Upper edges (inclusive, hours) of the hours-since-last-charted buckets; beyond the last edge is
-one more bucket, and "never charted in this stay" the last."""
-N_SINCE_BUCKETS = len(SINCE_EDGES_H) + 2
-NEVER_BUCKET = N_SINCE_BUCKETS - 1
+one more bucket. "Never charted in this stay" has as many buckets again, by hours since the stay began."""
+NEVER_BUCKET = len(SINCE_EDGES_H) + 1
+"""The first "never charted" bucket (the stay's first hour); the stay's later hours follow it."""
+N_SINCE_BUCKETS = 2 * NEVER_BUCKET
 PRIOR_HOURS = 4.0
 N_STYLES = 3
 RESOLUTIONS = (100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01)
@@ -72,10 +77,16 @@ def recording_resolution(values: np.ndarray) -> float:
     return 0.0
 
 
-def since_bucket(hours_since: np.ndarray) -> np.ndarray:
-    """Bucket index of hours since the last charted value (NaN = never charted)."""
-    bucket = np.searchsorted(np.asarray(SINCE_EDGES_H, dtype=np.float64), np.nan_to_num(hours_since, nan=0.0), side="left")
-    return np.where(np.isfinite(hours_since), bucket, NEVER_BUCKET).astype(np.int64)
+def since_bucket(hours_since: np.ndarray, stay_hours: np.ndarray | None = None) -> np.ndarray:
+    """Bucket index of hours since the last charted value; where that is NaN (never charted), the
+    "never" bucket of ``stay_hours``, the hours since the stay began (1 in its first hour; None: 1)."""
+    edges = np.asarray(SINCE_EDGES_H, dtype=np.float64)
+    bucket = np.searchsorted(edges, np.nan_to_num(hours_since, nan=0.0), side="left")
+    never = NEVER_BUCKET
+    if stay_hours is not None:
+        never = NEVER_BUCKET + np.searchsorted(edges, np.nan_to_num(np.broadcast_to(stay_hours, np.shape(hours_since)), nan=1.0),
+                                               side="left")
+    return np.where(np.isfinite(hours_since), bucket, never).astype(np.int64)
 
 
 def charting_parents(charted: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -123,11 +134,15 @@ class ObservationState:
         ``(n, V)`` float64.
     style
         ``(n, V)`` int, the stay's charting style per variable (``0 .. N_STYLES - 1``).
+    first_hour
+        ``(n,)`` float64 ICU hour each stay began; None: unknown (never-charted variables then
+        count as in the stay's first hour).
     """
 
     last_hour: np.ndarray
     last_value: np.ndarray
     style: np.ndarray
+    first_hour: np.ndarray | None = None
 
     @classmethod
     def from_history(cls, values: np.ndarray, hours: np.ndarray, style: np.ndarray) -> ObservationState:
@@ -139,11 +154,17 @@ class ObservationState:
         rows = np.arange(values.shape[0])[:, None]
         last_hour = np.where(any_charted, hours[rows, last_index], np.nan).astype(np.float64)
         last_value = np.where(any_charted, values[rows, last_index, np.arange(values.shape[2])[None, :]], np.nan)
-        return cls(last_hour=last_hour, last_value=last_value.astype(np.float64), style=np.asarray(style, dtype=np.int64))
+        return cls(last_hour=last_hour, last_value=last_value.astype(np.float64), style=np.asarray(style, dtype=np.int64),
+                   first_hour=np.asarray(hours[:, 0], dtype=np.float64))
 
     def select(self, index: np.ndarray) -> ObservationState:
         """The state of the stays at ``index``."""
-        return ObservationState(self.last_hour[index], self.last_value[index], self.style[index])
+        return ObservationState(self.last_hour[index], self.last_value[index], self.style[index],
+                                None if self.first_hour is None else self.first_hour[index])
+
+    def stay_hours(self, now: np.ndarray) -> np.ndarray | None:
+        """``(n, 1)`` hours since each stay began at ICU hours ``now`` ``(n, 1)`` (1 in the first hour), or None."""
+        return None if self.first_hour is None else now - self.first_hour[:, None] + 1
 
 
 @dataclass
@@ -216,9 +237,11 @@ class ObservationModel:
             since.append((hour - charted_hour.forward_fill().shift(1).over("stay_id")).alias(f"{code}__since"))
             last.append(pl.col(code).cast(pl.Float64).forward_fill().shift(1).over("stay_id").alias(f"{code}__last"))
         frame = hourly.select(
-            *[pl.col(c).is_not_null().alias(c) for c in self.variables], *since, *last)
+            *[pl.col(c).is_not_null().alias(c) for c in self.variables], *since, *last,
+            (hour - hour.min().over("stay_id") + 1).alias("__stay_hours"))
         charted = frame.select(self.variables).to_numpy().astype(bool)  # (R, V)
-        buckets = since_bucket(frame.select([f"{c}__since" for c in self.variables]).to_numpy().astype(np.float64))
+        buckets = since_bucket(frame.select([f"{c}__since" for c in self.variables]).to_numpy().astype(np.float64),
+                               frame["__stay_hours"].to_numpy()[:, None])
         abnormal = self._abnormal(frame.select([f"{c}__last" for c in self.variables]).to_numpy().astype(np.float64))
         self.rate_ = charted.mean(axis=0)
         self.resolution_ = np.array([recording_resolution(hourly[c].to_numpy()) for c in self.variables])
@@ -296,7 +319,7 @@ class ObservationModel:
         out = np.full(values.shape, np.nan, dtype=np.float32)
         for step in range(length):
             now = hours[:, step].astype(np.float64)[:, None]  # (n, 1)
-            buckets = since_bucket(now - state.last_hour)  # (n, V)
+            buckets = since_bucket(now - state.last_hour, state.stay_hours(now))  # (n, V)
             abnormal = self._abnormal(state.last_value)
             uniforms = rng.random((n, n_vars))
             charted = np.zeros((n, n_vars), dtype=bool)

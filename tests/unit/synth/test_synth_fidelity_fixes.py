@@ -149,3 +149,22 @@ def test_change_bins_are_spread_over_the_training_changes(spreader):
     assert outer.min() >= 2.6 - 1e-6 and outer.max() <= 3.0 + 1e-6 and len(np.unique(outer)) > 50
     assert np.isnan(spread[-5:, 1]).all() and np.isnan(spread[:, 0]).all()
     np.testing.assert_array_equal(spread, spreader.spread(values, last, np.random.default_rng(0)))
+
+
+# ------------------------------------------------------------------------------------------ first charting
+def test_first_lab_comes_when_the_training_stays_draw_it(catalog):
+    """Every training stay draws lactate first in its third hour (then daily): so do synthetic stays.
+    One "never charted yet" rate for all hours spread the first draw over the stay instead."""
+    n_stays, n_hours = 30, 30
+    stay_hour = np.tile(np.arange(1, n_hours + 1), n_stays)
+    cohort = _cohort(catalog, {"hr": np.full(n_stays * n_hours, 80.0),
+                               "lactate": np.where(stay_hour % 24 == 3, 1.5, np.nan)}, n_stays, n_hours)
+    model = ObservationModel.for_catalog(("hr", "lactate"), catalog).fit(cohort)
+    rng = np.random.default_rng(0)
+    n, length = 300, 12
+    hours = np.tile(np.arange(101, 101 + length), (n, 1))  # stays starting at ICU hour 101
+    state = ObservationState.from_history(np.full((n, 1, 2), np.nan), hours[:, :1], model.draw_styles(n, rng))
+    simulated = np.tile(np.array([80.0, 1.5], dtype=np.float32), (n, length - 1, 1))
+    charted = np.isfinite(model.mask(simulated, hours[:, 1:], state, rng))[..., 1]  # stay hours 2 .. 12
+    first = np.argmax(charted, axis=1) + 2
+    assert (charted.any(axis=1) & (first == 3)).mean() > 0.7
