@@ -131,9 +131,11 @@ def _checks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     checks = []
     sepsis = metrics["utility"].get("sepsis_6h", {})
     for name in metrics["settings"]["classifiers"]:
-        drop = sepsis.get("classifiers", {}).get(name, {}).get("auroc_drop")
+        scores = sepsis.get("classifiers", {}).get(name, {})
+        drop = scores.get("auroc_drop")
         checks.append({"check": f"sepsis_6h AUROC drop, {name}", "value": drop, "target": f"<= {TARGETS['sepsis_auroc_drop']}",
-                       "passed": None if drop is None else drop <= TARGETS["sepsis_auroc_drop"]})
+                       "passed": None if drop is None else drop <= TARGETS["sepsis_auroc_drop"],
+                       "interval_95": scores.get("auroc_drop_interval_95")})
     detection = metrics["fidelity"]["detection"]["auroc"]
     checks.append({"check": "detection AUROC", "value": detection, "target": f"< {TARGETS['detection_auroc']}",
                    "passed": detection < TARGETS["detection_auroc"]})
