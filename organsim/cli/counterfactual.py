@@ -112,7 +112,7 @@ def _twin_and_cohort(source: TwinSource) -> tuple[TwinSimulator, Cohort]:
 
 
 SHARDS_HELP = "Run the cases in this many shards, each part written atomically under --parts (a rerun computes only missing parts)."
-RAY_HELP = "Run the shards on Ray: 'local' or a cluster address (needs organsim[distributed])."
+RAY_HELP = "Run the shards on Ray: 'local' or a cluster address (needs organsim\\[distributed])."
 WORKERS_HELP = "Local processes or local Ray CPUs for the shards."
 PARTS_HELP = "Directory of the shards' parts (default: OUT.parts/ beside OUT); removed once the result is written."
 
