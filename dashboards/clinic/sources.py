@@ -2,8 +2,8 @@
 
 Precedence: command-line options after ``--`` (``streamlit run dashboards/app.py -- --cohort DIR
 --model DIR --report DIR``), then the environment (``ORGANSIM_COHORT``, ``ORGANSIM_MODEL``,
-``ORGANSIM_REPORT``), then the outputs of ``make demo`` (``demo_out/split``, ``demo_out/coordinate``
-(the agents with their reference policy), ``demo_out/report_synthetic``; ``ORGANSIM_DEMO_OUT`` moves that directory).
+``ORGANSIM_REPORT``), then the outputs of ``make demo`` (``demo_out/split``, ``demo_out/calibrate``
+(the agents with their reference policy and calibrated bands), ``demo_out/report_synthetic``; ``ORGANSIM_DEMO_OUT`` moves that directory).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """The repository holding ``dashboards/`` (``demo_out/`` lies there by default)."""
 ENVIRONMENT = {"cohort": "ORGANSIM_COHORT", "model": "ORGANSIM_MODEL", "report": "ORGANSIM_REPORT"}
-DEMO_STAGES = {"cohort": "split", "model": "coordinate", "report": "report_synthetic"}
+DEMO_STAGES = {"cohort": "split", "model": "calibrate", "report": "report_synthetic"}
 """Input -> the ``make demo`` stage directory that provides it by default."""
 
 

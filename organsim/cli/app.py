@@ -24,6 +24,9 @@ app.add_typer(ingest_app, name="ingest")
 console = Console()
 err_console = Console(stderr=True)
 
+RAY_HELP = "Run the shards on Ray: 'local' or a cluster address (needs organsim\\[distributed])."
+"""Help of every ``--ray`` option (rich markup would swallow a bare ``[distributed]``)."""
+
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn organsim's own errors into one red line and exit code 2 instead of a traceback."""

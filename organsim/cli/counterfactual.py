@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from organsim.cli.app import app, console, err_console, friendly_errors
+from organsim.cli.app import RAY_HELP, app, console, err_console, friendly_errors
 from organsim.counterfactual import (
     DEFAULT_CONTRASTS,
     Strategy,
@@ -112,7 +112,6 @@ def _twin_and_cohort(source: TwinSource) -> tuple[TwinSimulator, Cohort]:
 
 
 SHARDS_HELP = "Run the cases in this many shards, each part written atomically under --parts (a rerun computes only missing parts)."
-RAY_HELP = "Run the shards on Ray: 'local' or a cluster address (needs organsim\\[distributed])."
 WORKERS_HELP = "Local processes or local Ray CPUs for the shards."
 PARTS_HELP = "Directory of the shards' parts (default: OUT.parts/ beside OUT); removed once the result is written."
 

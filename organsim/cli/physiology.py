@@ -13,7 +13,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from organsim.cli.app import app, console, friendly_errors
+from organsim.cli.app import RAY_HELP, app, console, friendly_errors
 from organsim.physiology import (
     POLICY_NAMES,
     ClinicianPolicy,
@@ -40,7 +40,7 @@ def generate(
         int, typer.Option("--shards", min=1, help="Generate in this many shards, each written as a part (same cohort).")
     ] = 1,
     ray: Annotated[
-        str | None, typer.Option("--ray", help="Run the shards on Ray: 'local' or a cluster address (needs organsim[distributed]).")
+        str | None, typer.Option("--ray", help=RAY_HELP)
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Local processes or local Ray CPUs for the shards.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing directory at --out.")] = False,

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from organsim.cli.app import app, console, friendly_errors
+from organsim.cli.app import RAY_HELP, app, console, friendly_errors
 from organsim.data import Cohort
 from organsim.data.export import FORMATS, export_cohort
 from organsim.evaluate.synthetic_report import (
@@ -131,7 +131,7 @@ def synthesize(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Stays per rollout call.")] = 512,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     shards: Annotated[int, typer.Option("--shards", min=1, help="Generate in this many shards, each its own seed, written as parts under OUT.parts/.")] = 1,
-    ray: Annotated[str | None, typer.Option("--ray", help="Run the shards on Ray: 'local' or a cluster address (needs organsim[distributed]).")] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Local processes or local Ray CPUs for the shards.")] = None,
     overwrite: Overwrite = False,
 ) -> None:

@@ -14,7 +14,7 @@ from organsim.agents.training import split_as_trained
 from organsim.cli.app import app, console, friendly_errors
 from organsim.data import Cohort
 from organsim.twin import PatientTwin
-from organsim.twin.calibration import HORIZON_BUCKETS, fit_band_calibration
+from organsim.twin.calibration import HORIZON_BUCKETS, fit_band_calibration, save_band_calibration
 from organsim.twin.coordination import (
     ALGORITHMS,
     CoordinationConfig,
@@ -79,6 +79,8 @@ def calibrate(
     model: Annotated[Path, typer.Option("--model", help="Model directory (`organsim train`, optionally `organsim coordinate`); "
                                                         "band_calibration.json is written into it.")],
     cohort: Annotated[Path, typer.Option("--cohort", help="The cohort the agents were trained on (its validation split is calibrated on).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Model directory to write: a copy of --model with the calibration "
+                                                           "(default: --model itself).")] = None,
     cases: Annotated[int, typer.Option(help="Start hours (one per stay, seeded), at most.")] = 200,
     samples: Annotated[int, typer.Option(help="Sampled futures per case.")] = 20,
     horizon: Annotated[int, typer.Option(help="Hours rolled out from each start.")] = 48,
@@ -96,7 +98,7 @@ def calibrate(
         task = bar.add_task("calibrating bands", total=None)
         calibration = fit_band_calibration(twin, data, split=split, cases=cases, samples=samples, horizon=horizon, seed=seed,
                                            progress=lambda done, total: bar.update(task, completed=done, total=total))
-    path = calibration.save(model)
+    path = save_band_calibration(calibration, model, out or model)
     table = Table(title=f"90 % band scales by system (median over variables; {calibration.meta['cases']} {split} cases, "
                         f"{calibration.meta['observed_values']:,} observed values)")
     table.add_column("system")

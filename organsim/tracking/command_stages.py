@@ -8,6 +8,8 @@ back from the files the command writes:
 
 - ``coordinate``: ``organsim coordinate`` (the RL reference-selection policy, saved with a copy
   of the model) -> a model;
+- ``calibrate``: ``organsim calibrate`` (split-conformal band scales, saved with a copy of the
+  model) -> a model;
 - ``whatif``: ``organsim whatif`` on one stay (the first septic test stay long enough, unless
   named) -> a report;
 - ``trial``: ``organsim trial`` (strategy A vs B over test stays) -> a report;
@@ -115,6 +117,49 @@ class Coordinate(Stage):
         rows = {name: horizon_row(v, name, "nmse", horizons) for name in ("policy", "none", "all")}
         return (f"validation nMSE {'/'.join(f'{h} h' for h in horizons)}: policy {rows['policy']}, "
                 f"none {rows['none']}, all {rows['all']} (best step {v['best_step']:.0f})")
+
+
+# ============================================================================ calibrate
+class CalibrateParams(StageParams):
+    """Parameters of the ``calibrate`` stage (as ``organsim calibrate``)."""
+
+    model: ModelInput = Field(description="Stage whose twin's bands to calibrate (train or coordinate).")
+    cohort: CohortInput = Field(description="The cohort the agents were trained on (its validation split is calibrated on).")
+    cases: int = Field(200, ge=1, description="Start hours (one per stay, seeded), at most.")
+    samples: int = Field(20, ge=2, description="Sampled futures per case.")
+    horizon: int = Field(48, ge=1, description="Hours rolled out from each start.")
+    device: Device = Field("auto", description=DEVICE_DOC)
+    seed: int = Field(0, ge=0, description="Seed of the start hours and the rollouts.")
+
+
+@register_stage
+class Calibrate(Stage):
+    name = "calibrate"
+    summary = "Calibrate the twin's 90 % bands on factual rollouts of validation stays (split conformal); writes the model with them."
+    params = CalibrateParams
+    produces = "model"
+    code = ("twin", "agents", "data", "utils", "cli.twin")
+
+    def run(self, params: CalibrateParams, ctx: StageContext) -> None:
+        run_organsim([
+            "calibrate", "--model", ctx.input("model"), "--cohort", ctx.input("cohort"), "--out", ctx.out,
+            "--cases", params.cases, "--samples", params.samples, "--horizon", params.horizon, "--device", params.device,
+            "--seed", params.seed,
+        ], ctx, f"calibrating the twin's bands ({params.cases} validation cases)")
+
+    def metrics(self, out: Path) -> StageMetrics:
+        record = _read_json(out / "band_calibration.json")
+        scales = [s for row in record["scales"] for s in row]
+        return StageMetrics(values={"coverage_before": float(record["coverage_before"]), "scale_median": float(sorted(scales)[len(scales) // 2]),
+                                    "observed_values": float(record["meta"]["observed_values"])})
+
+    def artifacts(self, out: Path) -> list[Path]:
+        return _artifacts(out, ["band_calibration.json", COMMAND_LOG])
+
+    def headline(self, out: Path, metrics: StageMetrics) -> str:
+        v = metrics.values
+        return (f"raw 90 % bands covered {v['coverage_before']:.1%} of {v['observed_values']:.0f} held-out values; "
+                f"median scale {v['scale_median']:.2f}")
 
 
 # ============================================================================ what-if and trials

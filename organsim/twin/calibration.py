@@ -23,7 +23,8 @@ own width and asymmetry):
 Under exchangeability of the calibration stays and new ones, the calibrated band covers an
 observed value with probability at least its level. The sampled futures themselves are left as
 they are (their outcomes and scores read the twin's own draws); only the reported bands change.
-The calibration is saved beside the model (``band_calibration.json``) and loaded with it.
+The calibration is saved beside the model (``band_calibration.json``, :func:`save_band_calibration`;
+``organsim calibrate``) and loaded with it (:meth:`organsim.twin.PatientTwin.load`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import numpy as np
 
 from organsim.data import Cohort
 from organsim.data.windows import choose_starts, forecast_batch, forecast_targets
+from organsim.twin.saved_module import write_beside_model
 from organsim.utils.arrays import nan_quantiles
 from organsim.utils.errors import DataError
 from organsim.utils.io import atomic_write_text
@@ -189,6 +191,16 @@ class BandCalibration:
         return cls(variables=variables, band=(float(data["band"][0]), float(data["band"][1])), scales=scales,
                    floor=np.asarray(data["floor"], dtype=np.float64), n_scores=np.asarray(data["n_scores"]),
                    coverage_before=float(data["coverage_before"]), meta=dict(data.get("meta", {})))
+
+
+def save_band_calibration(calibration: BandCalibration, model_dir: str | Path, out: str | Path) -> Path:
+    """Write ``calibration`` with the model of ``model_dir`` into ``out``; returns the calibration file.
+
+    ``out == model_dir`` adds the file to the model directory; another ``out`` receives a copy of
+    the model directory with the file, the whole written atomically (as ``organsim coordinate``).
+    """
+    write_beside_model(Path(model_dir), Path(out), calibration.save)
+    return Path(out) / CALIBRATION_FILE
 
 
 def has_band_calibration(model_dir: str | Path) -> bool:

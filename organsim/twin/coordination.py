@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +70,10 @@ from organsim.twin.realism import (
     RealismCritic,
     RealismCriticConfig,
 )
+from organsim.twin.saved_module import write_beside_model
 from organsim.twin.summary import summary_size
 from organsim.twin.twin import PatientTwin
-from organsim.utils.io import atomic_directory, atomic_write_text
+from organsim.utils.io import atomic_write_text
 from organsim.utils.progress import progress_bar
 from organsim.utils.seeding import seed_everything
 
@@ -586,13 +586,7 @@ def save_coordination(result: CoordinationResult, config: CoordinationConfig, mo
             result.critic.save(directory)
         atomic_write_text(directory / COORDINATION_FILE, record)
 
-    if out.resolve() == model_dir.resolve():
-        write(out)
-    else:
-        with atomic_directory(out, overwrite=True) as tmp:
-            for item in model_dir.iterdir():
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
-            write(tmp)
+    write_beside_model(model_dir, out, write)
     names = [POLICY_CONFIG_FILE, POLICY_WEIGHTS_FILE, COORDINATION_FILE]
     if result.critic is not None:
         names += [CRITIC_CONFIG_FILE, CRITIC_WEIGHTS_FILE]

@@ -9,6 +9,8 @@ expected format, and that the weights fit the module, and names the file in a
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from organsim.utils.errors import DataError
-from organsim.utils.io import atomic_write_bytes, atomic_write_text
+from organsim.utils.io import atomic_directory, atomic_write_bytes, atomic_write_text
 
 
 def save_module(module: nn.Module, config: dict[str, Any], *, fmt: str, config_path: Path, weights_path: Path) -> None:
@@ -57,3 +59,17 @@ def load_module_weights(module: nn.Module, *, config_path: Path, weights_path: P
         module.load_state_dict(load_safetensors(weights_path.read_bytes()))
     except Exception as exc:  # safetensors and load_state_dict raise their own error types
         raise DataError(f"weights do not match the {what} in {config_path.name}: {exc}", file=weights_path) from exc
+
+
+def write_beside_model(model_dir: Path, out: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(directory)`` to add files to a model: ``out == model_dir`` adds them to the model
+    directory itself (each file written atomically by ``write``); another ``out`` receives a copy of
+    the model directory with them, the whole written atomically."""
+    model_dir, out = Path(model_dir), Path(out)
+    if out.resolve() == model_dir.resolve():
+        write(out)
+        return
+    with atomic_directory(out, overwrite=True) as tmp:
+        for item in model_dir.iterdir():
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        write(tmp)

@@ -167,7 +167,9 @@ def _local_results(task: ShardTask, todo: list[int], workers: int) -> Iterator[S
                 yield index, None, _describe(exc)
         return
     context = multiprocessing.get_context("spawn")  # fork is unsafe once polars/torch thread pools exist
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+    n_workers = min(workers, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_share_cores, initargs=(threads,)) as pool:
         futures = {pool.submit(task, index): index for index in todo}
         for future in as_completed(futures):
             index = futures[future]
@@ -175,6 +177,14 @@ def _local_results(task: ShardTask, todo: list[int], workers: int) -> Iterator[S
                 yield index, future.result(), None
             except Exception as exc:  # a task error, or BrokenProcessPool when a worker died
                 yield index, None, _describe(exc)
+
+
+def _share_cores(threads: int) -> None:
+    """Worker initialiser: ``threads`` threads for the numeric libraries, so ``W`` workers share the
+    cores instead of each starting a pool the size of the machine (set before torch is imported;
+    Ray does the same for its tasks)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "POLARS_MAX_THREADS"):
+        os.environ[name] = str(threads)
 
 
 def _call_shard(task: ShardTask, index: int) -> Mapping[str, bytes]:

@@ -41,7 +41,7 @@ def scores(engine_cohort: Cohort):
 
 def test_sources_follow_arguments_then_environment_then_demo(tmp_path: Path) -> None:
     demo = tmp_path / "demo_out"
-    for stage in ("split", "coordinate"):
+    for stage in ("split", "calibrate"):
         (demo / stage).mkdir(parents=True)
     environ = {"ORGANSIM_DEMO_OUT": str(demo), "ORGANSIM_COHORT": "/env/cohort"}
     found = resolve_sources(["--model", "/arg/model", "--server.port", "1"], environ)
@@ -49,7 +49,7 @@ def test_sources_follow_arguments_then_environment_then_demo(tmp_path: Path) -> 
     assert found.model == Path("/arg/model") and found.origin["model"] == "--model"
     assert found.report is None  # no demo_out/report_synthetic
     demo_only = resolve_sources([], {"ORGANSIM_DEMO_OUT": str(demo)})
-    assert demo_only.cohort == demo / "split" and demo_only.model == demo / "coordinate" and demo_only.origin["cohort"] == "demo"
+    assert demo_only.cohort == demo / "split" and demo_only.model == demo / "calibrate" and demo_only.origin["cohort"] == "demo"
 
 
 def test_stay_table_matches_the_scores(engine_cohort: Cohort, scores) -> None:

@@ -23,8 +23,9 @@ stages:
   counterfactual: {cohort: split, n_stays: 4, from_hour: 3, policies: [none, no-fluids]}
   train: {cohort: split, preset: micro, epochs: 1, batch_size: 8, n_bins: 8, device: cpu}
   coordinate: {model: train, cohort: split, steps: 2, problems: 4, group_size: 2, horizons: [1, 3], validation_problems: 4, device: cpu}
-  evaluate: {model: coordinate, cohort: split, baselines: [locf], per_stay: 1, device: cpu}
-  whatif: {model: coordinate, cohort: split, at: 4, strategies: [observed_care, early_norepinephrine], samples: 2, horizon: 6,
+  calibrate: {model: coordinate, cohort: split, cases: 3, samples: 3, horizon: 6, device: cpu}
+  evaluate: {model: calibrate, cohort: split, baselines: [locf], per_stay: 1, device: cpu}
+  whatif: {model: calibrate, cohort: split, at: 4, strategies: [observed_care, early_norepinephrine], samples: 2, horizon: 6,
            match: false, device: cpu}
   trial: {model: coordinate, cohort: split, strategies: [early_norepinephrine, late_norepinephrine], at: 4, stays: "3",
           split: all, samples: 2, horizon: 6, device: cpu}
@@ -46,6 +47,7 @@ EXPECTED = {  # stage -> (a parameter, metrics that must be there, artifacts tha
               {"config.json", "model.safetensors"}),
     "coordinate": ({"algo": "grpo", "steps": "2"}, {"best_step", "policy.nmse_1h", "none.nmse_1h", "all.nmse_3h"},
                    {"coordination.json", "command.log"}),
+    "calibrate": ({"cases": "3"}, {"coverage_before", "scale_median", "observed_values"}, {"band_calibration.json", "command.log"}),
     "evaluate": ({"baselines": '["locf"]'}, {"n_stays", "agents_all.mean_nmse_1h", "agents_none.mean_nmse_1h", "locf.mean_nmse_1h",
                                              "twin.mean_nmse_1h"},
                  {"metrics.json", "model.json", "twin.json", "evaluate.log", "trajectories_cardiovascular.png"}),
@@ -85,6 +87,8 @@ def test_every_stage_runs_logs_to_mlflow_and_is_skipped_when_unchanged(tmp_path:
     assert metrics["evaluate"]["locf.mean_nmse_1h"] == pytest.approx(report["baselines"]["locf"]["mean_nmse"]["1"])
     assert metrics["train"]["best_epoch"] == 1
     assert (run_dir / "coordinate" / "reference_policy.safetensors").is_file()
+    assert (run_dir / "calibrate" / "reference_policy.safetensors").is_file() and (run_dir / "calibrate" / "band_calibration.json").is_file()
+    assert not (run_dir / "coordinate" / "band_calibration.json").exists()  # the calibrated model is a copy
     assert metrics["synthesize"]["stays"] == 6 and Cohort.load(run_dir / "synthesize").stays.height == 6
     assert any(k.endswith(".effect") for k in metrics["trial"])
     assert any(".nrmse_" in k for k in metrics["cf_benchmark"])
