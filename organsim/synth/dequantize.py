@@ -5,14 +5,15 @@ of the training values in it, a change bin to the last charted value plus the bi
 change (:mod:`organsim.agents.distribution`). A rollout therefore draws every value from a fixed set
 per variable and stay: on PhysioNet 2019 the first creatinine of 3,776 synthetic stays took 244
 distinct values (the most common in 5.3 % of stays) against 571 in 3,853 real stays (1.9 %), and a
-real-vs-synthetic classifier recognised synthetic stays by those values alone (AUROC 0.80 on
-creatinine, 0.84 on platelets and haematocrit).
+real-vs-synthetic classifier given one variable's stay summaries recognised synthetic stays by
+them (AUROC 0.80 on creatinine, 0.84 on platelets and haematocrit, the first value most used).
 
 :class:`BinSpreader` replaces each simulated value by a draw from the bin it was drawn from:
 
 - a value bin (the simulated value is one of the variable's value-bin means): one of the training
-  values that fall in the bin, interpolated between neighbouring sorted values (so no value is
-  copied by construction), or uniform over the bin when it holds fewer than two;
+  values that fall in the bin, interpolated between neighbouring sorted values, or uniform over
+  the bin when it holds fewer than two (single values only: at the recording resolution a drawn
+  value equals many training values, as any charted value does; no stay is copied);
 - a change bin (anything else; the change is read from the last value the twin was given): the
   last value plus one of the training changes between consecutive measurements that fall in the
   bin, interpolated likewise (the change is kept when the bin holds fewer than two). Drawing
