@@ -21,3 +21,10 @@ def call_counts(calls: Path) -> dict[int, int]:
         index = int(file.name.split("-")[0])
         counts[index] = counts.get(index, 0) + 1
     return counts
+
+
+def threads_task(index: int) -> dict[str, bytes]:
+    """The part holds the OMP_NUM_THREADS the worker was started with."""
+    import os
+
+    return {"threads.txt": os.environ.get("OMP_NUM_THREADS", "unset").encode()}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from shard_tasks import call_counts, square_task
+from shard_tasks import call_counts, square_task, threads_task
 
 from organsim.physiology import EngineConfig, PhysiologyEngine
 from organsim.tracking.distributed import generate_sharded, merge_parts, shard_bounds
@@ -36,6 +36,12 @@ def test_failed_shard_keeps_finished_parts_and_rerun_computes_only_it(tmp_path: 
     assert [int((p / "value.txt").read_text()) for p in written] == [0, 1, 4, 9]
     assert (written[3] / "sub" / "index.txt").read_text() == "3"
     assert seen == [(3, 4), (4, 4)]
+
+
+def test_local_workers_share_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("organsim.utils.shards.os.cpu_count", lambda: 8)
+    written = run_shards(threads_task, 2, tmp_path / "parts", workers=2)
+    assert [(p / "threads.txt").read_text() for p in written] == ["4", "4"]  # 8 cores / 2 workers
 
 
 def test_run_shards_rejects_bad_arguments(tmp_path: Path) -> None:
