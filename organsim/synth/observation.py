@@ -20,9 +20,11 @@ probability that variable ``v`` is charted in an hour given
   indicators in the training rows), so a panel is charted together through a chain of parents
   and an hour without the anchor is usually an hour without anything. Conditioning every variable
   on the anchor alone charted each lab of a panel in a different hour;
-- the stay's charting style for the variable: the tercile (:data:`N_STYLES`) of the stay's share of
+- the stay's charting style for the variable: the sextile (:data:`N_STYLES`) of the stay's share of
   charted hours among the training stays. Stays differ: on PhysioNet most stays chart temperature
-  every 4 hours or so, one in ten nearly every hour (a probe). A synthetic stay draws its style
+  every 4 hours or so, one in ten nearly every hour (a probe); with terciles the top one mixed
+  the two and synthetic stays charted temperature in between (charting alone told apart from real
+  stays with AUROC 0.926 with terciles, 0.914 with sextiles, 0.911 with deciles). A synthetic stay draws its style
   per variable from correlated normals (one shared stay factor; its weight is the mean correlation
   of the training stays' charting shares across variables, :attr:`ObservationModel.shared_`), so
   a stay charted intensively in one variable tends to be in others.
@@ -57,7 +59,7 @@ NEVER_BUCKET = len(SINCE_EDGES_H) + 1
 """The first "never charted" bucket (the stay's first hour); the stay's later hours follow it."""
 N_SINCE_BUCKETS = 2 * NEVER_BUCKET
 PRIOR_HOURS = 4.0
-N_STYLES = 3
+N_STYLES = 6
 RESOLUTIONS = (100.0, 50.0, 10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01)
 """Candidate recording resolutions, coarsest first."""
 RESOLUTION_SHARE = 0.9
@@ -192,7 +194,7 @@ class ObservationModel:
     shared_
         Weight of the shared stay factor in the style draws (0 = styles independent across variables).
     style_shares_
-        ``(V, N_STYLES)`` share of training stays in each style (not a third each where many stays
+        ``(V, N_STYLES)`` share of training stays in each style (not a sixth each where many stays
         tie, e.g. never charted a lab).
     rate_
         ``(V,)`` share of hours in which each variable is charted.
@@ -264,7 +266,7 @@ class ObservationModel:
         return self
 
     def _training_styles(self, stay_ids: np.ndarray, charted: np.ndarray) -> np.ndarray:
-        """``(R, V)`` style of each training row's stay (tercile of the stay's charted share); sets :attr:`shared_`."""
+        """``(R, V)`` style of each training row's stay (sextile of the stay's charted share); sets :attr:`shared_`."""
         stays, row_stay = np.unique(stay_ids, return_inverse=True)
         hours = np.bincount(row_stay, minlength=len(stays)).astype(np.float64)
         shares = np.stack([np.bincount(row_stay, weights=charted[:, v], minlength=len(stays)) for v in range(charted.shape[1])],

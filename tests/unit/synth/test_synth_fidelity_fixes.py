@@ -168,3 +168,21 @@ def test_first_lab_comes_when_the_training_stays_draw_it(catalog):
     charted = np.isfinite(model.mask(simulated, hours[:, 1:], state, rng))[..., 1]  # stay hours 2 .. 12
     first = np.argmax(charted, axis=1) + 2
     assert (charted.any(axis=1) & (first == 3)).mean() > 0.7
+
+
+def test_a_few_hourly_charted_stays_stay_a_style_of_their_own(catalog):
+    """One stay in seven charts temperature every hour, the others in a quarter of their hours: synthetic
+    stays are one or the other, not a mix (terciles put both kinds in the top style)."""
+    n_stays, n_hours = 70, 36
+    stay = np.repeat(np.arange(1, n_stays + 1), n_hours)
+    sometimes = np.random.default_rng(5).random(n_stays * n_hours) < 0.25
+    cohort = _cohort(catalog, {"hr": np.full(n_stays * n_hours, 80.0),
+                               "temperature": np.where((stay % 7 == 0) | sometimes, 37.0, np.nan)}, n_stays, n_hours)
+    model = ObservationModel.for_catalog(("hr", "temperature"), catalog).fit(cohort)
+    rng = np.random.default_rng(0)
+    n, length = 700, 36
+    state = ObservationState(np.full((n, 2), 0.0), np.tile([80.0, 37.0], (n, 1)), model.draw_styles(n, rng))
+    simulated = np.tile(np.array([80.0, 37.0], dtype=np.float32), (n, length, 1))
+    shares = np.isfinite(model.mask(simulated, np.tile(np.arange(1, length + 1), (n, 1)), state, rng))[..., 1].mean(axis=1)
+    assert (shares > 0.8).mean() == pytest.approx(1 / 7, abs=0.05)
+    assert ((shares > 0.4) & (shares < 0.8)).mean() < 0.05
