@@ -18,6 +18,19 @@ Usage::
 
     .venv/bin/python bench/counterfactual.py --model MODEL_DIR --cohort ENGINE_DIR [--stays 40] [--samples 20]
         [--horizon 48] [--decision-hours 6,12,24] [--match-stays 4] [--work DIR] [--out bench/results/counterfactual.json]
+
+The recorded ``bench/results/counterfactual.json`` came from::
+
+    organsim generate --patients 3000 --hours 72 --seed 21 --septic-fraction 0.5 --out ENGINE_DIR
+    organsim train --cohort ENGINE_DIR --out MODEL_DIR --preset tiny --epochs 10 --batch-size 16 \
+        --learning-rate 0.002 --patience 2 --device cpu          # best epoch 8 kept
+    OMP_NUM_THREADS=1 organsim calibrate --model MODEL_DIR --cohort ENGINE_DIR --cases 200 --samples 10 --horizon 48
+    OMP_NUM_THREADS=1 python bench/counterfactual.py --model MODEL_DIR --cohort ENGINE_DIR --stays 24 --samples 10 \
+        --horizon 48 --decision-hours 8,16 --match-stays 4 --threads 1
+
+The band calibration is fitted for bands read off ``--samples`` futures: calibrate with the number
+of samples the benchmark (or the what-if) uses. With one torch thread the benchmark ran 5x faster
+than with two on this shared 2-core machine (thread contention with other jobs).
 """
 
 from __future__ import annotations
