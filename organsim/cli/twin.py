@@ -82,7 +82,8 @@ def calibrate(
     out: Annotated[Path | None, typer.Option("--out", help="Model directory to write: a copy of --model with the calibration "
                                                            "(default: --model itself).")] = None,
     cases: Annotated[int, typer.Option(help="Start hours (one per stay, seeded), at most.")] = 200,
-    samples: Annotated[int, typer.Option(help="Sampled futures per case.")] = 20,
+    samples: Annotated[int, typer.Option(help="Sampled futures per case: as many as the what-ifs will use (a band read "
+                                              "off fewer samples is narrower, so its scale differs).")] = 20,
     horizon: Annotated[int, typer.Option(help="Hours rolled out from each start.")] = 48,
     split: Annotated[str, typer.Option(help="Split of stays to calibrate on (never the train split).")] = "validation",
     seed: Annotated[int, typer.Option(help="Seed of the start hours and the rollouts.")] = 0,

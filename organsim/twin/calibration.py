@@ -21,7 +21,9 @@ own width and asymmetry):
    around the sample median by ``s``.
 
 Under exchangeability of the calibration stays and new ones, the calibrated band covers an
-observed value with probability at least its level. The sampled futures themselves are left as
+observed value with probability at least its level. The scales hold for bands read off the number
+of samples they were fitted with (``meta["samples"]``): bands of more samples are wider, so fit
+with as many samples as the what-ifs use. The sampled futures themselves are left as
 they are (their outcomes and scores read the twin's own draws); only the reported bands change.
 The calibration is saved beside the model (``band_calibration.json``, :func:`save_band_calibration`;
 ``organsim calibrate``) and loaded with it (:meth:`organsim.twin.PatientTwin.load`).
