@@ -297,7 +297,7 @@ class CohortSynthesizer:
         static = drawn.select([pl.col(c).cast(pl.Float32) for c in static_codes]).to_numpy().astype(np.float32)
         hours = first_hour[:, None] + np.arange(length)[None, :]  # (n, L) ICU hours
         observed = ObservationState.from_history(values[:, :k].astype(np.float64), hours[:, :k],
-                                                 self.observation.draw_styles(n, rng))
+                                                 self.observation.draw_styles(n, rng, drawn["sepsis"].to_numpy()))
         done = k
         segment = 0
         while done < length:

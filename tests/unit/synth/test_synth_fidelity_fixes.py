@@ -186,3 +186,23 @@ def test_a_few_hourly_charted_stays_stay_a_style_of_their_own(catalog):
     shares = np.isfinite(model.mask(simulated, np.tile(np.arange(1, length + 1), (n, 1)), state, rng))[..., 1].mean(axis=1)
     assert (shares > 0.8).mean() == pytest.approx(1 / 7, abs=0.05)
     assert ((shares > 0.4) & (shares < 0.8)).mean() < 0.05
+
+
+def test_septic_stays_chart_as_septic_training_stays_do(catalog):
+    """Septic training stays chart lactate hourly, the others never: so do synthetic stays of each stratum."""
+    n_stays, n_hours = 40, 24
+    stay = np.repeat(np.arange(1, n_stays + 1), n_hours)
+    hourly = pl.DataFrame({"stay_id": stay, "hour": np.tile(np.arange(1, n_hours + 1), n_stays), "hr": 80.0,
+                           "lactate": np.where(stay <= 10, 2.0, np.nan)},
+                          nan_to_null=True).with_columns(pl.col("hour").cast(pl.Int32))
+    stays = pl.DataFrame({"stay_id": np.arange(1, n_stays + 1), "sepsis": np.arange(1, n_stays + 1) <= 10})
+    model = ObservationModel.for_catalog(("hr", "lactate"), catalog).fit(
+        Cohort.from_frames(stays, hourly, source="test", catalog=catalog))
+    rng = np.random.default_rng(0)
+    n, length = 400, 24
+    septic = np.arange(n) < n // 2
+    state = ObservationState(np.full((n, 2), np.nan), np.full((n, 2), np.nan), model.draw_styles(n, rng, septic),
+                             first_hour=np.ones(n))  # new stays, nothing charted yet
+    simulated = np.tile(np.array([80.0, 2.0], dtype=np.float32), (n, length, 1))
+    shares = np.isfinite(model.mask(simulated, np.tile(np.arange(1, length + 1), (n, 1)), state, rng))[..., 1].mean(axis=1)
+    assert shares[septic].mean() > 0.6 and shares[~septic].mean() < 0.1  # pooled styles: a quarter of each stratum
