@@ -28,12 +28,13 @@ def test_demo_pipeline_validates_with_its_references() -> None:
     spec = load_pipeline(PIPELINES / "demo.yaml")
     assert spec.name == "demo" and spec.run_dir == (PIPELINES.parent / "demo_out").resolve()
     assert spec.stage_names == ["generate", "split", "scores", "meds", "from_meds", "counterfactual", "train", "coordinate",
-                                "evaluate", "whatif", "cf_benchmark", "synthesize", "report_synthetic"]
+                                "calibrate", "evaluate", "whatif", "cf_benchmark", "synthesize", "report_synthetic"]
     by_name = {s.name: s for s in spec.stages}
     assert by_name["meds"].stage is STAGES["export"] and by_name["meds"].kind == "meds"
     assert by_name["from_meds"].references == {"source_stage": "meds"}
     assert by_name["coordinate"].references == {"model": "train", "cohort": "split"}
-    assert by_name["evaluate"].references == {"model": "coordinate", "cohort": "split"}
+    assert by_name["calibrate"].references == {"model": "coordinate", "cohort": "split"}
+    assert by_name["evaluate"].references == {"model": "calibrate", "cohort": "split"}
     assert by_name["report_synthetic"].references == {"synthetic": "synthesize", "real": "split"}
     assert by_name["generate"].params.patients == 400
 
@@ -45,8 +46,8 @@ def test_physionet_pipeline_reads_the_source_given_on_the_command_line(tmp_path:
     ingest = spec.stages[spec.index("ingest")]
     assert ingest.external == {"source": archive.resolve()}
     assert spec.stages[spec.index("train")].params.epochs == 1
-    assert [s.name for s in spec.stages if "cohort" in s.references] == ["split", "scores", "meds", "train", "coordinate", "evaluate",
-                                                                         "synthesize"]
+    assert [s.name for s in spec.stages if "cohort" in s.references] == ["split", "scores", "meds", "train", "coordinate", "calibrate",
+                                                                         "evaluate", "synthesize"]
 
 
 def test_unknown_key_and_bad_value_name_file_line_and_key(tmp_path: Path) -> None:
@@ -119,5 +120,5 @@ def test_the_demo_run_ends_with_the_dashboard_command_on_its_outputs(tmp_path: P
     from organsim.cli.pipeline import dashboard_command
 
     command = dashboard_command(load_pipeline(PIPELINES / "demo.yaml"), tmp_path)
-    assert command == (f"streamlit run dashboards/app.py -- --cohort {tmp_path / 'split'} --model {tmp_path / 'coordinate'}"
+    assert command == (f"streamlit run dashboards/app.py -- --cohort {tmp_path / 'split'} --model {tmp_path / 'calibrate'}"
                        f" --report {tmp_path / 'report_synthetic'}")
