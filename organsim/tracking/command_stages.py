@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -150,7 +151,7 @@ class Calibrate(Stage):
     def metrics(self, out: Path) -> StageMetrics:
         record = _read_json(out / "band_calibration.json")
         scales = [s for row in record["scales"] for s in row]
-        return StageMetrics(values={"coverage_before": float(record["coverage_before"]), "scale_median": float(sorted(scales)[len(scales) // 2]),
+        return StageMetrics(values={"coverage_before": float(record["coverage_before"]), "scale_median": statistics.median(scales),
                                     "observed_values": float(record["meta"]["observed_values"])})
 
     def artifacts(self, out: Path) -> list[Path]:

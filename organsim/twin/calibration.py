@@ -274,7 +274,6 @@ def fit_band_calibration(
     columns = [batch.variables.index(code) for code in variables]
     floor = WIDTH_FLOOR_SD * twin.agents.normaliser.std[twin.agents.normaliser.index(variables)]
     scores = np.full((starts.height, horizon, len(variables)), np.nan)
-    inside = []
     chunk = max(1, twin.batch_size // samples)
     for first in range(0, starts.height, chunk):
         rows = np.arange(first, min(first + chunk, starts.height))
@@ -282,7 +281,6 @@ def fit_band_calibration(
         values = rollout.values[..., [rollout.variables.index(c) for c in variables]]  # (K, b, H, V)
         truth = truth_all[rows][..., columns]
         scores[rows] = band_scores(values, truth, band, floor)
-        inside.append(scores[rows][np.isfinite(scores[rows])] <= 1)
         if progress is not None:
             progress(int(rows[-1]) + 1, starts.height)
     level = band[1] - band[0]
@@ -299,11 +297,11 @@ def fit_band_calibration(
             n_scores[b, j] = int(np.isfinite(in_bucket).sum())
             scales[b, j] = conformal_scale(in_bucket.reshape(-1), level) if n_scores[b, j] >= MIN_SCORES else variable_scale
     scales = np.maximum(scales, 1e-3)
-    flags = np.concatenate(inside) if inside else np.zeros(0, dtype=bool)
+    observed = scores[np.isfinite(scores)]  # never empty: conformal_scale above needs a finite score
     return BandCalibration(
         variables=tuple(variables), band=(float(band[0]), float(band[1])), scales=scales, floor=np.asarray(floor, dtype=np.float64),
-        n_scores=n_scores, coverage_before=float(flags.mean()) if len(flags) else float("nan"),
+        n_scores=n_scores, coverage_before=float((observed <= 1).mean()),
         meta={"split": split, "stays": int(starts["stay_id"].n_unique()), "cases": int(starts.height), "samples": samples,
-              "horizon": horizon, "seed": seed, "observed_values": int(np.isfinite(scores).sum())},
+              "horizon": horizon, "seed": seed, "observed_values": int(observed.size)},
     )
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
 
 from organsim.counterfactual import EngineOracle, Futures, load_strategy, summarise_futures
+from organsim.counterfactual.outcomes import futures_quantiles, quantile_bands
 from organsim.data import Cohort
 from organsim.scores import score_trajectories
+from organsim.twin.calibration import HORIZON_BUCKETS, BandCalibration
+from organsim.utils.arrays import nan_quantiles
 
 
 def _stacked(futures: list[Futures]) -> Futures:
@@ -68,3 +73,24 @@ def test_one_call_for_many_futures_equals_one_call_each(engine_cohort: Cohort, o
         assert summary.events.equals(alone.events) and summary.bands.equals(alone.bands)
         assert summary.stay_id == future.stay_id and summary.scores["horizon_hours"].to_list() == [24, 48, 72, 24, 48, 72]
         assert summary.scores.filter(pl.col("horizon_hours") > 30)["n"].to_list() == [0] * 4  # beyond the horizon: no value
+
+
+def test_bands_of_futures_with_a_band_calibration_are_the_calibrated_ones(
+    engine_cohort: Cohort, oracle: EngineOracle, septic_alive: list[int]
+) -> None:
+    per_stay = oracle.simulate(engine_cohort, septic_alive[:6], 1, load_strategy("early_norepinephrine"), horizon=24)
+    raw = _stacked(per_stay)
+    variables = tuple(raw.variables)
+    scales = np.tile(np.linspace(1.5, 2.5, len(variables)), (len(HORIZON_BUCKETS), 1))
+    calibration = BandCalibration(variables=variables, band=(0.05, 0.95), scales=scales, floor=np.zeros(len(variables)),
+                                  n_scores=np.zeros_like(scales), coverage_before=0.8, meta={})
+    calibrated = dataclasses.replace(raw, band_calibration=calibration)
+    values = raw.values(variables)
+    low, median, high = nan_quantiles(values, (0.05, 0.5, 0.95))
+    lower, upper = calibration.bands(values, variables)
+    np.testing.assert_allclose(futures_quantiles(calibrated, (0.05, 0.95)), np.stack([lower, upper]))
+    np.testing.assert_allclose(futures_quantiles(raw, (0.05, 0.95)), np.stack([low, high]))
+    bands = quantile_bands(calibrated).filter(pl.col("variable") == "map").sort("hour")
+    j = variables.index("map")
+    np.testing.assert_allclose(bands["q95"].to_numpy(), median[:, j] + scales[0, j] * (high[:, j] - median[:, j]))
+    np.testing.assert_allclose(bands["q50"].to_numpy(), median[:, j])  # the median stays where the samples put it
