@@ -8,7 +8,6 @@ import polars as pl
 import pytest
 
 from organsim.counterfactual import (
-    DEFAULT_SUPPORT_THRESHOLD,
     Simulator,
     TwinSimulator,
     load_strategy,
@@ -87,12 +86,17 @@ def test_the_treatment_blind_twin_gives_every_strategy_the_same_futures(twin: Tw
 
 
 def test_the_overlap_adjustment_moves_only_doses_outside_support(twin: TwinSimulator, cohort: Cohort, stays: list[int]) -> None:
+    class_doses = twin.behaviour.class_doses_["iv_fluid_ml"]
+    flood_class = int(action_class("iv_fluid_ml", np.array([3000.0]))[0])
+    assert np.isnan(class_doses[flood_class])  # the fitting cohort never gave 3 L in an hour
+    largest_given = class_doses[np.isfinite(class_doses)].max()
     futures = twin.simulate(cohort, stays, 8, FLOOD, horizon=4, n_samples=2, seed=0)
     adjusted = pl.concat([f.adjustments for f in futures])
-    assert adjusted.height > 0 and adjusted["treatment"].unique().to_list() == ["iv_fluid_ml"]
-    assert (adjusted["strategy_dose"] == 3000).all() and (adjusted["probability"] < DEFAULT_SUPPORT_THRESHOLD).all()
-    simulated = adjusted["simulated_dose"].to_numpy()
-    assert (action_class("iv_fluid_ml", simulated) < action_class("iv_fluid_ml", np.array([3000.0]))).all()
+    assert adjusted.height == len(stays) * 2 * 4  # every hour of every sample: the flood is never in support
+    assert adjusted["treatment"].unique().to_list() == ["iv_fluid_ml"]
+    assert (adjusted["strategy_dose"] == 3000).all() and (adjusted["simulated_dose"] == largest_given).all()
+    usual = twin.simulate(cohort, stays, 8, NE_ALWAYS, horizon=4, n_samples=2, seed=0)  # 0.1 ug/kg/min: a dose the cohort gave
+    assert all(f.adjustments.is_empty() for f in usual)
     assert all((f.values(["iv_fluid_ml"]) == 3000).all() for f in futures)  # the futures report the strategy's doses
     plain = next(v for v in twin.variants() if v.name == "twin_no_overlap_adjustment")
     assert all(f.adjustments is None for f in plain.simulate(cohort, stays, 8, FLOOD, horizon=4, n_samples=2, seed=0))
