@@ -1,4 +1,5 @@
-"""``organsim coordinate``: train the coordinated twin's reference-selection policy; ``organsim calibrate``: calibrate its bands."""
+"""``organsim coordinate``: train the coordinated twin's reference-selection policy; ``organsim calibrate``: fit the
+correlation of its within-hour draws, then calibrate its bands."""
 
 from __future__ import annotations
 
@@ -14,13 +15,24 @@ from organsim.agents.training import split_as_trained
 from organsim.cli.app import app, console, friendly_errors
 from organsim.data import Cohort
 from organsim.twin import PatientTwin
-from organsim.twin.calibration import HORIZON_BUCKETS, fit_band_calibration, save_band_calibration
+from organsim.twin.calibration import (
+    CALIBRATION_FILE,
+    HORIZON_BUCKETS,
+    BandCalibration,
+    fit_band_calibration,
+)
 from organsim.twin.coordination import (
     ALGORITHMS,
     CoordinationConfig,
     save_coordination,
     train_reference_policy,
 )
+from organsim.twin.draw_correlation import (
+    DRAW_CORRELATION_FILE,
+    DrawCorrelation,
+    fit_draw_correlation,
+)
+from organsim.twin.saved_module import write_beside_model
 from organsim.utils.progress import progress_bar
 
 
@@ -77,7 +89,7 @@ def coordinate(
 @friendly_errors
 def calibrate(
     model: Annotated[Path, typer.Option("--model", help="Model directory (`organsim train`, optionally `organsim coordinate`); "
-                                                        "band_calibration.json is written into it.")],
+                                                        "draw_correlation.json and band_calibration.json are written into it.")],
     cohort: Annotated[Path, typer.Option("--cohort", help="The cohort the agents were trained on (its validation split is calibrated on).")],
     out: Annotated[Path | None, typer.Option("--out", help="Model directory to write: a copy of --model with the calibration "
                                                            "(default: --model itself).")] = None,
@@ -85,21 +97,60 @@ def calibrate(
     samples: Annotated[int, typer.Option(help="Sampled futures per case: as many as the what-ifs will use (a band read "
                                               "off fewer samples is narrower, so its scale differs).")] = 20,
     horizon: Annotated[int, typer.Option(help="Hours rolled out from each start.")] = 48,
+    correlation_windows: Annotated[int, typer.Option(help="Windows of teacher-forced one-step forecasts the draw correlation "
+                                                          "is fitted on, at most (a seeded sample when the split has more).")] = 2000,
     split: Annotated[str, typer.Option(help="Split of stays to calibrate on (never the train split).")] = "validation",
-    seed: Annotated[int, typer.Option(help="Seed of the start hours and the rollouts.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the windows, the start hours and the rollouts.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
 ) -> None:
-    """Calibrate the twin's 90 % bands (split conformal, on factual rollouts of held-out stays); save them with the model."""
+    """Fit the correlation of the twin's within-hour draws, then calibrate its 90 % bands with correlated draws
+    (split conformal, on factual rollouts of held-out stays); save both with the model."""
     if split == "train":
         raise ValueError("--split train would calibrate on the stays the agents learnt from; use validation (or test)")
     twin = PatientTwin.load(model, device=device)
     data = split_as_trained(Cohort.load(cohort), twin.agents)
+    held_out = data.subset(split=split)
+    if held_out.stays.height == 0:
+        raise ValueError(f"the cohort has no {split!r} stays to calibrate on (split it as the agents were trained)")
     started = time.perf_counter()
     with progress_bar(transient=True) as bar:
-        task = bar.add_task("calibrating bands", total=None)
-        calibration = fit_band_calibration(twin, data, split=split, cases=cases, samples=samples, horizon=horizon, seed=seed,
+        task = bar.add_task("fitting the draw correlation", total=None)
+        correlation = fit_draw_correlation(twin, held_out, max_windows=correlation_windows, seed=seed,
                                            progress=lambda done, total: bar.update(task, completed=done, total=total))
-    path = save_band_calibration(calibration, model, out or model)
+        correlated = PatientTwin.load(model, device=device, draw_correlation=correlation)
+        task = bar.add_task("calibrating bands", total=None)
+        calibration = fit_band_calibration(correlated, data, split=split, cases=cases, samples=samples, horizon=horizon, seed=seed,
+                                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    destination = out or model
+
+    def write(directory: Path) -> None:
+        correlation.save(directory)
+        calibration.save(directory)
+
+    write_beside_model(model, destination, write)
+    console.print(draw_correlation_table(correlation, split))
+    console.print(band_scale_table(calibration, twin, split))
+    console.print(f"Raw sampled bands covered {calibration.coverage_before:.1%} of the held-out observed values (nominal "
+                  f"{calibration.level:.0%}); scales above 1 widen a band, below 1 narrow it. "
+                  f"{time.perf_counter() - started:.0f} s.\nWrote {Path(destination) / DRAW_CORRELATION_FILE} and "
+                  f"{Path(destination) / CALIBRATION_FILE}.")
+
+
+def draw_correlation_table(correlation: DrawCorrelation, split: str, strongest: int = 8) -> Table:
+    """The strongest estimated within-hour correlations, with how many variable pairs had enough hours."""
+    n_variables = len(correlation.variables)
+    table = Table(title=f"Within-hour draw correlation ({correlation.meta['stays']} {split} stays, {correlation.meta['hours']:,} hours): "
+                        f"{correlation.pairs_estimated} of {n_variables * (n_variables - 1) // 2} variable pairs had "
+                        f">= {correlation.min_pairs} hours with both observed; the strongest")
+    for name, justify in (("pair", "left"), ("correlation", "right"), ("hours", "right")):
+        table.add_column(name, justify=justify)
+    for first, second, r, hours in correlation.strongest(strongest):
+        table.add_row(f"{first} - {second}", f"{r:+.2f}", f"{hours:,}")
+    return table
+
+
+def band_scale_table(calibration: BandCalibration, twin: PatientTwin, split: str) -> Table:
+    """The band scales by system and horizon bucket (median over each system's variables)."""
     table = Table(title=f"90 % band scales by system (median over variables; {calibration.meta['cases']} {split} cases, "
                         f"{calibration.meta['observed_values']:,} observed values)")
     table.add_column("system")
@@ -109,7 +160,4 @@ def calibrate(
     for system in twin.systems:
         columns = [j for j, s in enumerate(systems) if s == system]
         table.add_row(system, *(f"{np.median(calibration.scales[b, columns]):.2f}" for b in range(len(HORIZON_BUCKETS))))
-    console.print(table)
-    console.print(f"Raw sampled bands covered {calibration.coverage_before:.1%} of the held-out observed values (nominal "
-                  f"{calibration.level:.0%}); scales above 1 widen a band, below 1 narrow it. "
-                  f"{time.perf_counter() - started:.0f} s.\nWrote {path}.")
+    return table

@@ -8,8 +8,8 @@ back from the files the command writes:
 
 - ``coordinate``: ``organsim coordinate`` (the RL reference-selection policy, saved with a copy
   of the model) -> a model;
-- ``calibrate``: ``organsim calibrate`` (split-conformal band scales, saved with a copy of the
-  model) -> a model;
+- ``calibrate``: ``organsim calibrate`` (the correlation of the within-hour draws, then
+  split-conformal band scales with correlated draws, saved with a copy of the model) -> a model;
 - ``whatif``: ``organsim whatif`` on one stay (the first septic test stay long enough, unless
   named) -> a report;
 - ``trial``: ``organsim trial`` (strategy A vs B over test stays) -> a report;
@@ -129,14 +129,17 @@ class CalibrateParams(StageParams):
     cases: int = Field(200, ge=1, description="Start hours (one per stay, seeded), at most.")
     samples: int = Field(20, ge=2, description="Sampled futures per case.")
     horizon: int = Field(48, ge=1, description="Hours rolled out from each start.")
+    correlation_windows: int = Field(2000, ge=1, description="Windows of teacher-forced one-step forecasts the draw correlation is "
+                                                             "fitted on, at most.")
     device: Device = Field("auto", description=DEVICE_DOC)
-    seed: int = Field(0, ge=0, description="Seed of the start hours and the rollouts.")
+    seed: int = Field(0, ge=0, description="Seed of the windows, the start hours and the rollouts.")
 
 
 @register_stage
 class Calibrate(Stage):
     name = "calibrate"
-    summary = "Calibrate the twin's 90 % bands on factual rollouts of validation stays (split conformal); writes the model with them."
+    summary = ("Fit the correlation of the twin's within-hour draws on validation stays, then calibrate its 90 % bands on factual "
+               "rollouts with correlated draws (split conformal); writes the model with both.")
     params = CalibrateParams
     produces = "model"
     code = ("twin", "agents", "data", "utils", "cli.twin")
@@ -144,22 +147,28 @@ class Calibrate(Stage):
     def run(self, params: CalibrateParams, ctx: StageContext) -> None:
         run_organsim([
             "calibrate", "--model", ctx.input("model"), "--cohort", ctx.input("cohort"), "--out", ctx.out,
-            "--cases", params.cases, "--samples", params.samples, "--horizon", params.horizon, "--device", params.device,
-            "--seed", params.seed,
-        ], ctx, f"calibrating the twin's bands ({params.cases} validation cases)")
+            "--cases", params.cases, "--samples", params.samples, "--horizon", params.horizon,
+            "--correlation-windows", params.correlation_windows, "--device", params.device, "--seed", params.seed,
+        ], ctx, f"fitting the draw correlation and calibrating the twin's bands ({params.cases} validation cases)")
 
     def metrics(self, out: Path) -> StageMetrics:
         record = _read_json(out / "band_calibration.json")
         scales = [s for row in record["scales"] for s in row]
+        correlation = _read_json(out / "draw_correlation.json")
+        n_pairs, r = correlation["n_pairs"], correlation["correlation"]
+        estimated = [abs(r[i][j]) for i in range(len(r)) for j in range(i + 1, len(r)) if n_pairs[i][j] >= correlation["min_pairs"]]
         return StageMetrics(values={"coverage_before": float(record["coverage_before"]), "scale_median": statistics.median(scales),
-                                    "observed_values": float(record["meta"]["observed_values"])})
+                                    "observed_values": float(record["meta"]["observed_values"]),
+                                    "draw_pairs_estimated": float(len(estimated)),
+                                    "draw_correlation_max_abs": float(max(estimated, default=0.0))})
 
     def artifacts(self, out: Path) -> list[Path]:
-        return _artifacts(out, ["band_calibration.json", COMMAND_LOG])
+        return _artifacts(out, ["draw_correlation.json", "band_calibration.json", COMMAND_LOG])
 
     def headline(self, out: Path, metrics: StageMetrics) -> str:
         v = metrics.values
-        return (f"raw 90 % bands covered {v['coverage_before']:.1%} of {v['observed_values']:.0f} held-out values; "
+        return (f"draw correlation on {v['draw_pairs_estimated']:.0f} variable pairs (largest |r| {v['draw_correlation_max_abs']:.2f}); "
+                f"raw 90 % bands covered {v['coverage_before']:.1%} of {v['observed_values']:.0f} held-out values; "
                 f"median scale {v['scale_median']:.2f}")
 
 

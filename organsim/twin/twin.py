@@ -12,7 +12,9 @@ A rollout starts from the context of each problem of a :class:`~organsim.data.wi
    each hour costs one step. The reference set of the new hour may differ from earlier hours';
    cached hours keep the references they were encoded with (the context those of the first hour);
 3. a value is drawn from each variable's predictive distribution (or its mean with ``mean=True``); the
-   draws of the variables that are not fed back persist from hour to hour (:class:`PersistentDraws`);
+   draws of the variables that are not fed back persist from hour to hour, and the draws of one
+   hour are correlated across variables when a draw correlation is loaded (:class:`PersistentDraws`,
+   :mod:`organsim.twin.draw_correlation`);
 4. the error-correction agent (``correct=True``) checks the joint hour against physiological
    constraints: the outputs it flags are redrawn from the same distributions (up to
    ``max_resamples`` times), then what is still violated is projected; every change is recorded;
@@ -48,6 +50,7 @@ from organsim.data.windows import ForecastBatch
 from organsim.twin.bedside import BedsideRecord, TreatmentDecider
 from organsim.twin.calibration import BandCalibration, has_band_calibration
 from organsim.twin.correction import ErrorCorrector
+from organsim.twin.draw_correlation import DrawCorrelation, has_draw_correlation
 from organsim.twin.policy import ReferencePolicy, has_reference_policy
 from organsim.twin.realism import RealismCritic, has_realism_critic, stretch_features
 from organsim.twin.summary import TREND_HOURS, state_summary
@@ -219,6 +222,14 @@ class PersistentDraws:
     sample that starts in the upper tail stays there, like a real patient's latent value.
     ``rho = 0`` gives independent draws.
 
+    With a Cholesky factor ``L`` of a correlation matrix ``R`` (:class:`~organsim.twin.draw_correlation.DrawCorrelation`),
+    the starting scores and the innovations ``e_h`` are ``randn @ L.T``: correlated across variables
+    within an hour as ``R`` says, each still standard normal (``R`` has a unit diagonal), so every
+    variable's draw keeps its predictive distribution and its ``rho``. Two variables with the same
+    ``rho`` have score correlation ``R_ij`` at every hour; a persistent lab (``rho = 1``) and a vital
+    (``rho = 0``) are correlated only at the first hour. Without ``L`` the random stream is the
+    independent one, number for number.
+
     Parameters
     ----------
     persistence
@@ -227,20 +238,30 @@ class PersistentDraws:
         Rows simulated together.
     generator
         The rollout's random generator.
+    cholesky
+        ``(V, V)`` lower-triangular factor of the within-hour correlation of the scores, on the
+        device of ``persistence``; None draws the variables independently.
     """
 
-    def __init__(self, persistence: torch.Tensor, n: int, generator: torch.Generator) -> None:
+    def __init__(self, persistence: torch.Tensor, n: int, generator: torch.Generator, cholesky: torch.Tensor | None = None) -> None:
+        if cholesky is not None and tuple(cholesky.shape) != (len(persistence), len(persistence)):
+            raise ValueError(f"the Cholesky factor must be ({len(persistence)}, {len(persistence)}), got {tuple(cholesky.shape)}")
         self.persistence = persistence
         self.generator = generator
+        self.cholesky = cholesky
         self.innovation = torch.sqrt(1 - persistence**2)
-        self.score = torch.randn((n, len(persistence)), generator=generator, device=persistence.device)
+        self.score = self._normal((n, len(persistence)))
         self.started = False
+
+    def _normal(self, shape: tuple[int, int]) -> torch.Tensor:
+        """``shape`` standard normal scores, correlated across the last axis by :attr:`cholesky` when given."""
+        noise = torch.randn(shape, generator=self.generator, device=self.persistence.device)
+        return noise if self.cholesky is None else noise @ self.cholesky.T
 
     def next(self) -> torch.Tensor:
         """``(n, V)`` uniform numbers of the next hour."""
         if self.started:
-            noise = torch.randn(self.score.shape, generator=self.generator, device=self.score.device)
-            self.score = self.persistence * self.score + self.innovation * noise
+            self.score = self.persistence * self.score + self.innovation * self._normal(tuple(self.score.shape))
         self.started = True
         return torch.special.ndtr(self.score)
 
@@ -267,6 +288,9 @@ class PatientTwin:
         The POLAR realism critic (:mod:`organsim.twin.realism`), or None.
     band_calibration
         The conformal calibration of its sampled bands (:mod:`organsim.twin.calibration`), or None.
+    draw_correlation
+        The correlation of one hour's draws across variables (:mod:`organsim.twin.draw_correlation`,
+        over the agents' variables), or None: the variables of an hour are drawn independently.
     draw_persistence
         Hour-to-hour correlation, in ``[0, 1]``, of the normal scores of the draws of the variables
         that are not fed back (labs; :attr:`AgentRuntime.feedback`), see :class:`PersistentDraws`.
@@ -284,6 +308,7 @@ class PatientTwin:
         catalog: Catalog | None = None,
         realism_critic: RealismCritic | None = None,
         band_calibration: BandCalibration | None = None,
+        draw_correlation: DrawCorrelation | None = None,
         draw_persistence: float = DEFAULT_DRAW_PERSISTENCE,
     ) -> None:
         if policy is not None and tuple(policy.config.systems) != tuple(agents.config.systems):
@@ -292,6 +317,8 @@ class PatientTwin:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= draw_persistence <= 1:
             raise ValueError(f"draw_persistence must lie in [0, 1], got {draw_persistence}")
+        if draw_correlation is not None and draw_correlation.variables != tuple(agents.config.variables):
+            raise ValueError(f"the draw correlation's variables {draw_correlation.variables} differ from the agents' {agents.config.variables}")
         self.agents = agents
         self.runtime = AgentRuntime(agents, device=device)
         self.device = self.runtime.device
@@ -302,6 +329,10 @@ class PatientTwin:
         self.realism_critic = realism_critic
         self.band_calibration = band_calibration
         self.draw_persistence = draw_persistence
+        self.draw_correlation = draw_correlation
+        # (V, V) lower Cholesky factor of the within-hour correlation of the draws' normal scores, or None (independent)
+        self._draw_cholesky = None if draw_correlation is None else torch.tensor(draw_correlation.cholesky(), dtype=torch.float32,
+                                                                                device=self.device)
         # (V,) hour-to-hour correlation of each variable's draws: persistent for the variables not fed back
         self._persistence = torch.tensor(np.where(self.runtime.feedback, 0.0, draw_persistence), dtype=torch.float32,
                                          device=self.device)
@@ -312,15 +343,19 @@ class PatientTwin:
         cls, model_dir: str | Path, *, device: str = "auto", corrector: Corrector | None = None, catalog: Catalog | None = None, **options: Any
     ) -> PatientTwin:
         """The twin of a model directory: the agents (``organsim train``), the reference policy and the
-        realism critic when ``organsim coordinate`` saved them there, the band calibration when
-        ``organsim calibrate`` saved one, and the error corrector (default: built from the catalog).
+        realism critic when ``organsim coordinate`` saved them there, the band calibration and the
+        draw correlation when ``organsim calibrate`` saved them, and the error corrector (default:
+        built from the catalog).
 
-        ``options`` go to the constructor (``batch_size``).
+        ``options`` go to the constructor (``batch_size``; ``draw_correlation`` replaces the saved one,
+        None drawing independently).
         """
         agents = TrainedAgents.load(model_dir)
         policy = ReferencePolicy.load(model_dir) if has_reference_policy(model_dir) else None
         critic = RealismCritic.load(model_dir) if has_realism_critic(model_dir) else None
         calibration = BandCalibration.load(model_dir) if has_band_calibration(model_dir) else None
+        if "draw_correlation" not in options:
+            options["draw_correlation"] = DrawCorrelation.load(model_dir) if has_draw_correlation(model_dir) else None
         catalog = catalog or load_catalog()
         corrector = corrector or ErrorCorrector.from_catalog(catalog)
         return cls(agents, policy=policy, corrector=corrector, device=device, catalog=catalog, realism_critic=critic,
@@ -552,7 +587,7 @@ class PatientTwin:
         recent = list(carried[:, -(TREND_HOURS + 1) :].transpose(1, 0, 2))  # last values of the latest hours, (n, V) each
         previous = stepper.state.values.copy()  # the last hour's values (carried), what the first hour is checked against
         values = np.empty((n, horizon, len(config.variables)), dtype=np.float32)
-        draws = PersistentDraws(self._persistence, n, generator)
+        draws = PersistentDraws(self._persistence, n, generator, self._draw_cholesky)
         consulted = np.empty((n, horizon, n_systems, n_systems), dtype=bool)
         records: list[dict[str, Any]] = []
         before: Counter = Counter()
