@@ -265,6 +265,55 @@ class PersistentDraws:
         self.started = True
         return torch.special.ndtr(self.score)
 
+    def redraw(self, scores: torch.Tensor, flagged: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uniform numbers for redrawing the ``flagged`` values of an hour whose normal scores are ``scores``.
+
+        Without a correlation: independent uniforms, ``torch.rand`` on the rollout's generator (the
+        twin's redraws before draw correlations, number for number). With one: the flagged scores
+        are drawn from their normal distribution given the kept scores of the same row,
+        ``z_F | z_K ~ N(R_FK R_KK^-1 z_K, R_FF - R_FK R_KK^-1 R_KF)``, by conditioning a fresh draw
+        ``w = randn @ L.T`` on them: ``z_F = w_F + R_FK R_KK^-1 (z_K - w_K)`` (one solve per
+        pattern of flagged variables). A redrawn systolic pressure thus keeps its correlation with
+        the diastolic and mean pressures and the heart rate of its hour, and a redraw of every
+        variable of a row is a fresh draw of the hour. The persistent scores (:meth:`next`) are
+        not changed: the redraw concerns this hour only.
+
+        Parameters
+        ----------
+        scores
+            ``(n, V)`` normal scores of the hour's current values (:attr:`score` after :meth:`next`,
+            with earlier redraws applied), on the device of :attr:`persistence`.
+        flagged
+            ``(n, V)`` bool: the values to redraw.
+
+        Returns
+        -------
+        uniform
+            ``(n, V)`` uniform numbers (meaningful where ``flagged``).
+        scores
+            ``(n, V)`` the hour's normal scores with the flagged ones redrawn (``scores`` unchanged
+            without a correlation).
+        """
+        if self.cholesky is None:
+            return torch.rand(tuple(scores.shape), generator=self.generator, device=scores.device), scores
+        fresh = self._normal(tuple(scores.shape))  # (n, V) ~ N(0, R) per row
+        correlation = self.cholesky @ self.cholesky.T
+        redrawn = scores.clone()
+        patterns, rows_of = np.unique(np.asarray(flagged, dtype=bool), axis=0, return_inverse=True)
+        for index, pattern in enumerate(patterns):
+            if not pattern.any():
+                continue
+            rows = torch.as_tensor(np.flatnonzero(rows_of.reshape(-1) == index), device=scores.device)
+            drawn = torch.as_tensor(pattern, device=scores.device)
+            sample = fresh[rows]
+            if not drawn.all():
+                kept = ~drawn
+                # (|K|, |F|) R_KK^-1 R_KF: the regression of the flagged scores on the kept ones
+                weights = torch.linalg.solve(correlation[kept][:, kept], correlation[kept][:, drawn])
+                sample[:, drawn] = sample[:, drawn] + (scores[rows][:, kept] - sample[:, kept]) @ weights
+            redrawn[rows[:, None], torch.nonzero(drawn)[:, 0][None, :]] = sample[:, drawn]
+        return torch.special.ndtr(redrawn), redrawn
+
 
 class PatientTwin:
     """The coordinated twin: organ agents, a reference-selection policy and the error corrector.
@@ -599,7 +648,7 @@ class PatientTwin:
             dist = stepper.predict(references)
             hour = self._draw(dist, draws.next(), mean)
             if correct:
-                hour, hour_records, hour_before, hour_after = self._correct(previous, hour, dist, generator, mean)
+                hour, hour_records, hour_before, hour_after = self._correct(previous, hour, dist, draws, mean)
                 records.extend({**r, "step": step + 1} for r in hour_records)
                 before.update(hour_before)
                 after.update(hour_after)
@@ -631,16 +680,20 @@ class PatientTwin:
         return torch.gather(dist.centers.expand_as(cdf), -1, bins)[..., 0].float().cpu().numpy()
 
     def _correct(
-        self, previous: np.ndarray, hour: np.ndarray, dist: BinnedDistribution, generator: torch.Generator, mean: bool
+        self, previous: np.ndarray, hour: np.ndarray, dist: BinnedDistribution, draws: PersistentDraws, mean: bool
     ) -> tuple[np.ndarray, list[dict[str, Any]], Mapping[str, int], Mapping[str, int]]:
-        """Redraw flagged outputs (up to the corrector's ``max_resamples`` times; not for means), then project what is still violated."""
+        """Redraw flagged outputs (up to the corrector's ``max_resamples`` times; not for means), then project what is still violated.
+
+        A redraw is correlated with the hour's kept values as its first draw was (:meth:`PersistentDraws.redraw`).
+        """
         variables = self.variables
         records: list[dict[str, Any]] = []
+        scores = draws.score  # (n, V) normal scores of the hour's values
         for _ in range(0 if mean else self.corrector.max_resamples):
             flagged = np.asarray(self.corrector.violating(previous, hour, variables), dtype=bool)
             if not flagged.any():
                 break
-            fresh = torch.rand(hour.shape, generator=generator, device=dist.probs.device)
+            fresh, scores = draws.redraw(scores, flagged)
             redrawn = np.where(flagged, self._draw(dist, fresh, mean=False), hour)
             for row, column in zip(*np.nonzero(flagged & (redrawn != hour)), strict=True):
                 records.append({"row": int(row), "variable": variables[column], "rule": RESAMPLED_RULE,

@@ -126,6 +126,47 @@ def test_persistent_draws_without_a_correlation_are_the_independent_stream() -> 
     torch.testing.assert_close(draws.next(), torch.special.ndtr(score), rtol=0, atol=0)
 
 
+def test_a_redraw_with_a_correlation_is_drawn_given_the_hours_kept_scores() -> None:
+    cholesky = torch.tensor(np.linalg.cholesky(TRUE_CORRELATION), dtype=torch.float32)
+    n = 60_000
+    draws = PersistentDraws(torch.zeros(3), n, torch.Generator().manual_seed(0), cholesky)
+    draws.next()
+    scores = draws.score.clone()
+    flagged = np.zeros((n, 3), dtype=bool)
+    flagged[: n // 3, 0] = True  # the first variable alone
+    flagged[n // 3 : 2 * n // 3, :2] = True  # the first two
+    flagged[-1000:] = True  # the whole hour
+    uniform, redrawn = draws.redraw(scores, flagged)
+    torch.testing.assert_close(uniform, torch.special.ndtr(redrawn), rtol=0, atol=0)
+    torch.testing.assert_close(draws.score, scores, rtol=0, atol=0)  # the persistent scores are left alone
+    np.testing.assert_array_equal(redrawn.numpy()[~flagged], scores.numpy()[~flagged])
+    assert (redrawn.numpy()[flagged] != scores.numpy()[flagged]).all()
+    new, old = redrawn.numpy().astype(np.float64), scores.numpy().astype(np.float64)
+    for rows in (slice(0, n // 3), slice(n // 3, 2 * n // 3)):
+        # redrawing from the conditional keeps the hour's joint distribution: correlation R, unit variances
+        np.testing.assert_allclose(np.corrcoef(new[rows].T), TRUE_CORRELATION, atol=0.03)
+        np.testing.assert_allclose(new[rows].std(axis=0), 1.0, atol=0.03)
+    first = slice(0, n // 3)  # z_0 | z_1, z_2: mean R_0K R_KK^-1 z_K, variance 1 - R_0K R_KK^-1 R_K0
+    weights = np.linalg.solve(TRUE_CORRELATION[1:, 1:], TRUE_CORRELATION[1:, 0])
+    residual = new[first, 0] - old[first, 1:] @ weights
+    assert abs(residual.mean()) < 0.02
+    assert residual.std() == pytest.approx(np.sqrt(1 - TRUE_CORRELATION[0, 1:] @ weights), abs=0.02)
+    # the original value is forgotten given the kept ones: the redraw is not anchored to the rejected draw
+    assert abs(np.corrcoef(residual, old[first, 0] - old[first, 1:] @ weights)[0, 1]) < 0.03
+
+
+def test_a_redraw_without_a_correlation_is_the_independent_uniform_stream() -> None:
+    draws = PersistentDraws(torch.zeros(3), 5, torch.Generator().manual_seed(3))
+    draws.next()
+    reference = torch.Generator().manual_seed(3)
+    torch.randn((5, 3), generator=reference)
+    flagged = np.zeros((5, 3), dtype=bool)
+    flagged[1, 2] = True
+    uniform, scores = draws.redraw(draws.score, flagged)
+    torch.testing.assert_close(uniform, torch.rand((5, 3), generator=reference), rtol=0, atol=0)  # the twin's redraws before
+    assert scores is draws.score
+
+
 # ------------------------------------------------------------------------------- the agents' forecasts
 def test_teacher_forced_steps_give_the_full_forward_at_every_position(micro_model, engine_cohort) -> None:
     twin = PatientTwin.load(micro_model, device="cpu")
@@ -179,6 +220,35 @@ def test_fit_is_seeded_saves_loads_and_correlates_the_twins_draws(micro_model, e
     assert DRAW_CORRELATION_FILE in str(error.value)
     with pytest.raises(ValueError, match="variables"):
         PatientTwin(twin.agents, draw_correlation=draw_correlation_from_scores(np.zeros((5, 2)), ("hr", "sbp")), device="cpu")
+
+
+class RedrawHeartRate(RangeCorrector):
+    """Flags every simulated heart rate for one redraw (and projects nothing)."""
+
+    def violating(self, values_prev, values_new, variables):
+        return np.asarray([v == "hr" for v in variables])[None, :] & ~np.isnan(values_new)
+
+    def correct(self, values_prev, values_new, variables):
+        return values_new, [], {}, {}
+
+
+def test_the_twins_redraws_keep_the_draw_correlation(micro_model, test_batch, catalog) -> None:
+    """Every heart rate is redrawn: with a draw correlation the redraw is correlated with the hour's SBP as the first draw was."""
+    twin = PatientTwin.load(micro_model, device="cpu", corrector=RedrawHeartRate(catalog, max_resamples=1), batch_size=512)
+    variables = twin.variables
+    correlation = np.eye(len(variables))
+    correlation[variables.index("hr"), variables.index("sbp")] = correlation[variables.index("sbp"), variables.index("hr")] = 0.95
+    correlated = PatientTwin(twin.agents, corrector=twin.corrector, device="cpu", batch_size=512, draw_correlation=DrawCorrelation(
+        variables=variables, correlation=correlation, n_pairs=np.zeros(correlation.shape, dtype=np.int64), min_pairs=3,
+        score_sd=np.ones(len(variables)), meta={}))
+    problem = test_batch.select(slice(0, 1))
+    rollout = correlated.rollout(problem, 1, n_samples=400, seed=0)
+    hr, sbp = rollout.variables.index("hr"), rollout.variables.index("sbp")
+    first_hour = rollout.values[:, 0, 0]  # (samples, V): the first simulated hour of the problem
+    assert (rollout.corrections["rule"] == "resampled").sum() > 200  # redraws that changed the value
+    assert stats.spearmanr(first_hour[:, hr], first_hour[:, sbp]).statistic > 0.5
+    independent = twin.rollout(problem, 1, n_samples=400, seed=0).values[:, 0, 0]
+    assert abs(stats.spearmanr(independent[:, hr], independent[:, sbp]).statistic) < 0.2
 
 
 def test_calibrate_writes_the_draw_correlation_and_the_band_calibration(micro_model, engine_cohort, tmp_path) -> None:
