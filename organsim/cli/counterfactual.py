@@ -166,7 +166,7 @@ def whatif(
     behaviour: Annotated[Path | None, typer.Option("--behaviour", help="Behaviour-policy directory: loaded when saved there, else fitted on the train split and saved there.")] = None,
     match: Annotated[bool, typer.Option("--match/--no-match", help="Matched comparison against the cohort's train stays.")] = True,
     references: Annotated[str, typer.Option("--references", help="The agents' references: policy, all or none.")] = "policy",
-    overlap_adjustment: Annotated[bool, typer.Option("--overlap-adjustment/--no-overlap-adjustment", help="Show the agents in-support doses where a strategy leaves the behaviour policy's support.")] = True,
+    overlap_adjustment: Annotated[bool, typer.Option("--overlap-adjustment/--no-overlap-adjustment", help="Show the agents the nearest dose class the cohort received where a strategy gives a dose class it never received.")] = True,
     treatment_blind: Annotated[bool, typer.Option("--treatment-blind", help="The treatment-blind baseline: the agents see no treatments.")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it exists.")] = False,

@@ -64,9 +64,10 @@ class Futures:
         ``(sample, hour, variable, rule, before, after)``: every value the twin's error corrector
         changed (``rule`` a constraint, or ``"resampled"``); None for simulators without one.
     adjustments
-        ``(sample, hour, treatment, strategy_dose, simulated_dose, probability)``: doses of the
-        strategy outside the behaviour policy's support that the twin's overlap adjustment replaced
-        by in-support ones (:mod:`organsim.counterfactual.twin_simulator`); None without it.
+        ``(sample, hour, treatment, strategy_dose, simulated_dose)``: doses of the strategy in a
+        class the behaviour policy's fitting cohort never received, which the twin's overlap
+        adjustment showed the agents as the nearest received class's dose
+        (:mod:`organsim.counterfactual.twin_simulator`); None without it.
     band_calibration
         The simulator's conformal band calibration (:class:`organsim.twin.calibration.BandCalibration`),
         which :func:`~organsim.counterfactual.outcomes.futures_quantiles` applies; None: raw sample quantiles.
