@@ -13,8 +13,9 @@ oracle and through each simulator under test (:func:`run_futures`), and compares
 - **treatment-effect error** per outcome (:func:`effect_metrics`): for each contrast A vs B and
   each case, the estimated effect (mean outcome under A minus under B over the samples) against the
   true effect, for the outcomes of :func:`~organsim.counterfactual.outcomes.stay_means` and the
-  variable outcomes of :data:`VARIABLE_OUTCOMES` (MAP 6 hours in); MAE, RMSE, bias and **sign accuracy** (the estimated and true effects have the same
-  sign, an effect within the outcome's tolerance counting as none);
+  variable outcomes of :data:`VARIABLE_OUTCOMES` (MAP 6 hours in); MAE, RMSE, bias and **sign accuracy** (among cases
+  whose true effect exceeds the outcome's tolerance, the estimate points the same way), with the agreement on
+  negligible effects beside it (:func:`effect_metrics`);
 - **coverage** of the simulator's 90 % bands (:func:`band_coverage`): the share of true values
   between the 5th and 95th percentiles of the samples.
 
@@ -52,7 +53,7 @@ DEFAULT_CONTRASTS = (
 )
 """The library's strategy pairs whose effect (first minus second) the benchmark scores."""
 EFFECT_TOLERANCE = {"sofa": 0.5, "apache_ii": 0.5, "map": 1.0}
-"""Score effects within half a point, MAP effects within 1 mmHg count as none for the sign;
+"""Score effects within half a point, MAP effects within 1 mmHg count as negligible for the signs;
 probabilities (deaths, events) use :data:`PROBABILITY_TOLERANCE`."""
 VARIABLE_OUTCOMES = {"map_at_6h": ("map", 6)}
 """Effect outcomes read from one variable ``h`` hours into the future (``h = 1`` is the decision
@@ -114,20 +115,38 @@ def band_coverage(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray) -> fl
 def effect_metrics(estimated: np.ndarray, true: np.ndarray, *, tolerance: float) -> dict[str, float | int | None]:
     """Error of estimated treatment effects against true ones (``(N,)`` each, NaN pairs left out).
 
-    ``sign_accuracy`` is the share of cases where both effects have the same sign, an effect with
-    ``|effect| <= tolerance`` counting as 0 (no effect).
+    ``n``, ``mae``, ``rmse`` and ``bias`` cover every case. The signs:
+
+    - ``sign_accuracy``: among the ``n_effect`` cases whose true effect is larger than
+      ``tolerance`` either way, the share whose estimate points the same way (an estimate of
+      exactly 0 points nowhere); None when no case has such an effect. This is the direction of
+      real effects: a simulator blind to treatments, whose every effect is 0, scores 0.
+    - ``null_agreement``: among the ``n_null`` other cases, the share whose estimate is within
+      ``tolerance`` too (None when there are none).
+    - ``three_way_agreement``: over all cases, the share whose estimated and true effects fall in
+      the same class of (< -tolerance, within, > +tolerance). Where most true effects are small a
+      simulator that always answers "no effect" scores high on it, so it does not measure
+      direction; it is kept for comparison with earlier reports.
     """
     valid = np.isfinite(estimated) & np.isfinite(true)
     if not valid.any():
-        return {"n": 0, "mae": None, "rmse": None, "bias": None, "sign_accuracy": None}
+        return {"n": 0, "mae": None, "rmse": None, "bias": None, "sign_accuracy": None, "n_effect": 0,
+                "null_agreement": None, "n_null": 0, "three_way_agreement": None}
     est, tru = estimated[valid], true[valid]
     error = est - tru
 
-    def sign(x: np.ndarray) -> np.ndarray:
+    def three_way(x: np.ndarray) -> np.ndarray:
         return np.where(np.abs(x) <= tolerance, 0, np.sign(x))
 
+    real = np.abs(tru) > tolerance
+    n_effect, n_null = int(real.sum()), int((~real).sum())
     return {"n": int(valid.sum()), "mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error**2).mean())),
-            "bias": float(error.mean()), "sign_accuracy": float((sign(est) == sign(tru)).mean())}
+            "bias": float(error.mean()),
+            "sign_accuracy": float((np.sign(est[real]) == np.sign(tru[real])).mean()) if n_effect else None,
+            "n_effect": n_effect,
+            "null_agreement": float((np.abs(est[~real]) <= tolerance).mean()) if n_null else None,
+            "n_null": n_null,
+            "three_way_agreement": float((three_way(est) == three_way(tru)).mean())}
 
 
 def _tolerance(outcome: str) -> float:

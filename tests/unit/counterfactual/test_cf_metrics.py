@@ -51,13 +51,28 @@ def test_band_coverage_and_effect_metrics() -> None:
     estimated = np.array([1.0, -0.2, 2.0, np.nan, -1.0])
     true = np.array([2.0, 0.3, -1.0, 5.0, -0.4])
     metrics = effect_metrics(estimated, true, tolerance=0.5)
-    # errors -1, -0.5, 3, -0.6; signs (tolerance 0.5): est +,0,+,- vs true +,0,-,0 -> 2 of 4 agree
+    # errors -1, -0.5, 3, -0.6
     assert metrics["n"] == 4
     assert metrics["mae"] == pytest.approx((1 + 0.5 + 3 + 0.6) / 4)
     assert metrics["bias"] == pytest.approx((-1 - 0.5 + 3 - 0.6) / 4)
     assert metrics["rmse"] == pytest.approx(np.sqrt((1 + 0.25 + 9 + 0.36) / 4))
-    assert metrics["sign_accuracy"] == pytest.approx(0.5)
+    # real effects (|true| > 0.5): 2.0 (estimated +1: right way) and -1.0 (estimated +2: wrong way)
+    assert (metrics["n_effect"], metrics["sign_accuracy"]) == (2, pytest.approx(0.5))
+    # negligible ones: 0.3 (estimated -0.2: also negligible) and -0.4 (estimated -1: an effect)
+    assert (metrics["n_null"], metrics["null_agreement"]) == (2, pytest.approx(0.5))
+    # classes (tolerance 0.5): est +,0,+,- vs true +,0,-,0 -> 2 of 4 agree
+    assert metrics["three_way_agreement"] == pytest.approx(0.5)
     assert effect_metrics(np.array([np.nan]), np.array([1.0]), tolerance=0)["n"] == 0
+
+
+def test_a_treatment_blind_simulator_gets_no_sign_right() -> None:
+    """Every effect 0: right about the negligible effects, wrong about the direction of every real one,
+    although the three-way agreement rewards it where most effects are small."""
+    true = np.array([0.0, 0.2, -0.3, 0.1, 2.0])
+    metrics = effect_metrics(np.zeros(5), true, tolerance=0.5)
+    assert metrics["sign_accuracy"] == 0.0 and metrics["null_agreement"] == 1.0
+    assert metrics["three_way_agreement"] == pytest.approx(0.8)
+    assert effect_metrics(np.ones(3), np.zeros(3), tolerance=0.5)["sign_accuracy"] is None  # no real effect to point at
 
 
 def test_nan_quantiles_equal_numpys() -> None:
