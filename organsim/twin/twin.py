@@ -220,7 +220,10 @@ class PersistentDraws:
     follows an AR(1) process, ``z_h = rho z_{h-1} + sqrt(1 - rho^2) e_h``, and the uniform is
     ``Phi(z_h)``: every hour's draw still has the predictive distribution of that hour, but a
     sample that starts in the upper tail stays there, like a real patient's latent value.
-    ``rho = 0`` gives independent draws.
+    ``rho = 0`` gives independent draws. The vitals, which are fed back, get the serial
+    correlation of their one-step forecast errors (:attr:`~organsim.twin.draw_correlation.DrawCorrelation.serial`,
+    slightly negative: an hour drawn in the upper tail is followed by one drawn a little below
+    the median, the reversion the forecasts miss).
 
     With a Cholesky factor ``L`` of a correlation matrix ``R`` (:class:`~organsim.twin.draw_correlation.DrawCorrelation`),
     the starting scores and the innovations ``e_h`` are ``randn @ L.T``: correlated across variables
@@ -233,7 +236,7 @@ class PersistentDraws:
     Parameters
     ----------
     persistence
-        ``(V,)`` correlation ``rho`` of each variable, in ``[0, 1]``.
+        ``(V,)`` correlation ``rho`` of each variable, in ``[-1, 1]``.
     n
         Rows simulated together.
     generator
@@ -344,6 +347,8 @@ class PatientTwin:
         Hour-to-hour correlation, in ``[0, 1]``, of the normal scores of the draws of the variables
         that are not fed back (labs; :attr:`AgentRuntime.feedback`), see :class:`PersistentDraws`.
         0 draws every hour independently; 1 keeps each sample's quantile for the whole rollout.
+        The variables fed back get the draw correlation's :attr:`~DrawCorrelation.serial`
+        correlation (0 without a draw correlation).
     """
 
     def __init__(
@@ -382,8 +387,10 @@ class PatientTwin:
         # (V, V) lower Cholesky factor of the within-hour correlation of the draws' normal scores, or None (independent)
         self._draw_cholesky = None if draw_correlation is None else torch.tensor(draw_correlation.cholesky(), dtype=torch.float32,
                                                                                 device=self.device)
-        # (V,) hour-to-hour correlation of each variable's draws: persistent for the variables not fed back
-        self._persistence = torch.tensor(np.where(self.runtime.feedback, 0.0, draw_persistence), dtype=torch.float32,
+        # (V,) hour-to-hour correlation of each variable's draws: persistent for the variables not fed back, the fitted
+        # serial correlation of the one-step scores for those fed back
+        serial = np.zeros(len(agents.config.variables)) if draw_correlation is None else draw_correlation.serial
+        self._persistence = torch.tensor(np.where(self.runtime.feedback, serial, draw_persistence), dtype=torch.float32,
                                          device=self.device)
         self._treatment_defaults = {t.code: t.default for t in self.catalog.treatments}
 

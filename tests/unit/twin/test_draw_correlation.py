@@ -27,6 +27,7 @@ from organsim.twin.draw_correlation import (
     nearest_correlation,
     pairwise_complete_correlation,
     randomized_pit,
+    serial_correlation,
     teacher_forced_probs,
 )
 from organsim.twin.twin import PersistentDraws
@@ -99,7 +100,33 @@ def test_nearest_correlation_is_positive_definite_with_a_unit_diagonal() -> None
     np.testing.assert_allclose(nearest_correlation(TRUE_CORRELATION), TRUE_CORRELATION, atol=1e-12)  # already PD: unchanged
 
 
+def test_serial_correlation_recovers_the_lag_one_correlation_of_scores() -> None:
+    rng = np.random.default_rng(0)
+    rho = np.array([-0.3, 0.5, 0.0])
+    windows, hours = 2000, 20
+    scores = np.empty((windows, hours, 3))
+    scores[:, 0] = rng.standard_normal((windows, 3))
+    for hour in range(1, hours):
+        scores[:, hour] = rho * scores[:, hour - 1] + np.sqrt(1 - rho**2) * rng.standard_normal((windows, 3))
+    scores[rng.random(scores.shape) < 0.2] = np.nan  # hours not observed
+    scores[5:, :, 2] = np.nan  # the third variable: too few pairs
+    consecutive = np.stack([scores[:, :-1], scores[:, 1:]], axis=2).reshape(-1, 2, 3)
+    fitted = serial_correlation(consecutive, min_pairs=200)
+    np.testing.assert_allclose(fitted[:2], rho[:2], atol=0.03)
+    assert fitted[2] == 0.0
+    with pytest.raises(ValueError, match="consecutive"):
+        serial_correlation(scores)
+
+
 # ------------------------------------------------------------------------------- correlated draws
+def test_persistent_draws_with_a_negative_serial_correlation_alternate_around_the_median() -> None:
+    draws = PersistentDraws(torch.tensor([-0.3, 0.0]), 40_000, torch.Generator().manual_seed(1))
+    hours = np.stack([special.ndtri(draws.next().numpy().astype(np.float64)) for _ in range(3)])  # (3, n, 2)
+    np.testing.assert_allclose(hours[2].std(axis=0), 1.0, atol=0.02)  # each hour keeps its predictive distribution
+    assert np.corrcoef(hours[1, :, 0], hours[2, :, 0])[0, 1] == pytest.approx(-0.3, abs=0.02)
+    assert abs(np.corrcoef(hours[1, :, 1], hours[2, :, 1])[0, 1]) < 0.02
+
+
 def test_persistent_draws_with_a_correlation_keep_marginals_and_persistence() -> None:
     cholesky = torch.tensor(np.linalg.cholesky(TRUE_CORRELATION), dtype=torch.float32)
     draws = PersistentDraws(torch.tensor([0.0, 0.0, 1.0]), 40_000, torch.Generator().manual_seed(0), cholesky)
@@ -204,15 +231,28 @@ def test_fit_is_seeded_saves_loads_and_correlates_the_twins_draws(micro_model, e
     np.testing.assert_array_equal(loaded.correlation, fitted.correlation)
     np.testing.assert_array_equal(loaded.n_pairs, fitted.n_pairs)
     assert loaded.variables == fitted.variables and loaded.meta == fitted.meta
+    assert fitted.serial.shape == (len(twin.variables),) and np.all(np.abs(fitted.serial) < 1)
+    np.testing.assert_array_equal(loaded.serial, fitted.serial)
 
     correlated = PatientTwin.load(model_dir, device="cpu", corrector=RangeCorrector(catalog), batch_size=16)
     assert correlated.draw_correlation is not None
+    fed_back = correlated.runtime.feedback
+    np.testing.assert_allclose(correlated._persistence.numpy()[fed_back], fitted.serial[fed_back], atol=1e-6)  # the vitals' AR(1)
+    np.testing.assert_array_equal(correlated._persistence.numpy()[~fed_back], 1.0)  # labs keep their quantile
     independent = twin.rollout(test_batch, 4, n_samples=3, seed=0)
     assert not np.array_equal(correlated.rollout(test_batch, 4, n_samples=3, seed=0).values, independent.values)
     switched_off = PatientTwin.load(model_dir, device="cpu", corrector=RangeCorrector(catalog), batch_size=16, draw_correlation=None)
     np.testing.assert_array_equal(switched_off.rollout(test_batch, 4, n_samples=3, seed=0).values, independent.values)
 
     document = json.loads(path.read_text())
+    del document["serial"]  # a file fitted before the serial correlation: 0, independent hours as then
+    path.write_text(json.dumps(document))
+    np.testing.assert_array_equal(DrawCorrelation.load(model_dir).serial, 0.0)
+    document["serial"] = [1.0] * len(twin.variables)
+    path.write_text(json.dumps(document))
+    with pytest.raises(DataError, match="serial"):
+        DrawCorrelation.load(model_dir)
+    del document["serial"]
     document["correlation"][0][1] = document["correlation"][1][0] = 1.5
     path.write_text(json.dumps(document))
     with pytest.raises(DataError, match="positive definite") as error:
