@@ -15,6 +15,11 @@ Usage::
     .venv/bin/python bench/synthesize.py --model MODEL_DIR --cohort COHORT_DIR
         [--patients N] [--hours 120] [--seed 0] [--work-dir DIR] [--reuse]
 
+The recorded JSON came from the tiny twin trained on the PhysioNet train split (``organsim ingest
+physionet2019`` then ``organsim train --preset tiny``), calibrated on its validation split
+(``organsim calibrate --model MODEL_DIR --cohort COHORT_DIR --out CALIBRATED_DIR``: the draw
+correlation and the bands), run with ``OMP_NUM_THREADS=1`` and ``--seed 0``.
+
 ``--reuse`` reads a synthetic cohort already generated in ``--work-dir`` instead of generating it
 again. Writes ``bench/results/synthesize_physionet.json`` (settings, generation bookkeeping and
 seconds, export round trips, the report's headline figures and checks, the machine) and the full
