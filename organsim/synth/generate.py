@@ -32,6 +32,12 @@ label (septic candidates over-drawn by the inverse of the acceptance seen so far
 candidates whose final label is still wanted, in the order drawn, until both shares are full or
 ``max_rounds`` is reached (then the cohort is smaller, and :class:`SynthesisResult` says so).
 
+A stay's draws continue from one segment to the next: a twin's rollout returns the normal scores
+of the last hour's draws (:attr:`organsim.twin.Rollout.draws`), the generator keeps them per stay
+and hands them to the stay's next rollout call, so a lab keeps its sampled quantile and the vitals
+their serial correlation across segments as within one rollout (a simulator whose rollouts return
+no ``draws`` is called without them).
+
 Determinism: every random draw comes from a generator seeded by (seed, round, batch, segment), so
 the same models, seed and settings give the same cohort, whatever else runs on the machine.
 """
@@ -62,7 +68,8 @@ ProgressCallback = Callable[[int, int], None]
 
 
 class RolloutResult(Protocol):
-    """What the generator reads of a rollout (:class:`organsim.twin.Rollout`)."""
+    """What the generator reads of a rollout (:class:`organsim.twin.Rollout`); also its ``draws``
+    ``(n_samples, B, V_model)`` where it has them."""
 
     values: np.ndarray
     treatments: np.ndarray
@@ -80,7 +87,11 @@ class Simulator(Protocol):
         seed: int = 0,
         treatment_policy: TreatmentPolicy | None = None,
     ) -> RolloutResult:
-        """``values`` ``(n_samples, B, horizon, V_batch)`` and ``treatments`` ``(n_samples, B, horizon, T)``."""
+        """``values`` ``(n_samples, B, horizon, V_batch)`` and ``treatments`` ``(n_samples, B, horizon, T)``.
+
+        A simulator whose results carry ``draws`` also takes ``draws=`` (the former call's, the
+        rows of this batch) to continue each row's draw processes.
+        """
         ...
 
 
@@ -298,6 +309,7 @@ class CohortSynthesizer:
         hours = first_hour[:, None] + np.arange(length)[None, :]  # (n, L) ICU hours
         observed = ObservationState.from_history(values[:, :k].astype(np.float64), hours[:, :k],
                                                  self.observation.draw_styles(n, rng, drawn["sepsis"].to_numpy()))
+        draw_scores: np.ndarray | None = None  # (n, V_model) last draws' normal scores per stay, once the twin returns them
         done = k
         segment = 0
         while done < length:
@@ -315,7 +327,14 @@ class CohortSynthesizer:
                 static_codes=static_codes,
             )
             policy = self.behaviour.treatment_policy(seed=_seed(*keys, segment, 1)) if self.behaviour else None
-            rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy)
+            continued = {} if draw_scores is None else {"draws": draw_scores[active][None]}
+            rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy,
+                                        **continued)
+            returned = getattr(rollout, "draws", None)
+            if returned is not None:
+                if draw_scores is None:
+                    draw_scores = np.zeros((n, returned.shape[-1]), dtype=np.float32)  # rows of stays never active are never read
+                draw_scores[active] = returned[0]
             simulated = np.asarray(rollout.values[0], dtype=np.float32)  # (a, horizon, V)
             state = observed.select(active)
             if spreader:

@@ -53,10 +53,12 @@ from 439 test stays the median per-window SD went from 9.15 to 8.81 bpm (HR; rea
 from 0.73 to 0.68 (HR; real 0.62), with hour-to-hour changes as large as before (root mean square
 7.5 -> 7.8 bpm, real 7.7). The rest of the excess is the forecasts' own conditional mean (free
 running they revert less still: slope -0.17 against -0.27 real for HR, -0.21 with the serial
-correlation), which only training can change. The serial correlation acts within one rollout: the
-synthetic-cohort generator (:mod:`organsim.synth.generate`) rolls one hour per call, each call with
-a fresh draw state, so its cohorts do not get it yet (PhysioNet 2019, 4,200 stays: per-stay HR SD
-9.16 -> 9.19, detection AUROC 0.967 -> 0.967); that needs the draw state carried from call to call. The correlation is saved beside the model (``draw_correlation.json``;
+correlation), which only training can change. The serial correlation acts within one rollout and
+across the rollout calls that hand on the rollout's draw state (``draws`` of
+:meth:`organsim.twin.PatientTwin.rollout`, :attr:`organsim.twin.Rollout.draws`), as the
+synthetic-cohort generator (:mod:`organsim.synth.generate`, one hour per call) does for every stay;
+before it did (a fresh draw state each call) its PhysioNet 2019 cohorts (4,200 stays) did not get
+it: per-stay HR SD 9.16 -> 9.19, detection AUROC 0.967 -> 0.967. The correlation is saved beside the model (``draw_correlation.json``;
 ``organsim calibrate``) and loaded with it (:meth:`organsim.twin.PatientTwin.load`); a model
 without one draws independently, exactly as before.
 """

@@ -127,6 +127,12 @@ class Rollout:
         Codes of the last axes.
     stay_ids, start_hours
         ``(B,)`` the problems' stays and last context hours ``t``.
+    draws
+        ``(n_samples, B, V_model)`` float32 normal scores of the last simulated hour's draws
+        (:attr:`PersistentDraws.score`, before any redraw of that hour), in the twin's variable
+        order (:attr:`PatientTwin.variables`); pass them as ``draws`` to the next
+        :meth:`PatientTwin.rollout` of the same rows to continue their draw processes (a lab keeps
+        its quantile, a vital its serial correlation). None when the rollout was not made by a twin.
     """
 
     values: np.ndarray
@@ -140,6 +146,7 @@ class Rollout:
     systems: tuple[str, ...]
     stay_ids: np.ndarray
     start_hours: np.ndarray
+    draws: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -166,6 +173,8 @@ class SimulatedRows:
         Correction records with ``row`` and ``step`` (1-based).
     violations_before, violations_after
         Counts per rule.
+    draws
+        ``(n, V_model)`` float32 normal scores of the last hour's draws (:attr:`Rollout.draws`).
     """
 
     values: np.ndarray
@@ -174,6 +183,7 @@ class SimulatedRows:
     records: list[dict[str, Any]]
     violations_before: Counter
     violations_after: Counter
+    draws: np.ndarray
 
 
 class TwinForecaster:
@@ -244,17 +254,33 @@ class PersistentDraws:
     cholesky
         ``(V, V)`` lower-triangular factor of the within-hour correlation of the scores, on the
         device of ``persistence``; None draws the variables independently.
+    previous
+        ``(n, V)`` normal scores of the hour before the first one (the :attr:`score` a former
+        rollout of the same rows ended with): the first hour then continues their AR(1) processes,
+        ``z_1 = rho z_0 + sqrt(1 - rho^2) e_1``, instead of starting fresh ones. None starts fresh.
     """
 
-    def __init__(self, persistence: torch.Tensor, n: int, generator: torch.Generator, cholesky: torch.Tensor | None = None) -> None:
-        if cholesky is not None and tuple(cholesky.shape) != (len(persistence), len(persistence)):
-            raise ValueError(f"the Cholesky factor must be ({len(persistence)}, {len(persistence)}), got {tuple(cholesky.shape)}")
+    def __init__(
+        self, persistence: torch.Tensor, n: int, generator: torch.Generator, cholesky: torch.Tensor | None = None,
+        previous: torch.Tensor | None = None,
+    ) -> None:
+        n_variables = len(persistence)
+        if cholesky is not None and tuple(cholesky.shape) != (n_variables, n_variables):
+            raise ValueError(f"the Cholesky factor must be ({n_variables}, {n_variables}), got {tuple(cholesky.shape)}")
+        if previous is not None and tuple(previous.shape) != (n, n_variables):
+            raise ValueError(f"the previous scores must be ({n}, {n_variables}), got {tuple(previous.shape)}")
+        if previous is not None and not bool(torch.isfinite(previous).all()):
+            raise ValueError("the previous scores must be finite")
         self.persistence = persistence
         self.generator = generator
         self.cholesky = cholesky
         self.innovation = torch.sqrt(1 - persistence**2)
-        self.score = self._normal((n, len(persistence)))
-        self.started = False
+        if previous is None:
+            self.score = self._normal((n, n_variables))
+            self.started = False
+        else:
+            self.score = previous.to(device=persistence.device, dtype=persistence.dtype)
+            self.started = True
 
     def _normal(self, shape: tuple[int, int]) -> torch.Tensor:
         """``shape`` standard normal scores, correlated across the last axis by :attr:`cholesky` when given."""
@@ -525,6 +551,7 @@ class PatientTwin:
         hide_treatments: bool = False,
         mean: bool = False,
         use_cache: bool = True,
+        draws: np.ndarray | None = None,
     ) -> Rollout:
         """Simulate ``horizon`` hours after each problem's context, ``n_samples`` times.
 
@@ -557,6 +584,11 @@ class PatientTwin:
         use_cache
             Step with the key/value cache (default); False re-encodes the whole window every hour
             (slow: the reference the cache is checked against).
+        draws
+            ``(n_samples, B, V_model)`` normal scores a former rollout of the same problems and
+            samples ended with (:attr:`Rollout.draws`): every row's draws continue its processes
+            (:class:`PersistentDraws` ``previous``), so rolling out ``h1`` then ``h2`` hours keeps the
+            persistence of one ``h1 + h2``-hour rollout. None (the default) starts fresh ones.
 
         Returns
         -------
@@ -569,6 +601,10 @@ class PatientTwin:
         chooser = self.reference_chooser(references)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         n_variables, n_systems = len(batch.variables), len(self.systems)
+        expected = (n_samples, batch.size, len(self.variables))
+        if draws is not None and tuple(np.shape(draws)) != expected:
+            raise ValueError(f"draws must be (n_samples, B, V_model) = {expected}, got {tuple(np.shape(draws))}")
+        final_draws = np.empty(expected, dtype=np.float32)
         values = np.empty((n_samples, batch.size, horizon, n_variables), dtype=np.float32)
         treatments = np.empty((n_samples, batch.size, horizon, len(batch.treatment_codes)), dtype=np.float32)
         consulted = np.empty((n_samples, batch.size, horizon, n_systems, n_systems), dtype=bool)
@@ -577,11 +613,16 @@ class PatientTwin:
         after: Counter = Counter()
         for index in measured_length_chunks(batch, max(1, self.batch_size // n_samples)):
             rows = np.repeat(index, n_samples)  # problem-major: row i * n_samples + j is sample j of problem index[i]
+            previous = None
+            if draws is not None:
+                previous = torch.as_tensor(np.asarray(draws, dtype=np.float32)[:, index].transpose(1, 0, 2).reshape(len(rows), -1))
             part = self.simulate_rows(
                 batch.select(rows), horizon, chooser=chooser, generator=generator, mean=mean,
                 treatment_policy=treatment_policy, correct=correct, hide_treatments=hide_treatments, use_cache=use_cache,
+                previous_draws=previous,
             )
             shape = (len(index), n_samples, horizon)
+            final_draws[:, index] = part.draws.reshape(len(index), n_samples, -1).transpose(1, 0, 2)
             values[:, index] = self.runtime.to_batch_layout(part.values, batch.variables).reshape(*shape, n_variables).transpose(1, 0, 2, 3)
             treatments[:, index] = part.treatments.reshape(*shape, -1).transpose(1, 0, 2, 3)
             consulted[:, index] = part.consulted.reshape(*shape, n_systems, n_systems).transpose(1, 0, 2, 3, 4)
@@ -599,7 +640,7 @@ class PatientTwin:
             values=values, treatments=treatments, consulted=consulted, corrections=corrections,
             violations_before=dict(before), violations_after=dict(after),
             variables=batch.variables, treatment_codes=batch.treatment_codes, systems=self.systems,
-            stay_ids=batch.stay_ids, start_hours=batch.start_hours,
+            stay_ids=batch.stay_ids, start_hours=batch.start_hours, draws=final_draws,
         )
 
     def simulate_rows(
@@ -614,12 +655,14 @@ class PatientTwin:
         correct: bool = True,
         hide_treatments: bool = False,
         use_cache: bool = True,
+        previous_draws: torch.Tensor | None = None,
     ) -> SimulatedRows:
         """The hour-by-hour loop of :meth:`rollout` over ``n`` rows simulated together (one future each).
 
         ``chooser(step, summary)`` gives the reference sets of each simulated hour from the
         ``(n, F)`` state summary (the training of the reference policy passes its own, which
         samples sets and records them). Values come back in model variable order.
+        ``previous_draws`` ``(n, V_model)`` continues the rows' draw processes (:class:`PersistentDraws`).
         """
         config = self.agents.config
         runtime = self.runtime
@@ -643,7 +686,7 @@ class PatientTwin:
         recent = list(carried[:, -(TREND_HOURS + 1) :].transpose(1, 0, 2))  # last values of the latest hours, (n, V) each
         previous = stepper.state.values.copy()  # the last hour's values (carried), what the first hour is checked against
         values = np.empty((n, horizon, len(config.variables)), dtype=np.float32)
-        draws = PersistentDraws(self._persistence, n, generator, self._draw_cholesky)
+        draws = PersistentDraws(self._persistence, n, generator, self._draw_cholesky, previous=previous_draws)
         consulted = np.empty((n, horizon, n_systems, n_systems), dtype=bool)
         records: list[dict[str, Any]] = []
         before: Counter = Counter()
@@ -670,7 +713,8 @@ class PatientTwin:
                 decide(step + 1)
             stepper.feed(hour)
             recent.append(stepper.state.values)
-        return SimulatedRows(values=values, treatments=plan, consulted=consulted, records=records, violations_before=before, violations_after=after)
+        return SimulatedRows(values=values, treatments=plan, consulted=consulted, records=records, violations_before=before,
+                             violations_after=after, draws=draws.score.float().cpu().numpy())
 
     @staticmethod
     def _draw(dist: BinnedDistribution, uniform: torch.Tensor, mean: bool) -> np.ndarray:
