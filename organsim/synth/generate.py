@@ -32,11 +32,17 @@ label (septic candidates over-drawn by the inverse of the acceptance seen so far
 candidates whose final label is still wanted, in the order drawn, until both shares are full or
 ``max_rounds`` is reached (then the cohort is smaller, and :class:`SynthesisResult` says so).
 
-A stay's draws continue from one segment to the next: a twin's rollout returns the normal scores
-of the last hour's draws (:attr:`organsim.twin.Rollout.draws`), the generator keeps them per stay
-and hands them to the stay's next rollout call, so a lab keeps its sampled quantile and the vitals
-their serial correlation across segments as within one rollout (a simulator whose rollouts return
-no ``draws`` is called without them).
+The draws of the variables the twin feeds back (the vital signs) continue from one segment to the
+next: a twin's rollout returns the normal scores of the last hour's draws
+(:attr:`organsim.twin.Rollout.draws`), the generator keeps those of the fed-back variables per stay
+and hands them to the stay's next rollout call, so the vitals keep their serial correlation across
+segments as within one rollout (a simulator whose rollouts return no ``draws`` is called without
+them). The other variables (labs, temperature) start fresh draws every call: within one rollout
+they keep their quantile because they are not fed back, but here each charted value becomes the
+next segment's context, and a kept quantile then ratchets (a draw above the median of a
+distribution centred near the last value, every hour): on PhysioNet 2019 (4,200 stays) keeping
+them halved temperature's median per-stay hour-to-hour change (0.10 degC, real 0.17) and raised
+the detection AUROC from 0.967 to 0.991 (top features temperature_last, glucose_last).
 
 Determinism: every random draw comes from a generator seeded by (seed, round, batch, segment), so
 the same models, seed and settings give the same cohort, whatever else runs on the machine.
@@ -310,6 +316,7 @@ class CohortSynthesizer:
         observed = ObservationState.from_history(values[:, :k].astype(np.float64), hours[:, :k],
                                                  self.observation.draw_styles(n, rng, drawn["sepsis"].to_numpy()))
         draw_scores: np.ndarray | None = None  # (n, V_model) last draws' normal scores per stay, once the twin returns them
+        fed_back = self._fed_back(simulator)  # (V_model,) bool: the twin's variables whose draws continue
         done = k
         segment = 0
         while done < length:
@@ -331,10 +338,10 @@ class CohortSynthesizer:
             rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy,
                                         **continued)
             returned = getattr(rollout, "draws", None)
-            if returned is not None:
+            if returned is not None and fed_back is not None:
                 if draw_scores is None:
-                    draw_scores = np.zeros((n, returned.shape[-1]), dtype=np.float32)  # rows of stays never active are never read
-                draw_scores[active] = returned[0]
+                    draw_scores = np.full((n, returned.shape[-1]), np.nan, dtype=np.float32)
+                draw_scores[active] = np.where(fed_back, returned[0], np.nan)  # NaN: a fresh draw next call
             simulated = np.asarray(rollout.values[0], dtype=np.float32)  # (a, horizon, V)
             state = observed.select(active)
             if spreader:
@@ -352,6 +359,15 @@ class CohortSynthesizer:
             done += horizon
             segment += 1
         return values, treatments, clipped
+
+    @staticmethod
+    def _fed_back(simulator: Simulator) -> np.ndarray | None:
+        """``(V_model,)`` bool: which of ``simulator``'s model variables (``simulator.agents``, as
+        :class:`organsim.twin.PatientTwin` carries them) it feeds back; None without agents."""
+        agents = getattr(simulator, "agents", None)
+        if agents is None:
+            return None
+        return np.isin(np.array(agents.config.variables), agents.config.feedback_variables)
 
     def _simulate(
         self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, round_index: int,

@@ -257,7 +257,8 @@ class PersistentDraws:
     previous
         ``(n, V)`` normal scores of the hour before the first one (the :attr:`score` a former
         rollout of the same rows ended with): the first hour then continues their AR(1) processes,
-        ``z_1 = rho z_0 + sqrt(1 - rho^2) e_1``, instead of starting fresh ones. None starts fresh.
+        ``z_1 = rho z_0 + sqrt(1 - rho^2) e_1``, instead of starting fresh ones; a NaN starts that
+        row's variable fresh. None starts every process fresh.
     """
 
     def __init__(
@@ -269,17 +270,18 @@ class PersistentDraws:
             raise ValueError(f"the Cholesky factor must be ({n_variables}, {n_variables}), got {tuple(cholesky.shape)}")
         if previous is not None and tuple(previous.shape) != (n, n_variables):
             raise ValueError(f"the previous scores must be ({n}, {n_variables}), got {tuple(previous.shape)}")
-        if previous is not None and not bool(torch.isfinite(previous).all()):
-            raise ValueError("the previous scores must be finite")
+        if previous is not None and bool(torch.isinf(previous).any()):
+            raise ValueError("the previous scores must be finite (or NaN: start fresh)")
         self.persistence = persistence
         self.generator = generator
         self.cholesky = cholesky
         self.innovation = torch.sqrt(1 - persistence**2)
-        if previous is None:
-            self.score = self._normal((n, n_variables))
-            self.started = False
-        else:
-            self.score = previous.to(device=persistence.device, dtype=persistence.dtype)
+        self.score = self._normal((n, n_variables))
+        self.started = False
+        if previous is not None:
+            previous = previous.to(device=persistence.device, dtype=persistence.dtype)
+            # a fresh score stepped once more is still a fresh standard normal score
+            self.score = torch.where(torch.isnan(previous), self.score, previous)
             self.started = True
 
     def _normal(self, shape: tuple[int, int]) -> torch.Tensor:
@@ -588,7 +590,8 @@ class PatientTwin:
             ``(n_samples, B, V_model)`` normal scores a former rollout of the same problems and
             samples ended with (:attr:`Rollout.draws`): every row's draws continue its processes
             (:class:`PersistentDraws` ``previous``), so rolling out ``h1`` then ``h2`` hours keeps the
-            persistence of one ``h1 + h2``-hour rollout. None (the default) starts fresh ones.
+            persistence of one ``h1 + h2``-hour rollout; a NaN starts that process fresh. None (the
+            default) starts every one fresh.
 
         Returns
         -------

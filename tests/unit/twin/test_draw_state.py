@@ -32,14 +32,22 @@ def test_continued_draws_follow_the_ar1_process_from_the_former_scores() -> None
         assert np.corrcoef(previous[:, column].numpy(), first[:, column])[0, 1] == pytest.approx(rho, abs=0.02)
         assert first[:, column].std() == pytest.approx(1.0, abs=0.02)  # still a standard normal score
     fresh = PersistentDraws(torch.tensor([1.0, 0.5, -0.2]), n, torch.Generator().manual_seed(6))
-    assert abs(np.corrcoef(previous[:, 0].numpy(), fresh.next()[:, 0].numpy())[0, 1]) < 0.02  # no state: a fresh process
+    fresh.next()
+    assert abs(np.corrcoef(previous[:, 0].numpy(), fresh.score[:, 0].numpy())[0, 1]) < 0.02  # no state: a fresh process
+    # a NaN starts that row's variable fresh: the score a rollout without state starts with
+    partly = previous.clone()
+    partly[:, 0] = np.nan
+    restarted = PersistentDraws(torch.tensor([1.0, 0.5, -0.2]), n, torch.Generator().manual_seed(6), previous=partly)
+    restarted.next()
+    torch.testing.assert_close(restarted.score[:, 0], fresh.score[:, 0], rtol=0, atol=0)
+    np.testing.assert_array_equal(restarted.score[:, 1:].numpy(), first[:, 1:])
 
 
 def test_former_scores_of_the_wrong_shape_or_not_finite_are_refused() -> None:
     with pytest.raises(ValueError, match=r"must be \(4, 3\)"):
         PersistentDraws(torch.zeros(3), 4, torch.Generator(), previous=torch.zeros(4, 2))
     with pytest.raises(ValueError, match="finite"):
-        PersistentDraws(torch.zeros(3), 1, torch.Generator(), previous=torch.tensor([[0.0, np.nan, 0.0]]))
+        PersistentDraws(torch.zeros(3), 1, torch.Generator(), previous=torch.tensor([[0.0, np.inf, 0.0]]))
 
 
 # ------------------------------------------------------------------------------- PatientTwin.rollout
@@ -78,7 +86,7 @@ class RecordingTwin:
         return result
 
 
-def test_synthesis_hands_each_stay_its_former_draws_and_stays_deterministic(twin, engine_cohort, monkeypatch):
+def test_synthesis_hands_each_stay_its_former_vital_draws_and_stays_deterministic(twin, engine_cohort, monkeypatch):
     synthesizer = CohortSynthesizer.fit(engine_cohort.subset(split="train"), initial_hours=2)
     sample = synthesizer.initial.sample
 
@@ -91,15 +99,15 @@ def test_synthesis_hands_each_stay_its_former_draws_and_stays_deterministic(twin
     config = SynthesisConfig(patients=6, max_hours=9, seed=3, septic_fraction=0.5, context_hours=6, max_rounds=1)
     recording = RecordingTwin(twin)
     result = synthesizer.generate(recording, config)
-    labs = ~twin.runtime.feedback
+    vitals = twin.runtime.feedback  # fed back: their draws continue; the labs' start fresh every call
     assert [given is None for _, given, _ in recording.calls] == [True] + [False] * (len(recording.calls) - 1)  # one batch
     ended: dict[int, np.ndarray] = {}  # stay -> the normal scores its last rollout call ended with
     for stays, given, returned in recording.calls:
         if given is not None:
             assert given.shape == (1, len(stays), len(twin.variables))
+            assert np.isnan(given[..., ~vitals]).all()
             for row, stay in enumerate(stays.tolist()):
-                np.testing.assert_array_equal(given[0, row], ended[stay])  # its own state, after stays ended
-                np.testing.assert_array_equal(returned[0, row, labs], ended[stay][labs])  # labs keep their quantile
+                np.testing.assert_array_equal(given[0, row, vitals], ended[stay][vitals])  # its own state, after stays ended
         ended.update({stay: returned[0, row] for row, stay in enumerate(stays.tolist())})
     sizes = [len(stays) for stays, _, _ in recording.calls]
     assert len(sizes) > 2 and sizes[-1] < sizes[0]  # stays ended between calls
