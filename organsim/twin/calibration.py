@@ -25,7 +25,7 @@ observed value with probability at least its level. The scales hold for bands re
 of samples they were fitted with (``meta["samples"]``): bands of more samples are wider, so fit
 with as many samples as the what-ifs use. The sampled futures themselves are left as
 they are (their outcomes and scores read the twin's own draws); only the reported bands change.
-The calibration is saved beside the model (``band_calibration.json``, :func:`save_band_calibration`;
+The calibration is saved beside the model (``band_calibration.json``, :meth:`BandCalibration.save`, written with the draw correlation by
 ``organsim calibrate``) and loaded with it (:meth:`organsim.twin.PatientTwin.load`).
 """
 
@@ -42,7 +42,7 @@ import numpy as np
 
 from organsim.data import Cohort
 from organsim.data.windows import choose_starts, forecast_batch, forecast_targets
-from organsim.twin.saved_module import write_beside_model
+from organsim.twin.saved_module import read_saved_json
 from organsim.utils.arrays import nan_quantiles
 from organsim.utils.errors import DataError
 from organsim.utils.io import atomic_write_text
@@ -176,14 +176,8 @@ class BandCalibration:
     def load(cls, model_dir: str | Path) -> BandCalibration:
         """The calibration saved in ``model_dir`` (a DataError naming the file when it is malformed)."""
         path = Path(model_dir) / CALIBRATION_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise DataError("no band calibration here: run `organsim calibrate` on the model", file=path) from exc
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON: {exc.msg}", file=path, row=exc.lineno) from exc
-        if data.get("format") != CALIBRATION_FORMAT:
-            raise DataError(f"unknown band calibration format {data.get('format')!r}; expected {CALIBRATION_FORMAT!r}", file=path)
+        data = read_saved_json(path, fmt=CALIBRATION_FORMAT, what="band calibration",
+                               missing="no band calibration here: run `organsim calibrate` on the model")
         if list(data.get("horizon_buckets", [])) != list(HORIZON_BUCKETS):
             raise DataError(f"horizon buckets {data.get('horizon_buckets')} differ from this version's {list(HORIZON_BUCKETS)}", file=path)
         variables = tuple(data["variables"])
@@ -193,16 +187,6 @@ class BandCalibration:
         return cls(variables=variables, band=(float(data["band"][0]), float(data["band"][1])), scales=scales,
                    floor=np.asarray(data["floor"], dtype=np.float64), n_scores=np.asarray(data["n_scores"]),
                    coverage_before=float(data["coverage_before"]), meta=dict(data.get("meta", {})))
-
-
-def save_band_calibration(calibration: BandCalibration, model_dir: str | Path, out: str | Path) -> Path:
-    """Write ``calibration`` with the model of ``model_dir`` into ``out``; returns the calibration file.
-
-    ``out == model_dir`` adds the file to the model directory; another ``out`` receives a copy of
-    the model directory with the file, the whole written atomically (as ``organsim coordinate``).
-    """
-    write_beside_model(Path(model_dir), Path(out), calibration.save)
-    return Path(out) / CALIBRATION_FILE
 
 
 def has_band_calibration(model_dir: str | Path) -> bool:

@@ -83,6 +83,7 @@ from organsim.agents.model import HourInputs, reference_sets
 from organsim.agents.training import tiled_windows, window_tensors
 from organsim.data import Cohort
 from organsim.data.windows import HourlyArrays
+from organsim.twin.saved_module import read_saved_json
 from organsim.utils.errors import DataError
 from organsim.utils.io import atomic_write_text
 
@@ -275,14 +276,8 @@ class DrawCorrelation:
     def load(cls, model_dir: str | Path) -> DrawCorrelation:
         """The correlation saved in ``model_dir`` (a DataError naming the file when it is malformed)."""
         path = Path(model_dir) / DRAW_CORRELATION_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise DataError("no draw correlation here: run `organsim calibrate` on the model", file=path) from exc
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON: {exc.msg}", file=path, row=exc.lineno) from exc
-        if data.get("format") != DRAW_CORRELATION_FORMAT:
-            raise DataError(f"unknown draw correlation format {data.get('format')!r}; expected {DRAW_CORRELATION_FORMAT!r}", file=path)
+        data = read_saved_json(path, fmt=DRAW_CORRELATION_FORMAT, what="draw correlation",
+                               missing="no draw correlation here: run `organsim calibrate` on the model")
         try:
             variables = tuple(str(v) for v in data["variables"])
             correlation = np.asarray(data["correlation"], dtype=np.float64)

@@ -42,15 +42,25 @@ def read_module_config(*, fmt: str, config_path: Path, weights_path: Path, incom
     for path in (config_path, weights_path):
         if not path.is_file():
             raise DataError(incomplete, file=path)
-    try:
-        document: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON: {exc.msg}", file=config_path, row=exc.lineno) from exc
-    if document.get("format") != fmt:
-        raise DataError(f"unknown {what} format {document.get('format')!r}; expected {fmt!r}", file=config_path)
+    document = read_saved_json(config_path, fmt=fmt, what=what, missing=incomplete)
     if "config" not in document:
         raise DataError(f"malformed {what} config: no 'config' entry", file=config_path)
     return document["config"]
+
+
+def read_saved_json(path: Path, *, fmt: str, what: str, missing: str) -> dict[str, Any]:
+    """The JSON document at ``path``, whose ``format`` entry must be ``fmt``; a DataError naming the
+    file when it is missing (``missing`` says how to make it), not JSON (with the line) or of
+    another format (``what`` names the document in messages: ``"band calibration"``)."""
+    try:
+        document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataError(missing, file=path) from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON: {exc.msg}", file=path, row=exc.lineno) from exc
+    if document.get("format") != fmt:
+        raise DataError(f"unknown {what} format {document.get('format')!r}; expected {fmt!r}", file=path)
+    return document
 
 
 def load_module_weights(module: nn.Module, *, config_path: Path, weights_path: Path, what: str) -> None:

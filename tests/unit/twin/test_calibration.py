@@ -22,6 +22,7 @@ from organsim.twin.calibration import (
     fit_band_calibration,
     horizon_bucket,
 )
+from organsim.twin.draw_correlation import DRAW_CORRELATION_FILE, DrawCorrelation
 from organsim.twin.twin import PersistentDraws
 from organsim.utils import DataError
 
@@ -123,3 +124,21 @@ def test_fit_save_load_and_the_cli(micro_model, engine_cohort, catalog, tmp_path
     assert PatientTwin.load(model_dir, device="cpu").band_calibration is not None
     refused = CliRunner().invoke(app, ["calibrate", "--model", str(model_dir), "--cohort", str(cohort_dir), "--split", "train"])
     assert refused.exit_code != 0 and "learnt from" in " ".join(refused.output.split())
+
+
+@pytest.mark.parametrize(("loader", "file_name", "what"), [
+    (BandCalibration.load, CALIBRATION_FILE, "band calibration"),
+    (DrawCorrelation.load, DRAW_CORRELATION_FILE, "draw correlation"),
+])
+def test_files_saved_beside_the_model_name_the_file_when_unreadable(loader, file_name, what, tmp_path) -> None:
+    path = tmp_path / file_name
+    with pytest.raises(DataError, match=f"no {what} here: run `organsim calibrate`") as error:
+        loader(tmp_path)
+    assert str(path) in str(error.value)
+    path.write_text('{"format": "x",\n  "variables": [', encoding="utf-8")
+    with pytest.raises(DataError, match=r"row 2: not valid JSON") as error:
+        loader(tmp_path)
+    assert str(path) in str(error.value)
+    path.write_text(json.dumps({"format": "organsim.something_else/1"}), encoding="utf-8")
+    with pytest.raises(DataError, match=f"unknown {what} format 'organsim.something_else/1'"):
+        loader(tmp_path)
