@@ -65,7 +65,7 @@ class AgentRuntime:
         self.value_centers = center_tensor(agents.tokenizer, config.variables, width).to(self.device)  # (V, K)
         self.change_centers = center_tensor(agents.changes, config.variables, width).to(self.device)  # (V, K)
         self.change_scales = torch.from_numpy(agents.changes.scales[agents.changes.columns_of(config.variables)]).to(self.device)
-        self.feedback = np.isin(np.array(config.variables), config.feedback_variables)  # (V,)
+        self.feedback = config.fed_back  # (V,)
 
     @property
     def autocast(self) -> bool:

@@ -157,6 +157,11 @@ class AgentConfig:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
+    @property
+    def fed_back(self) -> np.ndarray:
+        """``(V,)`` bool over :attr:`variables`: those in :attr:`feedback_variables`."""
+        return np.isin(np.array(self.variables), self.feedback_variables)
+
     @classmethod
     def from_preset(cls, preset: str, **fields: Any) -> AgentConfig:
         """The config of a preset in :data:`PRESETS`, with ``fields`` set on top."""

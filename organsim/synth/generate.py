@@ -365,9 +365,7 @@ class CohortSynthesizer:
         """``(V_model,)`` bool: which of ``simulator``'s model variables (``simulator.agents``, as
         :class:`organsim.twin.PatientTwin` carries them) it feeds back; None without agents."""
         agents = getattr(simulator, "agents", None)
-        if agents is None:
-            return None
-        return np.isin(np.array(agents.config.variables), agents.config.feedback_variables)
+        return None if agents is None else agents.config.fed_back
 
     def _simulate(
         self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, round_index: int,
