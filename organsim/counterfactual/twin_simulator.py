@@ -83,6 +83,8 @@ class SupportedTreatments:
         self.policy = policy
         self.treatments = [code for code in treatments if code in ACTION_BINS]
         self.class_doses = {code: behaviour.class_doses_[code] for code in self.treatments}
+        # the classes the cohort received (with a representative dose); class 0 ("none") always is
+        self.given = {code: np.flatnonzero(np.isfinite(doses)) for code, doses in self.class_doses.items()}
         self.calls: list[tuple[np.ndarray, int, dict[str, np.ndarray], dict[str, np.ndarray]]] = []
         """Per call: ``(stay_ids, hour, strategy doses, simulated doses)`` of the governed treatments."""
 
@@ -93,8 +95,7 @@ class SupportedTreatments:
         strategy_doses, simulated_doses = {}, {}
         for code in self.treatments:
             dose = np.asarray(decided[code], dtype=np.float64)
-            class_doses = self.class_doses[code]
-            given = np.flatnonzero(np.isfinite(class_doses))  # class 0 ("none") always counts as given
+            class_doses, given = self.class_doses[code], self.given[code]
             chosen = action_class(code, dose)
             nearest = given[np.argmin(np.abs(given[None, :] - chosen[:, None]), axis=1)]  # first (lower) on a tie
             moved = np.where(np.isfinite(class_doses[chosen]), dose, class_doses[nearest])
