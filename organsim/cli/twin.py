@@ -97,7 +97,7 @@ def calibrate(
     samples: Annotated[int, typer.Option(help="Sampled futures per case: as many as the what-ifs will use (a band read "
                                               "off fewer samples is narrower, so its scale differs).")] = 20,
     horizon: Annotated[int, typer.Option(help="Hours rolled out from each start.")] = 48,
-    correlation_windows: Annotated[int, typer.Option(help="Windows of teacher-forced one-step forecasts the draw correlation "
+    correlation_windows: Annotated[int, typer.Option(min=1, help="Windows of teacher-forced one-step forecasts the draw correlation "
                                                           "is fitted on, at most (a seeded sample when the split has more).")] = 2000,
     split: Annotated[str, typer.Option(help="Split of stays to calibrate on (never the train split).")] = "validation",
     seed: Annotated[int, typer.Option(help="Seed of the windows, the start hours and the rollouts.")] = 0,

@@ -309,3 +309,13 @@ def test_calibrate_writes_the_draw_correlation_and_the_band_calibration(micro_mo
     metrics = Calibrate().metrics(out).values
     assert metrics["draw_pairs_estimated"] == twin.draw_correlation.pairs_estimated
     assert {"coverage_before", "scale_median", "observed_values", "draw_correlation_max_abs"} <= set(metrics)
+
+
+def test_calibrate_refuses_a_bad_window_count_and_writes_nothing(micro_model, engine_cohort, tmp_path) -> None:
+    cohort_dir, out = tmp_path / "cohort", tmp_path / "calibrated"
+    engine_cohort.save(cohort_dir)
+    result = CliRunner().invoke(app, ["calibrate", "--model", str(micro_model), "--cohort", str(cohort_dir), "--out", str(out),
+                                      "--correlation-windows", "0", "--device", "cpu"])
+    assert result.exit_code != 0
+    assert "Invalid value for '--correlation-windows'" in " ".join(result.output.split())
+    assert not out.exists() and not (micro_model / DRAW_CORRELATION_FILE).exists()
