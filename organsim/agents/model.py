@@ -39,6 +39,7 @@ layout a single pretrained ``base_model`` decoder needs, and keeps one cache for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -483,6 +484,40 @@ class OrganAgents(nn.Module):
             logits = self._variable_logits(v, hidden[:, int(self.variable_system[v])], relative[:, v])  # (B, k_v)
             rows.append(nn.functional.pad(logits, (0, width - logits.shape[-1]), value=torch.finfo(logits.dtype).min))
         return torch.stack(rows, dim=1)
+
+    def hourly_logits(self, inputs: HourInputs, references: torch.Tensor, variables: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next-hour logits at every position of teacher-forced windows, for some variables.
+
+        One full pass over the windows, as in training (no padding mask, positions ``0..T-1``):
+        position ``t`` gives the distribution of hour ``t + 1``.
+
+        Parameters
+        ----------
+        inputs
+            B windows of T hours.
+        references
+            ``(B, S, S)`` bool reference sets (see :meth:`embed_hours`).
+        variables
+            Indices into ``config.variables`` of the n variables wanted.
+
+        Returns
+        -------
+        logits
+            ``(B, T, n, K)`` float32 logits, over change bins where ``relative`` else over value
+            bins (K = the widest head; padding bins very negative).
+        relative
+            ``(B, T, n)`` bool: the variable has a last value at ``t`` (its logits are over change bins).
+        """
+        hidden, _ = self._decode(self.embed_hours(inputs, references), None, None, None, False)  # (B, S, T, H)
+        b, _, t, h = hidden.shape
+        width = max(max(a, c) for a, c in zip(self.config.bin_counts, self.config.change_bin_counts, strict=True))
+        relative = inputs.last_ids[:, :, list(variables)] > 0  # (B, T, n)
+        rows = []
+        for column, v in enumerate(variables):
+            states = hidden[:, int(self.variable_system[v])].reshape(b * t, h)  # (B*T, H)
+            logits = self._variable_logits(v, states, relative[:, :, column].reshape(b * t))  # (B*T, k_v)
+            rows.append(nn.functional.pad(logits, (0, width - logits.shape[-1]), value=torch.finfo(logits.dtype).min))
+        return torch.stack(rows, dim=1).reshape(b, t, len(variables), width), relative
 
     def _loss(
         self, hidden: torch.Tensor, relative: torch.Tensor, targets: torch.Tensor, target_z: torch.Tensor | None

@@ -14,6 +14,10 @@ its variable is measured, ``loss_balance``) plus ``mean_loss_weight`` times the 
 error of the predictive mean in z units (the forecasts are scored on the mean; cross-entropy alone
 leaves it to the calibration of dozens of bins). Reference sets are sampled per window and agent
 (``references="random"``: none, all, or a random subset, so one model serves any subset) or fixed.
+With ``scheduled_sampling`` p > 0, a first pass without gradients draws the model's own forecast
+of every hour and, with probability p per window and hour, the measured vital signs (the
+fed-back variables) are read as that draw instead (:mod:`organsim.agents.scheduled_sampling`),
+so training sees what free-running rollouts feed back.
 
 Optimisation: AdamW, linear warmup then cosine decay (``transformers.get_cosine_schedule_with_warmup``),
 gradient-norm clipping, bf16 autocast on CUDA, through :class:`accelerate.Accelerator` so
@@ -56,6 +60,7 @@ from organsim.agents.model import (
     reference_sets,
     sample_reference_sets,
 )
+from organsim.agents.scheduled_sampling import sampled_input_values
 from organsim.data.cohort import Cohort
 from organsim.data.normalize import Normaliser
 from organsim.data.tokenizers import BIN_METHODS, BinTokenizer, ChangeTokenizer
@@ -104,6 +109,11 @@ class TrainConfig:
         Seed of initialisation, windows, reference sets and dropout.
     bucket_batches
         Sort windows by length within groups of this many batches before batching.
+    scheduled_sampling
+        Chance, per training window and hour, that the hour's measured fed-back variables (the
+        vital signs a rollout feeds back) are read as the model's own sampled forecast instead of
+        their real values (:mod:`organsim.agents.scheduled_sampling`); 0 = teacher forcing only
+        (training as without it, bit for bit). The validation loss stays teacher-forced.
     """
 
     max_epochs: int = 20
@@ -123,6 +133,7 @@ class TrainConfig:
     split_seed: int = 0
     seed: int = 0
     bucket_batches: int = 50
+    scheduled_sampling: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1:
@@ -143,6 +154,8 @@ class TrainConfig:
             raise ValueError("n_bins and n_change_bins must be >= 2")
         if self.bucket_batches < 1:
             raise ValueError("bucket_batches must be >= 1")
+        if not 0 <= self.scheduled_sampling <= 1:
+            raise ValueError(f"scheduled_sampling must be in [0, 1], got {self.scheduled_sampling}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -243,36 +256,71 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, bucket_batches
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def window_tensors(arrays: HourlyArrays, windows: Windows, index: np.ndarray, encoder: FeatureEncoder) -> dict[str, torch.Tensor]:
-    """Inputs and targets of the windows ``index``, padded to their longest: a dict of CPU tensors.
+@dataclass(frozen=True)
+class WindowValues:
+    """The raw hours of B training windows of up to T input hours, padded with NaN at the end.
 
-    Keys: the :class:`HourInputs` fields, ``targets`` (``(B, T, V)`` 0-based bins, -100 unobserved)
-    and ``target_z`` (``(B, T, V)`` the next values in z units, see :meth:`FeatureEncoder.target_z`).
+    Attributes
+    ----------
+    values : np.ndarray
+        ``(B, T + 1, V)`` raw values (NaN = not measured): inputs ``[:, :T]``, targets ``[:, 1:]``.
+    treatments : np.ndarray
+        ``(B, T + 1, n_treatments)`` treatments given at each hour.
+    static : np.ndarray
+        ``(B, n_statics)`` statics.
+    hours : np.ndarray
+        ``(B, T)`` ICU hour index of each input position.
     """
+
+    values: np.ndarray
+    treatments: np.ndarray
+    static: np.ndarray
+    hours: np.ndarray
+
+    def tensors(self, encoder: FeatureEncoder, input_values: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """Inputs and targets as a dict of CPU tensors: the :class:`HourInputs` fields, ``targets``
+        (``(B, T, V)`` 0-based bins, -100 unobserved) and ``target_z`` (``(B, T, V)`` the next values
+        in z units, see :meth:`FeatureEncoder.target_z`).
+
+        ``input_values`` (``(B, T, V)``, default the real ``values[:, :T]``) are the values the
+        inputs are built from; the targets are always the real next values, as changes from the
+        last of ``input_values``.
+        """
+        length = self.hours.shape[1]
+        if input_values is None:
+            input_values = self.values[:, :length]
+        inputs = encoder.encode(input_values, self.treatments[:, :length], self.treatments[:, 1 : length + 1], self.static, self.hours)
+        carried, _ = carry_forward(input_values)
+        next_values = self.values[:, 1:]
+        return {**vars(inputs), "targets": encoder.targets(next_values, carried), "target_z": encoder.target_z(next_values, carried)}
+
+
+def window_values(arrays: HourlyArrays, windows: Windows, index: np.ndarray) -> WindowValues:
+    """The raw hours of the windows ``index``, padded to their longest."""
     length = int(windows.lengths[index].max())
     positions = windows.positions[index]
     starts = windows.start_hours[index]
     # one batch of context length+1 ending at the last target hour: inputs [:length], targets [1:]
     frame = pl.DataFrame({"stay_id": arrays.stay_ids[positions], "hour": starts + length}, schema=STARTS_SCHEMA)
     batch = arrays.batch(frame, context_hours=length + 1, horizon=1)
-    values = batch.values  # (B, length + 1, V); a shorter window ends its stay, so its padding is NaN
-    hours = starts[:, None] + np.arange(length)[None, :]
-    inputs = encoder.encode(
-        values[:, :length],
-        batch.treatments[:, :length],
-        batch.treatments[:, 1 : length + 1],
-        batch.static,
-        hours,
-    )
-    carried, _ = carry_forward(values[:, :length])
-    return {**vars(inputs), "targets": encoder.targets(values[:, 1:], carried), "target_z": encoder.target_z(values[:, 1:], carried)}
+    # (B, length + 1, V); a shorter window ends its stay, so its padding is NaN
+    return WindowValues(values=batch.values, treatments=batch.treatments, static=batch.static,
+                        hours=starts[:, None] + np.arange(length)[None, :])
+
+
+def window_tensors(arrays: HourlyArrays, windows: Windows, index: np.ndarray, encoder: FeatureEncoder) -> dict[str, torch.Tensor]:
+    """Inputs and targets of the windows ``index``, padded to their longest (see :meth:`WindowValues.tensors`)."""
+    return window_values(arrays, windows, index).tensors(encoder)
 
 
 class _WindowDataset(torch.utils.data.Dataset):
-    """Indexable windows; a batch is collated by :func:`window_tensors` plus its reference sets."""
+    """Indexable windows; a batch is collated by :func:`window_tensors` plus its reference sets
+    (and, with ``keep_values``, its :class:`WindowValues` under ``"window"``, for scheduled sampling)."""
 
-    def __init__(self, arrays: HourlyArrays, windows: Windows, encoder: FeatureEncoder, references: torch.Tensor) -> None:
+    def __init__(self, arrays: HourlyArrays, windows: Windows, encoder: FeatureEncoder, references: torch.Tensor,
+                 keep_values: bool = False) -> None:
         self.arrays, self.windows, self.encoder, self.references = arrays, windows, encoder, references
+        self.keep_values = keep_values
 
     def __len__(self) -> int:
         return len(self.windows.positions)
@@ -280,9 +328,13 @@ class _WindowDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> int:
         return i
 
-    def collate(self, items: list[int]) -> dict[str, torch.Tensor]:
+    def collate(self, items: list[int]) -> dict[str, Any]:
         index = np.asarray(items, dtype=np.int64)
-        return {**window_tensors(self.arrays, self.windows, index, self.encoder), "references": self.references[index]}
+        window = window_values(self.arrays, self.windows, index)
+        batch: dict[str, Any] = {**window.tensors(self.encoder), "references": self.references[index]}
+        if self.keep_values:
+            batch["window"] = window
+        return batch
 
 
 def split_batch(batch: dict[str, torch.Tensor]) -> tuple[HourInputs, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -492,7 +544,8 @@ def train_agents(
             torch.manual_seed(int(rng.integers(2**62)))  # dropout
             windows = random_windows(train_arrays, window_hours, rng)
             references = _references_for(train_config.references, len(windows.positions), n_systems, generator)
-            dataset = _WindowDataset(train_arrays, windows, encoder, references)
+            dataset = _WindowDataset(train_arrays, windows, encoder, references, keep_values=train_config.scheduled_sampling > 0)
+            sampling_generator = torch.Generator().manual_seed(int(np.random.default_rng([train_config.seed, epoch, 1]).integers(2**62)))
             batches = length_bucketed_batches(windows.lengths, train_config.batch_size, train_config.bucket_batches, rng)
             loader = accelerator.prepare_data_loader(
                 torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate)
@@ -500,7 +553,12 @@ def train_agents(
             model.train()
             loss_sum, target_sum, steps = 0.0, 0.0, 0
             for batch in loader:
+                window = batch.pop("window", None)
                 inputs, targets, target_z, refs = split_batch(batch)
+                if window is not None:
+                    inputs, targets, target_z = scheduled_sampling_batch(
+                        accelerator, model, encoder, window, inputs, refs, train_config.scheduled_sampling, sampling_generator
+                    )
                 with accelerator.autocast():
                     out = model(inputs, refs, targets, target_z)
                 loss = out.loss + train_config.mean_loss_weight * out.squared_error
@@ -542,6 +600,27 @@ def train_agents(
                 break
     agents.model = accelerator.unwrap_model(model)
     return result
+
+
+def scheduled_sampling_batch(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    encoder: FeatureEncoder,
+    window: WindowValues,
+    inputs: HourInputs,
+    references: torch.Tensor,
+    probability: float,
+    generator: torch.Generator,
+) -> tuple[HourInputs, torch.Tensor, torch.Tensor]:
+    """A training batch with some fed-back inputs read as the model's own draws
+    (:mod:`organsim.agents.scheduled_sampling`): (inputs, targets, target_z) on the accelerator's device."""
+    length = window.hours.shape[1]
+    replaced_values, _ = sampled_input_values(
+        accelerator.unwrap_model(model), encoder, inputs, references, window.values[:, :length], probability, generator
+    )
+    tensors = {k: v.to(accelerator.device) for k, v in window.tensors(encoder, replaced_values).items()}
+    targets, target_z = tensors.pop("targets"), tensors.pop("target_z")
+    return HourInputs(**tensors), targets, target_z
 
 
 def _steps_per_epoch(arrays: HourlyArrays, window_hours: int, config: TrainConfig, processes: int) -> int:

@@ -42,6 +42,11 @@ def train(
     backbone: Annotated[str, typer.Option(help=f"One decoder for all agents or one each: {', '.join(BACKBONE_SHARING)}.")] = "shared",
     base_model: Annotated[Path | None, typer.Option("--base-model", help="Local causal-LM checkpoint to use as the decoder.")] = None,
     lora_r: Annotated[int, typer.Option(help="LoRA rank on the base model (0 = fine-tune all its weights).")] = 0,
+    scheduled_sampling: Annotated[float, typer.Option(
+        "--scheduled-sampling", min=0.0, max=1.0,
+        help="Chance per window and hour that the measured vital signs are read as the model's own sampled forecast "
+             "(scheduled sampling, against free-running drift; 0: teacher forcing only).")
+    ] = TrainConfig.scheduled_sampling,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, windows and reference sets.")] = 0,
 ) -> None:
     """Train the nine organ agents (SFT) and write MODEL_DIR."""
@@ -49,6 +54,7 @@ def train(
     config = TrainConfig(
         max_epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=learning_rate,
         references=references, n_bins=n_bins, mean_loss_weight=mean_loss_weight, seed=seed,
+        scheduled_sampling=scheduled_sampling,
     )
     fields: dict[str, object] = {"backbone_sharing": backbone}
     if base_model is not None:
