@@ -68,6 +68,11 @@ def test_p0_trains_exactly_as_teacher_forcing_even_through_the_two_pass_path(age
     again = train_agents(agent_cohort, tmp_path / "p0_again", preset="micro", train_config=CONFIG, device="cpu", show_progress=False)
     assert [r.train_loss for r in again.history] == [r.train_loss for r in teacher_forced.history]
 
+    monkeypatch.setattr(training, "sampled_input_values", real)
+    sampled = train_agents(agent_cohort, tmp_path / "p_half", preset="micro", train_config=TrainConfig(**{**vars(CONFIG), "scheduled_sampling": 0.5}),
+                           device="cpu", show_progress=False)
+    assert sampled.history[0].train_loss != teacher_forced.history[0].train_loss
+
 
 def test_p1_replaces_every_measured_fed_back_input_by_a_draw_of_the_hour_before(windows_batch):
     agents, window, tensors, _ = windows_batch
