@@ -259,11 +259,18 @@ class PersistentDraws:
         rollout of the same rows ended with): the first hour then continues their AR(1) processes,
         ``z_1 = rho z_0 + sqrt(1 - rho^2) e_1``, instead of starting fresh ones; a NaN starts that
         row's variable fresh. None starts every process fresh.
+    redraw_key
+        Integers that, with the hour and the round, seed each redraw round's own generator
+        (:meth:`redraw`): the hourly draws then come from ``generator`` alone, one ``(n, V)`` block
+        per hour whatever the error corrector flagged, so two rollouts of the same rows and seed
+        under different treatments share the random numbers of every hour (common random numbers:
+        their difference is the treatments', not the noise's). None draws redraws from
+        ``generator`` too, as before.
     """
 
     def __init__(
         self, persistence: torch.Tensor, n: int, generator: torch.Generator, cholesky: torch.Tensor | None = None,
-        previous: torch.Tensor | None = None,
+        previous: torch.Tensor | None = None, redraw_key: Sequence[int] | None = None,
     ) -> None:
         n_variables = len(persistence)
         if cholesky is not None and tuple(cholesky.shape) != (n_variables, n_variables):
@@ -275,6 +282,9 @@ class PersistentDraws:
         self.persistence = persistence
         self.generator = generator
         self.cholesky = cholesky
+        self.redraw_key = None if redraw_key is None else tuple(int(k) for k in redraw_key)
+        self.hour = 0  # hours drawn so far (:meth:`next` calls)
+        self._redraws = 0  # redraw rounds of the current hour
         self.innovation = torch.sqrt(1 - persistence**2)
         self.score = self._normal((n, n_variables))
         self.started = False
@@ -284,9 +294,10 @@ class PersistentDraws:
             self.score = torch.where(torch.isnan(previous), self.score, previous)
             self.started = True
 
-    def _normal(self, shape: tuple[int, int]) -> torch.Tensor:
-        """``shape`` standard normal scores, correlated across the last axis by :attr:`cholesky` when given."""
-        noise = torch.randn(shape, generator=self.generator, device=self.persistence.device)
+    def _normal(self, shape: tuple[int, int], generator: torch.Generator | None = None) -> torch.Tensor:
+        """``shape`` standard normal scores from ``generator`` (default :attr:`generator`), correlated
+        across the last axis by :attr:`cholesky` when given."""
+        noise = torch.randn(shape, generator=generator or self.generator, device=self.persistence.device)
         return noise if self.cholesky is None else noise @ self.cholesky.T
 
     def next(self) -> torch.Tensor:
@@ -294,13 +305,26 @@ class PersistentDraws:
         if self.started:
             self.score = self.persistence * self.score + self.innovation * self._normal(tuple(self.score.shape))
         self.started = True
+        self.hour += 1
+        self._redraws = 0
         return torch.special.ndtr(self.score)
+
+    def _redraw_generator(self) -> torch.Generator:
+        """The generator of the current hour's next redraw round: :attr:`generator` without a
+        :attr:`redraw_key`, else one seeded by (key, hour, round), so that the redraws of one hour
+        leave the random numbers of every later hour as they were."""
+        if self.redraw_key is None:
+            return self.generator
+        self._redraws += 1
+        seed = int(np.random.SeedSequence([*self.redraw_key, self.hour, self._redraws]).generate_state(1, dtype=np.uint64)[0])
+        return torch.Generator(device=self.persistence.device).manual_seed(seed)
 
     def redraw(self, scores: torch.Tensor, flagged: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Uniform numbers for redrawing the ``flagged`` values of an hour whose normal scores are ``scores``.
 
-        Without a correlation: independent uniforms, ``torch.rand`` on the rollout's generator (the
-        twin's redraws before draw correlations, number for number). With one: the flagged scores
+        Random numbers come from the round's generator (see ``redraw_key``). Without a
+        correlation: independent uniforms, ``torch.rand`` (the twin's redraws before draw
+        correlations). With one: the flagged scores
         are drawn from their normal distribution given the kept scores of the same row,
         ``z_F | z_K ~ N(R_FK R_KK^-1 z_K, R_FF - R_FK R_KK^-1 R_KF)``, by conditioning a fresh draw
         ``w = randn @ L.T`` on them: ``z_F = w_F + R_FK R_KK^-1 (z_K - w_K)`` (one solve per
@@ -325,9 +349,10 @@ class PersistentDraws:
             ``(n, V)`` the hour's normal scores with the flagged ones redrawn (``scores`` unchanged
             without a correlation).
         """
+        generator = self._redraw_generator()
         if self.cholesky is None:
-            return torch.rand(tuple(scores.shape), generator=self.generator, device=scores.device), scores
-        fresh = self._normal(tuple(scores.shape))  # (n, V) ~ N(0, R) per row
+            return torch.rand(tuple(scores.shape), generator=generator, device=scores.device), scores
+        fresh = self._normal(tuple(scores.shape), generator)  # (n, V) ~ N(0, R) per row
         correlation = self.cholesky @ self.cholesky.T
         redrawn = scores.clone()
         patterns, rows_of = np.unique(np.asarray(flagged, dtype=bool), axis=0, return_inverse=True)
@@ -567,7 +592,11 @@ class PatientTwin:
         n_samples
             Futures per problem.
         seed
-            The same seed gives the same rollout.
+            The same seed gives the same rollout. Rollouts of the same batch with the same seed
+            share their random numbers hour by hour, whatever treatments they simulate and however
+            often the error corrector redraws (``redraw_key`` of :class:`PersistentDraws`): sample
+            ``j`` of two treatment strategies is the same patient with the same noise, so their
+            difference is the strategies' effect with less Monte Carlo error.
         references
             ``"policy"`` (the learned selection; ``"all"`` when none is loaded), ``"none"``,
             ``"all"``, or an ``(S, S)`` bool array (``[s, r]``: agent ``s`` consults system ``r``).
@@ -614,7 +643,7 @@ class PatientTwin:
         records: list[dict[str, Any]] = []
         before: Counter = Counter()
         after: Counter = Counter()
-        for index in measured_length_chunks(batch, max(1, self.batch_size // n_samples)):
+        for chunk, index in enumerate(measured_length_chunks(batch, max(1, self.batch_size // n_samples))):
             rows = np.repeat(index, n_samples)  # problem-major: row i * n_samples + j is sample j of problem index[i]
             previous = None
             if draws is not None:
@@ -622,7 +651,7 @@ class PatientTwin:
             part = self.simulate_rows(
                 batch.select(rows), horizon, chooser=chooser, generator=generator, mean=mean,
                 treatment_policy=treatment_policy, correct=correct, hide_treatments=hide_treatments, use_cache=use_cache,
-                previous_draws=previous,
+                previous_draws=previous, redraw_key=(seed, chunk),
             )
             shape = (len(index), n_samples, horizon)
             final_draws[:, index] = part.draws.reshape(len(index), n_samples, -1).transpose(1, 0, 2)
@@ -659,13 +688,15 @@ class PatientTwin:
         hide_treatments: bool = False,
         use_cache: bool = True,
         previous_draws: torch.Tensor | None = None,
+        redraw_key: Sequence[int] | None = None,
     ) -> SimulatedRows:
         """The hour-by-hour loop of :meth:`rollout` over ``n`` rows simulated together (one future each).
 
         ``chooser(step, summary)`` gives the reference sets of each simulated hour from the
         ``(n, F)`` state summary (the training of the reference policy passes its own, which
         samples sets and records them). Values come back in model variable order.
-        ``previous_draws`` ``(n, V_model)`` continues the rows' draw processes (:class:`PersistentDraws`).
+        ``previous_draws`` ``(n, V_model)`` continues the rows' draw processes and ``redraw_key``
+        seeds the error corrector's redraws apart from them (:class:`PersistentDraws`).
         """
         config = self.agents.config
         runtime = self.runtime
@@ -689,7 +720,7 @@ class PatientTwin:
         recent = list(carried[:, -(TREND_HOURS + 1) :].transpose(1, 0, 2))  # last values of the latest hours, (n, V) each
         previous = stepper.state.values.copy()  # the last hour's values (carried), what the first hour is checked against
         values = np.empty((n, horizon, len(config.variables)), dtype=np.float32)
-        draws = PersistentDraws(self._persistence, n, generator, self._draw_cholesky, previous=previous_draws)
+        draws = PersistentDraws(self._persistence, n, generator, self._draw_cholesky, previous=previous_draws, redraw_key=redraw_key)
         consulted = np.empty((n, horizon, n_systems, n_systems), dtype=bool)
         records: list[dict[str, Any]] = []
         before: Counter = Counter()

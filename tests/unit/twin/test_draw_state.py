@@ -50,6 +50,40 @@ def test_former_scores_of_the_wrong_shape_or_not_finite_are_refused() -> None:
         PersistentDraws(torch.zeros(3), 1, torch.Generator(), previous=torch.tensor([[0.0, np.inf, 0.0]]))
 
 
+@pytest.mark.parametrize("correlated", [False, True])
+def test_keyed_redraws_leave_every_later_hour_s_random_numbers_as_they_were(correlated: bool) -> None:
+    """Common random numbers: how often the corrector redraws in one rollout (say, under one
+    treatment strategy) does not shift the hourly draws of the rollout beside it (another strategy)."""
+    n, persistence = 50, torch.tensor([0.0, 0.5, 1.0])
+    cholesky = torch.linalg.cholesky(torch.tensor([[1.0, 0.6, 0.2], [0.6, 1.0, 0.1], [0.2, 0.1, 1.0]])) if correlated else None
+
+    def make(key):
+        return PersistentDraws(persistence, n, torch.Generator().manual_seed(4), cholesky, redraw_key=key)
+
+    flagged = np.zeros((n, 3), dtype=bool)
+    flagged[::3, 0] = True
+    redrawing, quiet = make((9, 0)), make((9, 0))
+    for hour in range(4):
+        uniform = redrawing.next()
+        torch.testing.assert_close(uniform, quiet.next(), rtol=0, atol=0)
+        for _ in range(hour):  # 0, 1, 2, 3 redraw rounds in this hour, none beside it
+            redrawing.redraw(redrawing.score, flagged)
+    # the same key gives the same redraws; each round and hour its own numbers
+    again = make((9, 0))
+    again.next()
+    one, _ = again.redraw(again.score, flagged)
+    two, _ = again.redraw(again.score, flagged)
+    replay = make((9, 0))
+    replay.next()
+    torch.testing.assert_close(replay.redraw(replay.score, flagged)[0], one, rtol=0, atol=0)
+    assert not torch.equal(one[flagged], two[flagged])
+    # without a key, a redraw takes its numbers from the hourly stream and shifts every later hour
+    shifted, plain = make(None), make(None)
+    shifted.next(), plain.next()
+    shifted.redraw(shifted.score, flagged)
+    assert not torch.equal(shifted.next(), plain.next())
+
+
 # ------------------------------------------------------------------------------- PatientTwin.rollout
 def test_a_rollout_continued_with_its_draws_keeps_the_labs_quantiles_as_one_rollout_does(twin, test_batch):
     labs = ~twin.runtime.feedback  # persistence 1: each sample keeps its lab quantiles
