@@ -59,6 +59,7 @@ from organsim.agents.training import split_as_trained
 from organsim.counterfactual import (
     BENCHMARK_HORIZONS,
     DEFAULT_CONTRASTS,
+    EngineOracle,
     TwinSimulator,
     behaviour_policy_for,
     cf_benchmark,
@@ -133,6 +134,8 @@ def main() -> None:
     parser.add_argument("--match-stays", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--no-engine-reference", action="store_true",
+                        help="leave out the engine with fresh noise (the reference a perfect simulator of the physiology reaches)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/organsim_cf_bench"))
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "counterfactual.json")
     args = parser.parse_args()
@@ -148,7 +151,11 @@ def main() -> None:
     strategies = [load_strategy(name) for name in sorted({n for pair in DEFAULT_CONTRASTS for n in pair})]
     hours = [int(h) for h in args.decision_hours.split(",")]
     bench_started = time.perf_counter()
-    report = cf_benchmark(cohort.subset(split="test"), twin.variants(), strategies, contrasts=DEFAULT_CONTRASTS, n_stays=args.stays,
+    test = cohort.subset(split="test")
+    simulators = list(twin.variants())
+    if not args.no_engine_reference:
+        simulators.append(EngineOracle.from_cohort(test, fresh_noise=True))
+    report = cf_benchmark(test, simulators, strategies, contrasts=DEFAULT_CONTRASTS, n_stays=args.stays,
                           decision_hours=hours, horizon=args.horizon, n_samples=args.samples, seed=args.seed, out=args.work / "benchmark",
                           progress=lambda done, total: print(f"\r{done}/{total} case-runs", end="", flush=True))
     print()

@@ -200,19 +200,26 @@ class EngineOracle:
     kind
         ``"true"``: every variable every hour, without measurement error (the ground truth);
         ``"observed"``: what would have been charted.
+    fresh_noise
+        Instead of the truth, ``n_samples`` futures whose noise (process, clinician coin flips,
+        measurement) is drawn afresh from the decision hour on (sample ``j`` of run ``seed``: the
+        same noise under every strategy): the engine's true physiology without knowledge of the
+        stay's noise. Scored against the truth, it is the reference a perfect simulator of the
+        physiology reaches (name ``engine_fresh_noise_<kind>``).
     """
 
-    def __init__(self, engine: PhysiologyEngine, *, kind: Literal["true", "observed"] = "true") -> None:
+    def __init__(self, engine: PhysiologyEngine, *, kind: Literal["true", "observed"] = "true", fresh_noise: bool = False) -> None:
         if kind not in ("true", "observed"):
             raise ValueError(f"kind must be 'true' or 'observed', got {kind!r}")
         self.engine = engine
         self.kind = kind
-        self.name = f"engine_oracle_{kind}"
+        self.fresh_noise = fresh_noise
+        self.name = f"engine_fresh_noise_{kind}" if fresh_noise else f"engine_oracle_{kind}"
 
     @classmethod
-    def from_cohort(cls, cohort: Cohort, *, kind: Literal["true", "observed"] = "true") -> EngineOracle:
+    def from_cohort(cls, cohort: Cohort, *, kind: Literal["true", "observed"] = "true", fresh_noise: bool = False) -> EngineOracle:
         """The oracle of an engine cohort (:class:`~organsim.utils.DataError` for any other cohort)."""
-        return cls(PhysiologyEngine.from_cohort(cohort), kind=kind)
+        return cls(PhysiologyEngine.from_cohort(cohort), kind=kind, fresh_noise=fresh_noise)
 
     def policy(self, cohort: Cohort, strategy: Strategy, decision_hour: int) -> StrategyPolicy:
         """``strategy`` as the engine runs it: the clinician as usual care, the record as observed care."""
@@ -234,24 +241,34 @@ class EngineOracle:
         n_samples: int = 1,
         seed: int = 0,
     ) -> list[Futures]:
-        """The true future of each stay (``seed`` is unused: the oracle is deterministic)."""
+        """The true future of each stay (``seed`` is unused: the oracle is deterministic), or with
+        ``fresh_noise`` ``n_samples`` futures of it drawn with ``seed``."""
         _check_request(cohort, stay_ids, decision_hour, horizon)
-        if n_samples != 1:
+        if n_samples != 1 and not self.fresh_noise:
             raise ValueError(f"the oracle's future is the truth, one per stay: n_samples must be 1, got {n_samples}")
+        if n_samples < 1 or seed < 0:
+            raise ValueError(f"n_samples must be >= 1 and seed >= 0, got {n_samples} and {seed}")
         hours = self.engine.config.hours
         if decision_hour + horizon - 1 > hours:
             raise ValueError(f"the engine simulated {hours} ICU hours: decision hour {decision_hour} + horizon {horizon} "
                              f"reaches hour {decision_hour + horizon - 1}; use a horizon of at most {hours - decision_hour + 1}")
         ids = [int(s) for s in stay_ids]
-        trajectory = self.engine.counterfactuals(ids, self.policy(cohort, strategy, decision_hour), decision_hour)
-        frame = trajectory.frame(self.kind)
         catalog = cohort.catalog
+        last = decision_hour + horizon - 1
+        futures, deaths = [], []
+        for sample in range(n_samples):
+            draw = (seed, sample) if self.fresh_noise else None
+            trajectory = self.engine.counterfactuals(ids, self.policy(cohort, strategy, decision_hour), decision_hour, noise_draw=draw)
+            for i, stay_id in enumerate(ids):
+                if trajectory.n_hours[i] < decision_hour:
+                    raise ValueError(f"stay {stay_id} died in hour {int(trajectory.n_hours[i])}, before the decision hour {decision_hour}")
+            futures.append(trajectory.frame(self.kind).filter(pl.col("hour").is_between(decision_hour, last))
+                           .with_columns(pl.lit(sample, dtype=pl.Int32).alias("sample")))
+            deaths.append(np.where(trajectory.death_hour <= last, trajectory.death_hour, np.nan))
+        frame = pl.concat(futures)
         out = []
         for i, stay_id in enumerate(ids):
-            if trajectory.n_hours[i] < decision_hour:
-                raise ValueError(f"stay {stay_id} died in hour {int(trajectory.n_hours[i])}, before the decision hour {decision_hour}")
-            future = frame.filter((pl.col("stay_id") == stay_id) & pl.col("hour").is_between(decision_hour, decision_hour + horizon - 1))
-            death = trajectory.death_hour[i]
+            future = frame.filter(pl.col("stay_id") == stay_id)
             out.append(Futures(
                 stay_id=stay_id,
                 decision_hour=decision_hour,
@@ -261,9 +278,8 @@ class EngineOracle:
                 variables=tuple(catalog.variable_codes),
                 treatment_codes=tuple(catalog.treatment_codes),
                 history=_history(cohort, stay_id, decision_hour),
-                samples=future.select(pl.lit(0, dtype=pl.Int32).alias("sample"), "hour", *catalog.variable_codes,
-                                      *catalog.treatment_codes),
-                death_hour=np.array([death if death <= decision_hour + horizon - 1 else np.nan]),
+                samples=future.select("sample", "hour", *catalog.variable_codes, *catalog.treatment_codes),
+                death_hour=np.array([d[i] for d in deaths], dtype=np.float64),
                 stay=cohort.stays.filter(pl.col("stay_id") == stay_id),
             ))
         return out

@@ -373,8 +373,15 @@ class PhysiologyEngine:
         """
         return self.counterfactuals([stay_id], strategy, from_hour)
 
-    def counterfactuals(self, stay_ids: Sequence[int], strategy: TreatmentPolicy, from_hour: int) -> Trajectory:
-        """:meth:`counterfactual` for several stays at once (vectorised; same results as one by one)."""
+    def counterfactuals(
+        self, stay_ids: Sequence[int], strategy: TreatmentPolicy, from_hour: int, *, noise_draw: Sequence[int] | None = None
+    ) -> Trajectory:
+        """:meth:`counterfactual` for several stays at once (vectorised; same results as one by one).
+
+        ``noise_draw`` (non-negative integers) redraws all hourly noise from ``from_hour`` on
+        (:meth:`~organsim.physiology.noise.NoiseBank.refreshed`): not the stay's true future but
+        another one its true physiology could have taken; the same ``noise_draw`` gives the same
+        one under any strategy. None (default): the stay's own noise, the truth."""
         if not isinstance(from_hour, int | np.integer) or not 1 <= from_hour <= self.config.hours:
             raise ValueError(f"from_hour must be an integer ICU hour in 1..{self.config.hours}, got {from_hour!r}")
         if not callable(strategy):
@@ -386,7 +393,7 @@ class PhysiologyEngine:
                 replay = self._factual_treatments[[self._position[int(s)] for s in ids]]
             else:
                 replay = self._run(ids, ClinicianPolicy(self.config.clinician)).treatments
-        return self._run(ids, strategy, from_hour=int(from_hour), replay=replay)
+        return self._run(ids, strategy, from_hour=int(from_hour), replay=replay, noise_draw=noise_draw)
 
     def patients(self, stay_ids: Sequence[int] | None = None) -> PatientParameters:
         """The sampled parameters of ``stay_ids`` (default: all stays)."""
@@ -443,6 +450,7 @@ class PhysiologyEngine:
         from_hour: int = 1,
         replay: np.ndarray | None = None,
         progress: ProgressCallback | None = None,
+        noise_draw: Sequence[int] | None = None,
     ) -> Trajectory:
         """Simulate ``ids`` (see the module docstring); ``replay[:, h-1]`` is used for hours < ``from_hour``."""
         cfg = self.config
@@ -454,6 +462,8 @@ class PhysiologyEngine:
             ids, seed=cfg.seed, total_hours=n_pre + n_hours, hours=n_hours,
             n_variables=n_vars, n_observation_uniforms=self.observation.n_uniforms,
         )
+        if noise_draw is not None:
+            noise = noise.refreshed(ids, seed=cfg.seed, from_hour=from_hour, pre_icu_hours=n_pre, draw=noise_draw)
         code = {c: j for j, c in enumerate(self.treatment_codes)}
         fluid_j, ne_j, abx_j, vent_j = (code["iv_fluid_ml"], code["norepinephrine"], code["antibiotic"], code["mechanical_ventilation"])
         x = model.initial_state()

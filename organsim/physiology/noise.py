@@ -19,6 +19,7 @@ Streams
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,3 +132,38 @@ class NoiseBank:
             policy=policy,
             policy_stay=policy_stay,
         )
+
+    def refreshed(self, stay_ids: np.ndarray, *, seed: int, from_hour: int, pre_icu_hours: int, draw: Sequence[int]) -> NoiseBank:
+        """This bank with every hourly stream redrawn from ICU hour ``from_hour`` on: another future
+        the same patients could have had from there.
+
+        Earlier hours keep their noise (the history is the same), the per-stay uniforms are kept
+        (they describe the stay), and the process disturbances go on as the same AR(1) processes
+        from the last kept hour with fresh innovations. The fresh numbers come from
+        ``default_rng([seed, stay_id, stream, *draw])``: ``draw`` (non-negative integers, e.g.
+        ``(run seed, sample)``) names the alternative future, the same ``draw`` gives the same one.
+        """
+        if not 1 <= from_hour <= self.measurement.shape[1]:
+            raise ValueError(f"from_hour must be an ICU hour in 1..{self.measurement.shape[1]}, got {from_hour}")
+        if not draw or any(int(d) < 0 for d in draw):
+            raise ValueError(f"draw must be non-empty non-negative integers, got {list(draw)}")
+        rho = np.array([r for _, r in PROCESS_CHANNELS])
+        scale = np.sqrt(1.0 - rho**2)
+        start = pre_icu_hours + from_hour - 1  # process row of ICU hour from_hour
+        process, measurement = self.process.copy(), self.measurement.copy()
+        observation, policy = self.observation.copy(), self.policy.copy()
+        later = slice(from_hour - 1, None)
+        key = [int(d) for d in draw]
+        for i, stay_id in enumerate(np.asarray(stay_ids, dtype=np.int64)):
+            def fresh(stream: int, stay: int = int(stay_id)) -> np.random.Generator:
+                return np.random.default_rng([int(seed), stay, stream, *key])
+
+            innovations = fresh(STREAM_PROCESS).standard_normal((process.shape[1] - start, process.shape[2]))
+            for t in range(start, process.shape[1]):
+                previous = process[i, t - 1] if t > 0 else 0.0
+                process[i, t] = rho * previous + (scale if t > 0 else 1.0) * innovations[t - start]
+            measurement[i, later] = fresh(STREAM_MEASUREMENT).standard_normal(measurement[i, later].shape, dtype=np.float32)
+            observation[i, later] = fresh(STREAM_OBSERVATION).random(observation[i, later].shape, dtype=np.float32)
+            policy[i, later] = fresh(STREAM_POLICY).random(policy[i, later].shape, dtype=np.float32)
+        return NoiseBank(process=process, measurement=measurement, observation=observation,
+                         observation_stay=self.observation_stay, policy=policy, policy_stay=self.policy_stay)

@@ -34,6 +34,24 @@ def test_observed_care_reproduces_the_record(engine_cohort: Cohort, oracle: Engi
         np.testing.assert_array_equal(future.values(future.variables)[0], factual.true[i, 8:48])
 
 
+def test_the_fresh_noise_oracle_samples_futures_of_the_true_physiology(engine_cohort: Cohort, oracle: EngineOracle, septic_alive: list[int]) -> None:
+    ids = septic_alive[:3]
+    strategy = load_strategy("early_norepinephrine")
+    fresh = EngineOracle(oracle.engine, fresh_noise=True)
+    futures = fresh.simulate(engine_cohort, ids, 9, strategy, horizon=12, n_samples=4, seed=2)
+    truth = oracle.simulate(engine_cohort, ids, 9, strategy, horizon=12)
+    assert fresh.name == "engine_fresh_noise_true"
+    for future, true in zip(futures, truth, strict=True):
+        values = future.values(future.variables)  # (4, 12, V)
+        assert future.n_samples == 4 and future.history.equals(true.history)
+        assert not np.allclose(values[0], values[1], equal_nan=True)  # each sample its own noise
+        assert not np.allclose(values[0], true.values(true.variables)[0], equal_nan=True)  # and not the stay's own
+    again = fresh.simulate(engine_cohort, ids, 9, strategy, horizon=12, n_samples=4, seed=2)
+    np.testing.assert_array_equal(again[0].values(again[0].variables), futures[0].values(futures[0].variables))
+    with pytest.raises(ValueError, match="n_samples must be 1"):
+        oracle.simulate(engine_cohort, ids, 9, strategy, horizon=12, n_samples=2)
+
+
 def test_the_engine_shows_strategies_the_state_recorded_states_rebuild(engine_cohort: Cohort, septic_alive: list[int]) -> None:
     """A policy inside the engine sees exactly what RecordedStates builds from the cohort's record."""
     seen: dict[int, ObservedState] = {}

@@ -102,6 +102,23 @@ def test_another_strategy_changes_only_the_hours_from_from_hour(small_engine: Ph
     assert _same(untreated, small_engine.counterfactuals(ids, NoTreatmentPolicy(), from_hour=10))
 
 
+def test_a_noise_draw_is_another_future_of_the_same_history(small_engine: PhysiologyEngine, small_factual: Trajectory) -> None:
+    ids = list(small_factual.stay_ids)
+    policy = ClinicianPolicy()
+    other = small_engine.counterfactuals(ids, policy, from_hour=10, noise_draw=(0, 1))
+    np.testing.assert_array_equal(other.true[:, :9], small_factual.true[:, :9])  # the same history
+    np.testing.assert_array_equal(other.observed[:, :9], small_factual.observed[:, :9])
+    alive = small_factual.n_hours > 12
+    assert not np.allclose(other.true[alive, 10:12], small_factual.true[alive, 10:12], equal_nan=True)  # new noise from hour 10
+    assert _same(other, small_engine.counterfactuals(ids, policy, from_hour=10, noise_draw=(0, 1)))  # the same draw, the same future
+    assert not _same(other, small_engine.counterfactuals(ids, policy, from_hour=10, noise_draw=(0, 2)))
+    # a draw depends on the stay, not on which stays run beside it
+    alone = small_engine.counterfactuals(ids[3:4], policy, from_hour=10, noise_draw=(0, 1))
+    np.testing.assert_array_equal(alone.true[0], other.true[3])
+    with pytest.raises(ValueError, match="draw must be"):
+        small_engine.counterfactuals(ids, policy, from_hour=10, noise_draw=(-1,))
+
+
 def test_counterfactual_returns_the_true_trajectory_of_every_variable(small_engine: PhysiologyEngine) -> None:
     one = small_engine.counterfactual(9, NoTreatmentPolicy(), from_hour=5)
     assert one.true.shape == (1, 30, len(small_engine.variables))
