@@ -45,7 +45,7 @@ def train(
     scheduled_sampling: Annotated[float, typer.Option(
         "--scheduled-sampling", min=0.0, max=1.0,
         help="Chance per window and hour that the measured vital signs are read as the model's own sampled forecast "
-             "(scheduled sampling, against free-running drift; 0: teacher forcing only).")
+             "(scheduled sampling; 0: teacher forcing only). See organsim.agents.scheduled_sampling for what it does on PhysioNet.")
     ] = TrainConfig.scheduled_sampling,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, windows and reference sets.")] = 0,
 ) -> None:
