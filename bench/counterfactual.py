@@ -4,7 +4,10 @@ On an engine cohort with confounded treatment (the engine's clinician treats the
 with a model trained on its train split (``organsim train``), this runs
 :func:`organsim.counterfactual.cf_benchmark` on the test stays (the oracle: same patient, same
 noise, other treatment) for the coordinated twin with the overlap adjustment, the same twin without
-it and the treatment-blind twin, and then the matched comparison for a few test stays. It writes:
+it, the treatment-blind twin and, as the reference a perfect simulator of the physiology reaches, the
+engine itself with its noise drawn afresh from the decision hour (``EngineOracle(fresh_noise=True)``:
+the patient's true physiology, not its noise), and then the matched comparison for a few test
+stays. It writes:
 
 - ``metrics.json`` of the benchmark under ``--work`` (every system, horizon, contrast and outcome);
 - the headline figures to ``--out`` (default ``bench/results/counterfactual.json``): per simulator,
@@ -30,11 +33,13 @@ The recorded ``bench/results/counterfactual.json`` came from::
     OMP_NUM_THREADS=1 python bench/counterfactual.py --model MODEL_DIR --cohort ENGINE_DIR --stays 60 --samples 30 \
         --horizon 48 --decision-hours 8,16 --match-stays 4 --threads 1
 
-Training was stopped by hand after epoch 9 of 12 (each epoch took 90-140 s alone, up to 740 s
+With the engine reference (30 engine futures per case and strategy) the run took 1317 s (one torch
+thread, a training job beside it for part of the time). Training was stopped by hand after epoch 9 of 12 (each epoch took 90-140 s alone, up to 740 s
 beside other jobs; the validation loss had moved 0.0015 in the last epoch). The same model with
 bands calibrated for 10 samples and 10 futures per case gave effect signs (pooled over the
-contrasts) 0.73 on SOFA at 24 h and 0.88 on MAP at 6 h against 0.76 and 0.93 with 30: the sign of
-small effects needs enough futures. 793 s in all with one torch thread.
+contrasts) 0.73 on SOFA at 24 h and 0.88 on MAP at 6 h against 0.76 and 0.93 with 30 (before the
+twin's strategies shared their random numbers through the corrector's redraws): the sign of small
+effects needs enough futures.
 
 The band calibration is fitted for bands read off ``--samples`` futures: calibrate with the number
 of samples the benchmark (or the what-if) uses. With one torch thread the benchmark ran 5x faster
