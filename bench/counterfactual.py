@@ -29,17 +29,19 @@ The recorded ``bench/results/counterfactual.json`` came from::
     organsim generate --patients 12000 --hours 72 --seed 21 --septic-fraction 0.5 --out ENGINE_DIR
     organsim train --cohort ENGINE_DIR --out RAW_MODEL --preset tiny --epochs 12 --batch-size 32 \
         --learning-rate 0.002 --patience 3 --device cpu          # stopped after epoch 9 (validation 2.3321, best)
-    OMP_NUM_THREADS=1 organsim calibrate --model RAW_MODEL --cohort ENGINE_DIR --out MODEL_DIR --cases 200 --samples 30 --horizon 48
-    OMP_NUM_THREADS=1 python bench/counterfactual.py --model MODEL_DIR --cohort ENGINE_DIR --stays 60 --samples 30 \
-        --horizon 48 --decision-hours 8,16 --match-stays 4 --threads 1
+    OMP_NUM_THREADS=1 organsim calibrate --model RAW_MODEL --cohort ENGINE_DIR --out MODEL_DIR --cases 200 --samples 60 --horizon 48
+    python bench/counterfactual.py --model MODEL_DIR --cohort ENGINE_DIR --stays 60 --samples 60 \
+        --horizon 48 --decision-hours 8,16 --match-stays 4 --threads 2
 
-With the engine reference (30 engine futures per case and strategy) the run took 1317 s (one torch
-thread, a training job beside it for part of the time). Training was stopped by hand after epoch 9 of 12 (each epoch took 90-140 s alone, up to 740 s
+2064 s with two torch threads on an otherwise idle machine (the engine reference's 60 futures per
+case and strategy about a third of it). With 30 futures (bands calibrated for 30) the same protocol
+gave the twin pooled signs 0.78 (SOFA 24 h, 35 of 45) and 0.92 (MAP 6 h), the reference 0.82 and
+0.95, in 1317 s with one thread. Training was stopped by hand after epoch 9 of 12 (each epoch took 90-140 s alone, up to 740 s
 beside other jobs; the validation loss had moved 0.0015 in the last epoch). The same model with
 bands calibrated for 10 samples and 10 futures per case gave effect signs (pooled over the
-contrasts) 0.73 on SOFA at 24 h and 0.88 on MAP at 6 h against 0.76 and 0.93 with 30 (before the
-twin's strategies shared their random numbers through the corrector's redraws): the sign of small
-effects needs enough futures.
+contrasts) 0.73 on SOFA at 24 h and 0.88 on MAP at 6 h against 0.76 and 0.93 with 30 (both before
+the twin's strategies shared their random numbers through the corrector's redraws): the sign of
+small effects needs enough futures.
 
 The band calibration is fitted for bands read off ``--samples`` futures: calibrate with the number
 of samples the benchmark (or the what-if) uses. With one torch thread the benchmark ran 5x faster
