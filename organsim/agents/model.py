@@ -476,14 +476,20 @@ class OrganAgents(nn.Module):
         self.value_bins_z.copy_(value_bins_z)
         self.change_bins_z.copy_(change_bins_z)
 
-    def _head_logits(self, hidden: torch.Tensor, relative: torch.Tensor) -> torch.Tensor:
-        """``(B, S, H)`` last-position states and ``(B, V)`` bool -> ``(B, V, K)`` logits (padding bins very negative)."""
+    def _stacked_logits(self, hidden: torch.Tensor, relative: torch.Tensor, variables: Sequence[int]) -> torch.Tensor:
+        """``(N, S, H)`` states and ``(N, n)`` bool -> ``(N, n, K)`` logits of ``variables`` (indices into
+        ``config.variables``), each from its system's state, padded to the widest head (K) with very
+        negative logits."""
         width = max(max(a, b) for a, b in zip(self.config.bin_counts, self.config.change_bin_counts, strict=True))
         rows = []
-        for v in range(len(self.heads)):
-            logits = self._variable_logits(v, hidden[:, int(self.variable_system[v])], relative[:, v])  # (B, k_v)
+        for column, v in enumerate(variables):
+            logits = self._variable_logits(v, hidden[:, int(self.variable_system[v])], relative[:, column])  # (N, k_v)
             rows.append(nn.functional.pad(logits, (0, width - logits.shape[-1]), value=torch.finfo(logits.dtype).min))
         return torch.stack(rows, dim=1)
+
+    def _head_logits(self, hidden: torch.Tensor, relative: torch.Tensor) -> torch.Tensor:
+        """``(B, S, H)`` last-position states and ``(B, V)`` bool -> ``(B, V, K)`` logits (padding bins very negative)."""
+        return self._stacked_logits(hidden, relative, range(len(self.heads)))
 
     def hourly_logits(self, inputs: HourInputs, references: torch.Tensor, variables: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The next-hour logits at every position of teacher-forced windows, for some variables.
@@ -509,15 +515,11 @@ class OrganAgents(nn.Module):
             ``(B, T, n)`` bool: the variable has a last value at ``t`` (its logits are over change bins).
         """
         hidden, _ = self._decode(self.embed_hours(inputs, references), None, None, None, False)  # (B, S, T, H)
-        b, _, t, h = hidden.shape
-        width = max(max(a, c) for a, c in zip(self.config.bin_counts, self.config.change_bin_counts, strict=True))
+        b, s, t, h = hidden.shape
         relative = inputs.last_ids[:, :, list(variables)] > 0  # (B, T, n)
-        rows = []
-        for column, v in enumerate(variables):
-            states = hidden[:, int(self.variable_system[v])].reshape(b * t, h)  # (B*T, H)
-            logits = self._variable_logits(v, states, relative[:, :, column].reshape(b * t))  # (B*T, k_v)
-            rows.append(nn.functional.pad(logits, (0, width - logits.shape[-1]), value=torch.finfo(logits.dtype).min))
-        return torch.stack(rows, dim=1).reshape(b, t, len(variables), width), relative
+        states = hidden.transpose(1, 2).reshape(b * t, s, h)  # (B*T, S, H)
+        logits = self._stacked_logits(states, relative.reshape(b * t, -1), variables)  # (B*T, n, K)
+        return logits.reshape(b, t, len(variables), -1), relative
 
     def _loss(
         self, hidden: torch.Tensor, relative: torch.Tensor, targets: torch.Tensor, target_z: torch.Tensor | None

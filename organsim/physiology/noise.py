@@ -101,7 +101,6 @@ class NoiseBank:
         """Draw every stream for ``stay_ids``; ``total_hours`` counts pre-ICU plus ICU hours."""
         n = len(stay_ids)
         n_channels = len(PROCESS_CHANNELS)
-        rho = np.array([r for _, r in PROCESS_CHANNELS])
         innovations = np.empty((n, total_hours, n_channels))
         measurement = np.empty((n, hours, n_variables), dtype=np.float32)
         observation = np.empty((n, hours, n_observation_uniforms), dtype=np.float32)
@@ -120,10 +119,7 @@ class NoiseBank:
             policy_stay[i] = pol_rng.random(N_POLICY_STAY)
             policy[i] = pol_rng.random((hours, N_POLICY_HOURLY), dtype=np.float32)
         process = np.empty_like(innovations)
-        scale = np.sqrt(1.0 - rho**2)
-        process[:, 0] = innovations[:, 0]
-        for t in range(1, total_hours):
-            process[:, t] = rho * process[:, t - 1] + scale * innovations[:, t]
+        _continue_ar1(process, innovations, 0)
         return cls(
             process=process,
             measurement=measurement,
@@ -147,23 +143,33 @@ class NoiseBank:
             raise ValueError(f"from_hour must be an ICU hour in 1..{self.measurement.shape[1]}, got {from_hour}")
         if not draw or any(int(d) < 0 for d in draw):
             raise ValueError(f"draw must be non-empty non-negative integers, got {list(draw)}")
-        rho = np.array([r for _, r in PROCESS_CHANNELS])
-        scale = np.sqrt(1.0 - rho**2)
         start = pre_icu_hours + from_hour - 1  # process row of ICU hour from_hour
         process, measurement = self.process.copy(), self.measurement.copy()
         observation, policy = self.observation.copy(), self.policy.copy()
+        innovations = np.empty_like(process)
         later = slice(from_hour - 1, None)
         key = [int(d) for d in draw]
         for i, stay_id in enumerate(np.asarray(stay_ids, dtype=np.int64)):
             def fresh(stream: int, stay: int = int(stay_id)) -> np.random.Generator:
                 return np.random.default_rng([int(seed), stay, stream, *key])
 
-            innovations = fresh(STREAM_PROCESS).standard_normal((process.shape[1] - start, process.shape[2]))
-            for t in range(start, process.shape[1]):
-                previous = process[i, t - 1] if t > 0 else 0.0
-                process[i, t] = rho * previous + (scale if t > 0 else 1.0) * innovations[t - start]
+            innovations[i, start:] = fresh(STREAM_PROCESS).standard_normal((process.shape[1] - start, process.shape[2]))
             measurement[i, later] = fresh(STREAM_MEASUREMENT).standard_normal(measurement[i, later].shape, dtype=np.float32)
             observation[i, later] = fresh(STREAM_OBSERVATION).random(observation[i, later].shape, dtype=np.float32)
             policy[i, later] = fresh(STREAM_POLICY).random(policy[i, later].shape, dtype=np.float32)
+        _continue_ar1(process, innovations, start)
         return NoiseBank(process=process, measurement=measurement, observation=observation,
                          observation_stay=self.observation_stay, policy=policy, policy_stay=self.policy_stay)
+
+
+def _continue_ar1(process: np.ndarray, innovations: np.ndarray, start: int) -> None:
+    """Fill ``process[:, start:]`` (``(n, hours, channels)``) in place with the standard-normal AR(1)
+    processes of :data:`PROCESS_CHANNELS` driven by ``innovations[:, start:]``, continuing from
+    ``process[:, start - 1]`` (``start = 0`` begins each at its first innovation)."""
+    rho = np.array([r for _, r in PROCESS_CHANNELS])
+    scale = np.sqrt(1.0 - rho**2)
+    if start == 0:
+        process[:, 0] = innovations[:, 0]
+        start = 1
+    for t in range(start, process.shape[1]):
+        process[:, t] = rho * process[:, t - 1] + scale * innovations[:, t]
