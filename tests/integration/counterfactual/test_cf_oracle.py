@@ -50,6 +50,8 @@ def test_the_fresh_noise_oracle_samples_futures_of_the_true_physiology(engine_co
     np.testing.assert_array_equal(again[0].values(again[0].variables), futures[0].values(futures[0].variables))
     with pytest.raises(ValueError, match="n_samples must be 1"):
         oracle.simulate(engine_cohort, ids, 9, strategy, horizon=12, n_samples=2)
+    with pytest.raises(ValueError, match="seed >= 0"):
+        fresh.simulate(engine_cohort, ids, 9, strategy, horizon=12, n_samples=2, seed=-1)
 
 
 def test_the_engine_shows_strategies_the_state_recorded_states_rebuild(engine_cohort: Cohort, septic_alive: list[int]) -> None:
