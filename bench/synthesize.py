@@ -14,16 +14,19 @@ Usage::
 
     .venv/bin/python bench/synthesize.py --model MODEL_DIR --cohort COHORT_DIR
         [--patients N] [--hours 120] [--seed 0] [--work-dir DIR] [--reuse]
+        [--spread-pilot-stays 256] [--result PATH]
 
 The recorded JSON came from the tiny twin trained on the PhysioNet train split (``organsim ingest
 physionet2019`` then ``organsim train --preset tiny``), calibrated on its validation split
 (``organsim calibrate --model MODEL_DIR --cohort COHORT_DIR --out CALIBRATED_DIR``: the draw
 correlation and the bands), run with ``OMP_NUM_THREADS=1`` and ``--seed 0``.
 
-``--reuse`` reads a synthetic cohort already generated in ``--work-dir`` instead of generating it
-again. Writes ``bench/results/synthesize_physionet.json`` (settings, generation bookkeeping and
-seconds, export round trips, the report's headline figures and checks, the machine) and the full
-report (metrics.json, report.html) under ``--work-dir``.
+``--spread-pilot-stays`` sets the pilot size of the draw-spread fit (:mod:`organsim.synth.spread`;
+0: the twin's own draws), as ``organsim synthesize`` does. ``--reuse`` reads a synthetic cohort
+already generated in ``--work-dir`` instead of generating it again. Writes ``--result`` (default
+``bench/results/synthesize_physionet.json``: settings, generation bookkeeping with the fitted draw
+spread and seconds, export round trips, the report's headline figures and checks, the machine) and
+the full report (metrics.json, report.html) under ``--work-dir``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +74,12 @@ def generate(args: argparse.Namespace, train: Cohort, started: float) -> tuple[C
     config = SynthesisConfig(patients=args.patients or train.stays.height, max_hours=args.hours, seed=args.seed,
                              segment_hours=args.segment_hours,
                              context_hours=min(twin.agents.config.context_hours, window - args.segment_hours),
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, spread_pilot_stays=args.spread_pilot_stays)
+    at = time.perf_counter()
+    fitted = synthesizer.fit_draw_spread(twin, config, progress=lambda done, total: log(started, f"draw-spread pilot {done} of {total}"))
+    seconds["fit_draw_spread"] = round(time.perf_counter() - at, 1)
+    if fitted is not None:
+        config = replace(config, draw_spread=fitted.spread, draw_serial=fitted.serial)
     at = time.perf_counter()
     reported = {"done": 0}
 
@@ -81,9 +90,12 @@ def generate(args: argparse.Namespace, train: Cohort, started: float) -> tuple[C
 
     result = synthesizer.generate(twin, config, progress=progress)
     seconds["generate"] = round(time.perf_counter() - at, 1)
+    generation = result.summary()
+    if fitted is not None:  # the fit's targets and pilots beside the knobs the cohort was rolled out with
+        generation["draw_spread"] = {**generation["draw_spread"], **fitted.summary()}
     record = {"settings": {**config.__dict__, "initial_hours": args.initial_hours, "device": args.device,
                            "coordinated": twin.coordinated},
-              "generation": result.summary(), "seconds": seconds}
+              "generation": generation, "seconds": seconds}
     return result.cohort, record
 
 
@@ -113,6 +125,9 @@ def main() -> None:
     parser.add_argument("--initial-hours", type=int, default=2)
     parser.add_argument("--segment-hours", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--spread-pilot-stays", type=int, default=256,
+                        help="stays per pilot of the draw-spread fit (0: the twin's own draws)")
+    parser.add_argument("--result", type=Path, default=RESULT, help="where the JSON record goes")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "organsim-bench-synthesize")
@@ -157,8 +172,8 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - started, 1),
         "machine": machine(),
     }
-    atomic_write_text(RESULT, json.dumps(document, indent=2) + "\n")
-    print(f"wrote {RESULT}", flush=True)
+    atomic_write_text(args.result, json.dumps(document, indent=2) + "\n")
+    print(f"wrote {args.result}", flush=True)
     for check in report.metrics["checks"]:
         print(f"{check['check']}: {check['value']} (target {check['target']}, passed {check['passed']})", flush=True)
 

@@ -4,6 +4,7 @@ hand a cohort to other tools, and judge a synthetic one."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -129,6 +130,11 @@ def synthesize(
     initial_hours: Annotated[int, typer.Option("--initial-hours", min=1, help="First hours drawn by the initial-state model before the twin takes over.")] = 2,
     segment_hours: Annotated[int, typer.Option("--segment-hours", min=1, help="Hours the twin simulates per rollout call (1: every hour from the charted record so far, as it was trained).")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Stays per rollout call.")] = 512,
+    spread_pilot_stays: Annotated[int, typer.Option(
+        "--spread-pilot-stays", min=0,
+        help="Stays per pilot generation of the draw-spread fit (at most a quarter of --patients; three pilots): the vital "
+             "signs' draws are narrowed so that their per-stay SD and hourly change match the train split's. 0: the twin's own draws.",
+    )] = 256,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     shards: Annotated[int, typer.Option("--shards", min=1, help="Generate in this many shards, each its own seed, written as parts under OUT.parts/.")] = 1,
     ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
@@ -140,6 +146,10 @@ def synthesize(
     With --shards or --ray the stays are generated in shards by local processes or a Ray cluster;
     each shard's part is written atomically (a rerun recomputes only missing parts) and the parts
     are merged with stay ids 1..N. The files depend on the seed and the number of shards.
+
+    Before the stays, short pilot generations fit each vital sign's draw spread (and serial
+    correlation) to the train split's median per-stay SD and hourly change (--spread-pilot-stays;
+    once, for every shard).
     """
     if format not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -153,11 +163,17 @@ def synthesize(
         raise ValueError(f"--segment-hours must be below the model's window of {window} hours, got {segment_hours}")
     config = SynthesisConfig(
         patients=patients, max_hours=hours, seed=seed, septic_fraction=septic_fraction, segment_hours=segment_hours,
-        context_hours=min(twin.agents.config.context_hours, window - segment_hours), batch_size=batch_size)
+        context_hours=min(twin.agents.config.context_hours, window - segment_hours), batch_size=batch_size,
+        spread_pilot_stays=spread_pilot_stays)
     parts_dir = out.with_name(out.name + ".parts")
     with progress_bar() as bar:
         task = bar.add_task("fitting the generators on the train split", total=None)
         synthesizer = CohortSynthesizer.fit(train, initial_hours=initial_hours, seed=seed)
+        if config.pilot_stays:
+            bar.update(task, description=f"fitting the draw spread ({config.pilot_stays} pilot stays)", total=None)
+            fitted = synthesizer.fit_draw_spread(twin, config, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            if fitted is not None:  # fitted once: every shard rolls out with the same knobs
+                config = replace(config, draw_spread=fitted.spread, draw_serial=fitted.serial)
         if shards == 1 and ray is None:
             bar.update(task, description="simulating stays", total=patients, completed=0)
             result = synthesizer.generate(twin, config, progress=lambda done, total: bar.update(task, completed=done, total=total))
@@ -179,6 +195,10 @@ def synthesize(
     table.add_row("treatments", "behaviour policy" if synthesizer.treatments_recorded else "none recorded in training data")
     table.add_row("events", ", ".join(f"{k} {v:,}" for k, v in summary["events"].items()) or "none")
     table.add_row("clipped", f"{summary['values_clipped']:,} simulated values clipped onto the catalog's plausible ranges")
+    if config.draw_spread is not None:
+        table.add_row("draw spread", ", ".join(
+            f"{v} {s:.2f}" + (f" (rho {config.draw_serial[v]:.2f})" if v in (config.draw_serial or {}) else "")
+            for v, s in config.draw_spread.items()))
     for note in exported.notes:
         table.add_row("note", note)
     console.print(table)

@@ -44,6 +44,13 @@ distribution centred near the last value, every hour): on PhysioNet 2019 (4,200 
 them halved temperature's median per-stay hour-to-hour change (0.10 degC, real 0.17) and raised
 the detection AUROC from 0.967 to 0.991 (top features temperature_last, glucose_last).
 
+The twin's free-running draws vary too much within a stay (the one-step distributions are too
+wide once it feeds back its own hours). With ``spread_pilot_stays > 0`` the generator first fits a
+draw spread and serial correlation per vital sign to the train split's median per-stay SD and mean
+absolute hourly change by short pilot generations (:mod:`organsim.synth.spread`,
+:meth:`CohortSynthesizer.fit_draw_spread`) and rolls every stay out with them; the fitted knobs and
+what the pilots measured are in :attr:`SynthesisResult.draw_spread`.
+
 Determinism: every random draw comes from a generator seeded by (seed, round, batch, segment), so
 the same models, seed and settings give the same cohort, whatever else runs on the machine.
 """
@@ -51,7 +58,7 @@ the same models, seed and settings give the same cohort, whatever else runs on t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -66,11 +73,21 @@ from organsim.synth.dequantize import BinSpreader, sorted_training_changes, sort
 from organsim.synth.initial import InitialStateModel
 from organsim.synth.labels import event_counts, sepsis_onsets
 from organsim.synth.observation import ObservationModel, ObservationState
+from organsim.synth.spread import (
+    MIN_STAYS,
+    STATISTICS,
+    DrawSpread,
+    fit_draw_spread,
+    spread_variables,
+    stay_variability,
+)
 from organsim.twin.behaviour import BehaviourPolicy, BehaviourPolicyConfig
 
 SOURCE = "synthetic"
 TreatmentPolicy = Callable[[ObservedState, int], dict[str, np.ndarray]]
 ProgressCallback = Callable[[int, int], None]
+PILOT_ROUND = 10_000
+"""The round index that keys the pilot generations' random numbers (apart from the cohort's rounds)."""
 
 
 class RolloutResult(Protocol):
@@ -130,6 +147,18 @@ class SynthesisConfig:
         Stays per rollout call.
     max_rounds
         Most generation rounds (module docstring).
+    spread_pilot_stays
+        Stays per pilot generation of the draw-spread fit (:meth:`CohortSynthesizer.fit_draw_spread`),
+        at most a quarter of ``patients`` (and at least :data:`~organsim.synth.spread.MIN_STAYS`);
+        0 (the default) fits none and draws as the twin does, unless ``draw_spread`` is given.
+    spread_pilot_hours
+        Longest pilot stay in hours (at most ``max_hours``).
+    spread_newton_steps
+        Newton steps of the fit after its three Jacobian pilots (each step but the last one more pilot).
+    draw_spread, draw_serial
+        Fitted knobs to use instead of fitting them (:attr:`~organsim.synth.spread.DrawSpread.spread`,
+        :attr:`~organsim.synth.spread.DrawSpread.serial`: variable -> ``s``, fed-back variable ->
+        ``rho``), e.g. fitted once for every shard of a sharded generation; None: fit or draw as the twin does.
     """
 
     patients: int
@@ -140,6 +169,11 @@ class SynthesisConfig:
     context_hours: int = 48
     batch_size: int = 512
     max_rounds: int = 6
+    spread_pilot_stays: int = 0
+    spread_pilot_hours: int = 48
+    spread_newton_steps: int = 1
+    draw_spread: dict[str, float] | None = None
+    draw_serial: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.patients < 1:
@@ -150,6 +184,23 @@ class SynthesisConfig:
             raise ValueError(f"septic_fraction must lie in [0, 1], got {self.septic_fraction}")
         if self.segment_hours < 1 or self.context_hours < 1 or self.batch_size < 1 or self.max_rounds < 1:
             raise ValueError("segment_hours, context_hours, batch_size and max_rounds must be >= 1")
+        if self.spread_pilot_stays < 0:
+            raise ValueError(f"spread_pilot_stays must be >= 0 (0: no draw-spread fit), got {self.spread_pilot_stays}")
+        if self.spread_pilot_hours < 2 or self.spread_newton_steps < 1:
+            raise ValueError(f"spread_pilot_hours must be >= 2 and spread_newton_steps >= 1, got "
+                             f"{self.spread_pilot_hours} and {self.spread_newton_steps}")
+        if self.draw_spread is not None and not all(0 < s < float("inf") for s in self.draw_spread.values()):
+            raise ValueError(f"every draw_spread factor must be a finite number above 0, got {self.draw_spread}")
+        if self.draw_serial is not None and not all(-1 <= r <= 1 for r in self.draw_serial.values()):
+            raise ValueError(f"every draw_serial correlation must lie in [-1, 1], got {self.draw_serial}")
+
+    @property
+    def pilot_stays(self) -> int:
+        """Stays per pilot generation: ``spread_pilot_stays``, at most a quarter of ``patients``, at least
+        :data:`~organsim.synth.spread.MIN_STAYS` (0 when no fit is asked for)."""
+        if self.spread_pilot_stays == 0:
+            return 0
+        return min(self.spread_pilot_stays, max(MIN_STAYS, -(-self.patients // 4)))
 
 
 @dataclass
@@ -172,6 +223,12 @@ class SynthesisResult:
         Critical-event episodes per event code in the cohort.
     values_clipped
         Simulated values (all candidates, before charting) clipped onto the catalog's plausible range.
+    draw_spread
+        The draw knobs the stays were rolled out with, or None (the twin's own): ``spread`` (variable ->
+        ``s``), ``serial`` (fed-back variable -> ``rho``), with a fit also its targets and pilots
+        (:meth:`~organsim.synth.spread.DrawSpread.summary`), and ``cohort_ratios``: per fitted
+        variable the cohort's median per-stay SD and mean absolute change over the train split's
+        (whole stays).
     """
 
     cohort: Cohort
@@ -181,6 +238,7 @@ class SynthesisResult:
     rounds: int = 0
     events: dict[str, int] = field(default_factory=dict)
     values_clipped: int = 0
+    draw_spread: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         stays = self.cohort.stays
@@ -194,6 +252,7 @@ class SynthesisResult:
             "rounds": self.rounds,
             "events": self.events,
             "values_clipped": self.values_clipped,
+            "draw_spread": self.draw_spread,
         }
 
 
@@ -239,6 +298,9 @@ class CohortSynthesizer:
         The catalog of the training cohort.
     training
         Where the models were fitted (source, stays, septic share), for provenance.
+    training_vitals
+        The train split's ``stay_id``, ``hour`` and vital signs (the catalog's ``vital`` variables),
+        the targets of the draw-spread fit; None: no fit.
     """
 
     initial: InitialStateModel
@@ -249,6 +311,7 @@ class CohortSynthesizer:
     training_values: dict[str, np.ndarray] = field(default_factory=dict)
     training_changes: dict[str, np.ndarray] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    training_vitals: pl.DataFrame | None = None
 
     @property
     def treatments_recorded(self) -> bool:
@@ -276,17 +339,21 @@ class CohortSynthesizer:
             "treatments_recorded": behaviour is not None,
             "initial_hours": initial_hours,
         }
+        vitals = [v.code for v in train.catalog.variables if v.kind == "vital"]
         return cls(initial=initial, observation=observation, behaviour=behaviour, catalog=train.catalog, pressure=pressure,
                    training_values=sorted_training_values(train, variables),
-                   training_changes=sorted_training_changes(train, variables), training=training)
+                   training_changes=sorted_training_changes(train, variables), training=training,
+                   training_vitals=train.hourly.select("stay_id", "hour", *vitals))
 
     # ------------------------------------------------------------------ simulation
     def _simulate_batch(
         self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, keys: tuple[int, ...],
-        spreader: BinSpreader | None,
+        spreader: BinSpreader | None, knobs: dict[str, np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Roll one batch of drawn stays forward: ``(n, L, V)`` charted values, ``(n, L, T)`` treatments
         and the number of simulated values clipped onto the plausible ranges.
+
+        ``knobs``: ``draw_spread`` and ``draw_serial`` for every rollout call, when fitted (else empty).
 
         ``L`` is the longest stay of the batch; hours past a stay's end are NaN / defaults.
         """
@@ -314,7 +381,8 @@ class CohortSynthesizer:
         static = drawn.select([pl.col(c).cast(pl.Float32) for c in static_codes]).to_numpy().astype(np.float32)
         hours = first_hour[:, None] + np.arange(length)[None, :]  # (n, L) ICU hours
         observed = ObservationState.from_history(values[:, :k].astype(np.float64), hours[:, :k],
-                                                 self.observation.draw_styles(n, rng, drawn["sepsis"].to_numpy()))
+                                                 self.observation.draw_styles(n, rng, drawn["sepsis"].to_numpy(),
+                                                                               n_hours=n_hours))
         draw_scores: np.ndarray | None = None  # (n, V_model) last draws' normal scores per stay, once the twin returns them
         fed_back = self._fed_back(simulator)  # (V_model,) bool: the twin's variables whose draws continue
         done = k
@@ -336,7 +404,7 @@ class CohortSynthesizer:
             policy = self.behaviour.treatment_policy(seed=_seed(*keys, segment, 1)) if self.behaviour else None
             continued = {} if draw_scores is None else {"draws": draw_scores[active][None]}
             rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy,
-                                        **continued)
+                                        **continued, **knobs)
             returned = getattr(rollout, "draws", None)
             if returned is not None and fed_back is not None:
                 if draw_scores is None:
@@ -369,7 +437,7 @@ class CohortSynthesizer:
 
     def _simulate(
         self, simulator: Simulator, drawn: pl.DataFrame, config: SynthesisConfig, round_index: int,
-        progress: Callable[[int], None], spreader: BinSpreader | None,
+        progress: Callable[[int], None], spreader: BinSpreader | None, knobs: dict[str, np.ndarray],
     ) -> _Simulated:
         """Simulate every drawn stay (batches of similar length) into hourly and treatment frames."""
         catalog = self.catalog
@@ -380,7 +448,7 @@ class CohortSynthesizer:
             index = order[start : start + config.batch_size]
             part = drawn[index]
             values, treatments, batch_clipped = self._simulate_batch(
-                simulator, part, config, (config.seed, round_index, batch_index), spreader)
+                simulator, part, config, (config.seed, round_index, batch_index), spreader, knobs)
             clipped += batch_clipped
             n_hours = part["n_hours"].to_numpy()
             inside = np.arange(values.shape[1])[None, :] < n_hours[:, None]  # (n, L)
@@ -415,6 +483,91 @@ class CohortSynthesizer:
         return BinSpreader.fit(agents.tokenizer, agents.changes, self.training_values, self.training_changes,
                                self.catalog.variable_codes, feedback=agents.config.feedback_variables)
 
+    # ------------------------------------------------------------------ draw spread
+    def fit_draw_spread(
+        self, simulator: Simulator, config: SynthesisConfig, *, progress: ProgressCallback | None = None
+    ) -> DrawSpread | None:
+        """Fit the vital signs' draw spread and serial correlations by pilot generations (:mod:`organsim.synth.spread`).
+
+        ``config.pilot_stays`` stays are drawn once (seeded by ``config.seed``, in the septic share
+        of ``config``) with lengths cut at ``spread_pilot_hours`` and simulated as the cohort's are,
+        every pilot with the same random numbers; the targets are the train split's medians over
+        its stays' first ``spread_pilot_hours`` hours.
+
+        Parameters
+        ----------
+        simulator
+            The twin (it needs ``agents`` and ``serial_correlations``, as :class:`organsim.twin.PatientTwin` has).
+        config
+            The cohort's settings (seed, septic share, rollout settings, pilot size).
+        progress
+            ``progress(done, total)`` in pilot generations.
+
+        Returns
+        -------
+        DrawSpread or None
+            None when ``config`` asks for no pilots, the simulator has no knobs, the synthesizer has
+            no training vitals or no vital sign is charted in enough training stays.
+        """
+        fed_back = self._fed_back(simulator)
+        own_serial = getattr(simulator, "serial_correlations", None)
+        if config.pilot_stays == 0 or fed_back is None or own_serial is None or self.training_vitals is None:
+            return None
+        pilot_hours = min(config.spread_pilot_hours, config.max_hours)
+        vitals = [c for c in self.training_vitals.columns if c not in ("stay_id", "hour")]
+        real = stay_variability(self.training_vitals, vitals, first_hours=pilot_hours)
+        model_variables = tuple(simulator.agents.config.variables)
+        variables = spread_variables(self.catalog, model_variables, real)
+        if not variables:
+            return None
+        n = config.pilot_stays
+        fraction = self.initial.septic_fraction_ if config.septic_fraction is None else config.septic_fraction
+        septic = np.arange(n) < int(round(fraction * n))
+        drawn = self.initial.sample(septic, _generator(config.seed, PILOT_ROUND, 999), max_hours=pilot_hours)
+        pilot_config = replace(config, max_hours=pilot_hours)
+        spreader = self.bin_spreader(simulator)
+
+        def pilot(spread: np.ndarray, serial: np.ndarray) -> dict[str, dict[str, float]]:
+            simulated = self._simulate(simulator, drawn, pilot_config, PILOT_ROUND, lambda done: None, spreader,
+                                       {"draw_spread": spread, "draw_serial": serial})
+            return stay_variability(simulated.hourly, variables)
+
+        return fit_draw_spread(pilot, real, variables, model_variables, fed_back, own_serial,
+                               newton_steps=config.spread_newton_steps, pilot_stays=n, pilot_hours=pilot_hours, progress=progress)
+
+    def _draw_knobs(self, simulator: Simulator, config: SynthesisConfig) -> tuple[DrawSpread | None, dict[str, np.ndarray]]:
+        """The cohort's draw knobs: ``config``'s when given, else fitted when ``config`` asks for pilots;
+        and the rollout keywords that carry them (empty without knobs)."""
+        if config.draw_spread is not None or config.draw_serial is not None:
+            agents = getattr(simulator, "agents", None)
+            own_serial = getattr(simulator, "serial_correlations", None)
+            if agents is None or own_serial is None:
+                raise ValueError("draw_spread / draw_serial need a twin with organ agents (organsim.twin.PatientTwin)")
+            given = {**(config.draw_spread or {}), **(config.draw_serial or {})}
+            unknown = sorted(set(given) - set(agents.config.variables))
+            if unknown:
+                raise ValueError(f"draw_spread / draw_serial name variables the twin does not model: {', '.join(unknown)}")
+            spread = DrawSpread(spread=dict(config.draw_spread or {}), serial=dict(config.draw_serial or {}))
+        else:
+            spread = self.fit_draw_spread(simulator, config)
+        if spread is None:
+            return None, {}
+        model_variables = simulator.agents.config.variables
+        return spread, {"draw_spread": spread.spread_vector(model_variables),
+                        "draw_serial": spread.serial_vector(model_variables, simulator.serial_correlations)}
+
+    def _spread_record(self, spread: DrawSpread, cohort: Cohort) -> dict[str, Any]:
+        """:attr:`SynthesisResult.draw_spread`: the knobs (and fit) with the cohort's ratios to the train split."""
+        variables = sorted(set(spread.spread) | set(spread.serial))
+        record = spread.summary()
+        if self.training_vitals is not None:
+            real = stay_variability(self.training_vitals, [v for v in variables if v in self.training_vitals.columns])
+            synthetic = stay_variability(cohort.hourly, list(real))
+            record["cohort_ratios"] = {
+                v: {statistic: round(synthetic[v][statistic] / real[v][statistic], 4) for statistic in STATISTICS}
+                for v in real if v in synthetic and all(real[v][statistic] > 0 for statistic in STATISTICS)}
+        return record
+
     # ------------------------------------------------------------------ public
     def generate(
         self, simulator: Simulator, config: SynthesisConfig, *, progress: ProgressCallback | None = None
@@ -426,7 +579,7 @@ class CohortSynthesizer:
         simulator
             The twin that rolls stays forward.
         config
-            Size, length, seed, septic share and rollout settings.
+            Size, length, seed, septic share, rollout settings and the draw-spread fit (module docstring).
         progress
             Optional ``progress(done, total)`` callback in simulated stays (``total`` grows when a
             round adds candidates).
@@ -438,6 +591,7 @@ class CohortSynthesizer:
         """
         fraction = self.initial.septic_fraction_ if config.septic_fraction is None else config.septic_fraction
         spreader = self.bin_spreader(simulator)
+        spread, knobs = self._draw_knobs(simulator, config)
         septic_target = int(round(fraction * config.patients))
         wanted = {True: septic_target, False: config.patients - septic_target}
         kept: dict[bool, list[tuple[int, int, int | None]]] = {True: [], False: []}  # (round, position, onset)
@@ -463,7 +617,7 @@ class CohortSynthesizer:
                 if progress:
                     progress(tally["simulated"], tally["planned"])
 
-            simulated = self._simulate(simulator, drawn, config, round_index, advance, spreader)
+            simulated = self._simulate(simulator, drawn, config, round_index, advance, spreader, knobs)
             rounds_simulated.append(simulated)
             onsets = self._label(simulated).sort("stay_id")["onset_hour"].to_list()
             for position, (drawn_septic, onset) in enumerate(zip(septic.tolist(), onsets, strict=True)):
@@ -477,8 +631,13 @@ class CohortSynthesizer:
         events = event_counts(cohort.hourly, catalog=self.catalog)
         events["sepsis3"] = int(cohort.stays["sepsis"].sum())
         cohort.meta["provenance"]["events"] = events
+        spread_record = None
+        if spread is not None:
+            spread_record = self._spread_record(spread, cohort)
+            cohort.meta["provenance"]["draw_spread"] = {"spread": spread.spread, "serial": spread.serial}
         return SynthesisResult(cohort=cohort, septic_target=septic_target, candidates=candidates, accepted=accepted,
-                               rounds=rounds, events=events, values_clipped=sum(r.clipped for r in rounds_simulated))
+                               rounds=rounds, events=events, values_clipped=sum(r.clipped for r in rounds_simulated),
+                               draw_spread=spread_record)
 
     def _assemble(
         self, rounds: list[_Simulated], chosen: list[tuple[int, int, int | None]], config: SynthesisConfig

@@ -266,11 +266,19 @@ class PersistentDraws:
         under different treatments share the random numbers of every hour (common random numbers:
         their difference is the treatments', not the noise's). None draws redraws from
         ``generator`` too, as before.
+    spread
+        ``(V,)`` positive factors ``s`` of a sampling temperature on the quantile scale: a
+        variable's draw inverts its predictive distribution at ``Phi(s z)`` instead of ``Phi(z)``,
+        so ``s < 1`` moves every hour's draw toward its predictive median (``s = 0`` would give
+        the median) and ``s > 1`` away from it. Only the uniform numbers change: the scores
+        :attr:`score` (the state a next rollout continues), their AR(1) processes and their
+        within-hour correlation are those without a spread, and so are the random numbers. None
+        (the default) is ``s = 1`` everywhere, number for number.
     """
 
     def __init__(
         self, persistence: torch.Tensor, n: int, generator: torch.Generator, cholesky: torch.Tensor | None = None,
-        previous: torch.Tensor | None = None, redraw_key: Sequence[int] | None = None,
+        previous: torch.Tensor | None = None, redraw_key: Sequence[int] | None = None, spread: torch.Tensor | None = None,
     ) -> None:
         n_variables = len(persistence)
         if cholesky is not None and tuple(cholesky.shape) != (n_variables, n_variables):
@@ -279,7 +287,11 @@ class PersistentDraws:
             raise ValueError(f"the previous scores must be ({n}, {n_variables}), got {tuple(previous.shape)}")
         if previous is not None and bool(torch.isinf(previous).any()):
             raise ValueError("the previous scores must be finite (or NaN: start fresh)")
+        if spread is not None and (tuple(spread.shape) != (n_variables,) or not bool((spread > 0).all())
+                                   or not bool(torch.isfinite(spread).all())):
+            raise ValueError(f"the spread must be ({n_variables},) finite factors above 0, got {spread.tolist()}")
         self.persistence = persistence
+        self.spread = None if spread is None else spread.to(device=persistence.device, dtype=persistence.dtype)
         self.generator = generator
         self.cholesky = cholesky
         self.redraw_key = None if redraw_key is None else tuple(int(k) for k in redraw_key)
@@ -307,7 +319,12 @@ class PersistentDraws:
         self.started = True
         self.hour += 1
         self._redraws = 0
-        return torch.special.ndtr(self.score)
+        return self._uniform(self.score)
+
+    def _uniform(self, scores: torch.Tensor) -> torch.Tensor:
+        """``Phi(s z)``: the uniform numbers the draws invert at, of ``(n, V)`` normal scores ``z``
+        (``s``: :attr:`spread`, 1 without one)."""
+        return torch.special.ndtr(scores if self.spread is None else self.spread * scores)
 
     def _redraw_generator(self) -> torch.Generator:
         """The generator of the current hour's next redraw round: :attr:`generator` without a
@@ -344,14 +361,18 @@ class PersistentDraws:
         Returns
         -------
         uniform
-            ``(n, V)`` uniform numbers (meaningful where ``flagged``).
+            ``(n, V)`` uniform numbers (meaningful where ``flagged``; with :attr:`spread`, ``Phi(s z)``
+            of the redrawn scores ``z``).
         scores
             ``(n, V)`` the hour's normal scores with the flagged ones redrawn (``scores`` unchanged
             without a correlation).
         """
         generator = self._redraw_generator()
         if self.cholesky is None:
-            return torch.rand(tuple(scores.shape), generator=generator, device=scores.device), scores
+            uniform = torch.rand(tuple(scores.shape), generator=generator, device=scores.device)
+            if self.spread is not None:  # the redraw's score, scaled like the hourly ones
+                uniform = self._uniform(torch.special.ndtri(uniform))
+            return uniform, scores
         fresh = self._normal(tuple(scores.shape), generator)  # (n, V) ~ N(0, R) per row
         correlation = self.cholesky @ self.cholesky.T
         redrawn = scores.clone()
@@ -368,7 +389,7 @@ class PersistentDraws:
                 weights = torch.linalg.solve(correlation[kept][:, kept], correlation[kept][:, drawn])
                 sample[:, drawn] = sample[:, drawn] + (scores[rows][:, kept] - sample[:, kept]) @ weights
             redrawn[rows[:, None], torch.nonzero(drawn)[:, 0][None, :]] = sample[:, drawn]
-        return torch.special.ndtr(redrawn), redrawn
+        return self._uniform(redrawn), redrawn
 
 
 class PatientTwin:
@@ -482,6 +503,13 @@ class PatientTwin:
         return self.agents.config.systems
 
     @property
+    def serial_correlations(self) -> np.ndarray:
+        """``(V_model,)`` float32 hour-to-hour correlation ``rho`` of each variable's draw scores in a
+        rollout (:class:`PersistentDraws`): ``draw_persistence`` for the variables not fed back, the
+        draw correlation's :attr:`~organsim.twin.draw_correlation.DrawCorrelation.serial` (or 0) for those fed back."""
+        return self._persistence.cpu().numpy().copy()
+
+    @property
     def coordinated(self) -> bool:
         """A learned reference-selection policy is loaded."""
         return self.policy is not None
@@ -579,6 +607,8 @@ class PatientTwin:
         mean: bool = False,
         use_cache: bool = True,
         draws: np.ndarray | None = None,
+        draw_spread: np.ndarray | None = None,
+        draw_serial: np.ndarray | None = None,
     ) -> Rollout:
         """Simulate ``horizon`` hours after each problem's context, ``n_samples`` times.
 
@@ -621,6 +651,18 @@ class PatientTwin:
             (:class:`PersistentDraws` ``previous``), so rolling out ``h1`` then ``h2`` hours keeps the
             persistence of one ``h1 + h2``-hour rollout; a NaN starts that process fresh. None (the
             default) starts every one fresh.
+        draw_spread
+            ``(V_model,)`` positive spread factors ``s`` of the draws, in the twin's variable order
+            (:attr:`variables`): each draw inverts its predictive distribution at ``Phi(s z)``, so
+            ``s < 1`` narrows a variable's draws toward the predictive median on the quantile scale
+            while keeping its serial and within-hour correlation (``spread`` of
+            :class:`PersistentDraws`; the synthetic-cohort generator fits it,
+            :mod:`organsim.synth.spread`). None (the default) draws with ``s = 1``, bit for bit as
+            without the option; ignored with ``mean=True``.
+        draw_serial
+            ``(V_model,)`` hour-to-hour correlations ``rho`` in ``[-1, 1]`` of the draws' normal
+            scores (:class:`PersistentDraws`), replacing the twin's own
+            (:attr:`serial_correlations`) in this rollout. None (the default) uses the twin's.
 
         Returns
         -------
@@ -631,6 +673,17 @@ class PatientTwin:
         if correct and self.corrector is None:
             raise ValueError("this twin has no error corrector: give one to PatientTwin, or roll out with correct=False")
         chooser = self.reference_chooser(references)
+        spread = None
+        if draw_spread is not None:
+            if np.shape(draw_spread) != (len(self.variables),):
+                raise ValueError(f"draw_spread must be (V_model,) = ({len(self.variables)},), got {np.shape(draw_spread)}")
+            spread = torch.as_tensor(np.asarray(draw_spread, dtype=np.float32), device=self.device)
+        persistence = self._persistence
+        if draw_serial is not None:
+            if np.shape(draw_serial) != (len(self.variables),) or not np.all(np.abs(np.asarray(draw_serial)) <= 1):
+                raise ValueError(f"draw_serial must be (V_model,) = ({len(self.variables)},) correlations in [-1, 1], "
+                                 f"got {np.asarray(draw_serial).tolist()}")
+            persistence = torch.as_tensor(np.asarray(draw_serial, dtype=np.float32), device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         n_variables, n_systems = len(batch.variables), len(self.systems)
         expected = (n_samples, batch.size, len(self.variables))
@@ -651,7 +704,7 @@ class PatientTwin:
             part = self.simulate_rows(
                 batch.select(rows), horizon, chooser=chooser, generator=generator, mean=mean,
                 treatment_policy=treatment_policy, correct=correct, hide_treatments=hide_treatments, use_cache=use_cache,
-                previous_draws=previous, redraw_key=(seed, chunk),
+                previous_draws=previous, redraw_key=(seed, chunk), draw_spread=spread, draw_persistence=persistence,
             )
             shape = (len(index), n_samples, horizon)
             final_draws[:, index] = part.draws.reshape(len(index), n_samples, -1).transpose(1, 0, 2)
@@ -689,6 +742,8 @@ class PatientTwin:
         use_cache: bool = True,
         previous_draws: torch.Tensor | None = None,
         redraw_key: Sequence[int] | None = None,
+        draw_spread: torch.Tensor | None = None,
+        draw_persistence: torch.Tensor | None = None,
     ) -> SimulatedRows:
         """The hour-by-hour loop of :meth:`rollout` over ``n`` rows simulated together (one future each).
 
@@ -696,7 +751,9 @@ class PatientTwin:
         ``(n, F)`` state summary (the training of the reference policy passes its own, which
         samples sets and records them). Values come back in model variable order.
         ``previous_draws`` ``(n, V_model)`` continues the rows' draw processes and ``redraw_key``
-        seeds the error corrector's redraws apart from them (:class:`PersistentDraws`).
+        seeds the error corrector's redraws apart from them, ``draw_spread`` ``(V_model,)`` scales
+        the draws' normal scores (:class:`PersistentDraws` ``spread``) and ``draw_persistence``
+        ``(V_model,)`` replaces their hour-to-hour correlations (default: :attr:`serial_correlations`).
         """
         config = self.agents.config
         runtime = self.runtime
@@ -720,7 +777,9 @@ class PatientTwin:
         recent = list(carried[:, -(TREND_HOURS + 1) :].transpose(1, 0, 2))  # last values of the latest hours, (n, V) each
         previous = stepper.state.values.copy()  # the last hour's values (carried), what the first hour is checked against
         values = np.empty((n, horizon, len(config.variables)), dtype=np.float32)
-        draws = PersistentDraws(self._persistence, n, generator, self._draw_cholesky, previous=previous_draws, redraw_key=redraw_key)
+        persistence = self._persistence if draw_persistence is None else draw_persistence
+        draws = PersistentDraws(persistence, n, generator, self._draw_cholesky, previous=previous_draws, redraw_key=redraw_key,
+                                spread=draw_spread)
         consulted = np.empty((n, horizon, n_systems, n_systems), dtype=bool)
         records: list[dict[str, Any]] = []
         before: Counter = Counter()

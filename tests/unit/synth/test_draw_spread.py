@@ -1,0 +1,135 @@
+"""The draw-spread fit of synthetic cohorts (organsim.synth.spread): the statistics it matches, its
+Newton and Broyden steps, and the whole fit against pilots whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from organsim.synth import SynthesisConfig
+from organsim.synth.spread import (
+    SERIAL_BOUNDS,
+    SERIAL_STEP,
+    SPREAD_BOUNDS,
+    broyden_update,
+    fit_draw_spread,
+    log_ratios,
+    newton_step,
+    spread_variables,
+    stay_variability,
+)
+
+
+def test_stay_variability_is_the_median_over_stays_of_sd_and_mean_abs_change_of_consecutive_charted_hours() -> None:
+    hourly = pl.DataFrame({
+        "stay_id": [1, 1, 1, 1, 1, 2, 2, 2, 3],
+        "hour": [0, 1, 2, 3, 4, 5, 6, 8, 0],
+        "hr": [80.0, 82.0, None, 86.0, 90.0, 60.0, 66.0, 70.0, 100.0],
+    })
+    # stay 1: values 80, 82, 86, 90 -> SD 4.431; changes over consecutive charted hours |82-80|, |90-86| -> 3
+    # stay 2: values 60, 66, 70 -> SD 5.033; hours 5-6 consecutive (6), 6-8 not -> 6; stay 3: one value, no SD
+    found = stay_variability(hourly, ["hr"])["hr"]
+    assert found["stays"] == 2
+    assert found["sd"] == pytest.approx(np.median([np.std([80, 82, 86, 90], ddof=1), np.std([60, 66, 70], ddof=1)]))
+    assert found["mean_abs_change"] == pytest.approx(4.5)
+    # the first 2 hours of each stay: stay 1 (80, 82) SD 1.414 change 2; stay 2 (60, 66) SD 4.243 change 6
+    cut = stay_variability(hourly, ["hr"], first_hours=2)["hr"]
+    assert cut["sd"] == pytest.approx((np.sqrt(2) + np.sqrt(18)) / 2) and cut["mean_abs_change"] == pytest.approx(4.0)
+    assert stay_variability(hourly.with_columns(hr=pl.lit(None, dtype=pl.Float64)), ["hr"]) == {}
+
+
+def test_spread_variables_are_the_modelled_vitals_charted_in_enough_stays(catalog) -> None:
+    enough = {"stays": 50, "sd": 5.0, "mean_abs_change": 3.0}
+    real = {"hr": enough, "creatinine": enough, "spo2": {**enough, "stays": 3}, "map": {**enough, "sd": 0.0}, "temperature": enough}
+    assert spread_variables(catalog, ("hr", "map", "spo2", "creatinine", "temperature"), real) == ("hr", "temperature")
+
+
+def test_log_ratios_leave_out_statistics_of_too_few_synthetic_stays() -> None:
+    real = {"hr": {"sd": 8.0, "mean_abs_change": 4.0, "stays": 100}, "map": {"sd": 10.0, "mean_abs_change": 5.0, "stays": 100}}
+    synthetic = {"hr": {"sd": 10.0, "mean_abs_change": 4.0, "stays": 100}, "map": {"sd": 9.0, "mean_abs_change": 4.0, "stays": 5}}
+    np.testing.assert_allclose(log_ratios(synthetic, real, ["hr", "map"]), [[np.log(1.25), 0.0], [np.nan, np.nan]])
+
+
+def test_a_newton_step_solves_a_linear_response_and_stays_in_bounds() -> None:
+    jacobian = np.array([[1.6, 0.6], [1.7, -0.2]])  # d(log ratio of SD, of change) / d(log s, rho)
+    knobs = np.array([0.0, -0.1])
+    ratios = np.array([0.18, 0.04])
+    moved = newton_step(ratios, jacobian, knobs)
+    np.testing.assert_allclose(ratios + jacobian @ (moved - knobs), 0.0, atol=1e-12)
+    # a single knob (a variable that is not fed back): least squares over the two statistics
+    alone = newton_step(ratios, jacobian[:, :1], knobs[:1])
+    np.testing.assert_allclose(alone, -(jacobian[:, 0] @ ratios) / (jacobian[:, 0] @ jacobian[:, 0]))
+    far = newton_step(np.array([5.0, -5.0]), jacobian, knobs)
+    assert far[0] == pytest.approx(np.log(SPREAD_BOUNDS[0])) or far[0] == pytest.approx(np.log(SPREAD_BOUNDS[1]))
+    assert SERIAL_BOUNDS[0] <= far[1] <= SERIAL_BOUNDS[1]
+    np.testing.assert_array_equal(newton_step(np.array([np.nan, 0.1]), jacobian, knobs), knobs)
+
+
+def test_broyden_update_takes_the_secant_of_the_last_step() -> None:
+    jacobian = np.zeros((2, 2, 2))
+    updated = broyden_update(jacobian, np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[2.0, 3.0], [1.0, 1.0]]))
+    np.testing.assert_array_equal(updated[0], [[2.0, 0.0], [3.0, 0.0]])
+    np.testing.assert_array_equal(updated[1], 0.0)  # did not move: kept
+
+
+class LinearPilot:
+    """Pilot cohorts whose log ratios respond linearly to (log s, rho): hr fed back (two knobs), temperature not."""
+
+    model_variables = ("hr", "temperature", "creatinine")
+    jacobian = {"hr": np.array([[1.6, 0.6], [1.7, -0.2]]), "temperature": np.array([[1.5, 0.0], [1.9, 0.0]])}
+    offset = {"hr": np.array([0.18, 0.04]), "temperature": np.array([0.15, 0.05])}
+    own_serial = np.array([-0.1, 1.0, 1.0], dtype=np.float32)
+    real = {v: {"sd": 2.0, "mean_abs_change": 1.0, "stays": 100} for v in ("hr", "temperature")}
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __call__(self, spread: np.ndarray, serial: np.ndarray) -> dict[str, dict[str, float]]:
+        self.calls.append((spread.copy(), serial.copy()))
+        assert spread[2] == 1 and serial[2] == 1  # an unfitted variable keeps the twin's own knobs
+        assert serial[1] == 1  # temperature is not fed back: its rho is no knob
+        result = {}
+        for i, v in enumerate(("hr", "temperature")):
+            knobs = np.array([np.log(spread[i]), serial[i] - self.own_serial[i]])
+            log_ratio = self.offset[v] + self.jacobian[v] @ knobs
+            result[v] = {"sd": 2.0 * np.exp(log_ratio[0]), "mean_abs_change": np.exp(log_ratio[1]), "stays": 100}
+        return result
+
+
+def test_the_fit_finds_the_knobs_of_a_linear_response_in_three_pilots() -> None:
+    pilot = LinearPilot()
+    fitted = fit_draw_spread(pilot, pilot.real, ("hr", "temperature"), pilot.model_variables, np.array([True, False, False]),
+                             pilot.own_serial, pilot_stays=64, pilot_hours=48)
+    assert len(pilot.calls) == 3 and len(fitted.pilots) == 3
+    np.testing.assert_allclose(pilot.calls[1][0][:2], 0.9)  # the Jacobian's pilots: s lowered, then rho
+    assert pilot.calls[2][1][0] == pytest.approx(-0.1 + SERIAL_STEP)
+    solution = np.linalg.solve(pilot.jacobian["hr"], -pilot.offset["hr"])
+    assert np.log(fitted.spread["hr"]) == pytest.approx(solution[0], abs=1e-3)
+    assert fitted.serial["hr"] == pytest.approx(-0.1 + solution[1], abs=1e-3)
+    column = pilot.jacobian["temperature"][:, 0]
+    assert np.log(fitted.spread["temperature"]) == pytest.approx(-(column @ pilot.offset["temperature"]) / (column @ column), abs=1e-3)
+    assert set(fitted.serial) == {"hr"} and fitted.pilots[0]["ratios"]["hr"]["sd"] == pytest.approx(np.exp(0.18), abs=1e-4)
+    np.testing.assert_allclose(fitted.spread_vector(pilot.model_variables), [fitted.spread["hr"], fitted.spread["temperature"], 1.0],
+                               rtol=1e-6)
+    np.testing.assert_allclose(fitted.serial_vector(pilot.model_variables, pilot.own_serial), [fitted.serial["hr"], 1.0, 1.0], rtol=1e-6)
+    # a second step costs one more pilot and, the response being linear, stays at the solution
+    again = LinearPilot()
+    twice = fit_draw_spread(again, again.real, ("hr", "temperature"), again.model_variables, np.array([True, False, False]),
+                            again.own_serial, newton_steps=2)
+    assert len(again.calls) == 4 and twice.spread["hr"] == pytest.approx(fitted.spread["hr"], abs=2e-4)
+    with pytest.raises(ValueError, match="newton_steps"):
+        fit_draw_spread(again, again.real, ("hr",), again.model_variables, np.ones(3, dtype=bool), again.own_serial, newton_steps=0)
+
+
+def test_the_config_checks_its_draw_spread_settings() -> None:
+    assert SynthesisConfig(patients=100, max_hours=10).pilot_stays == 0  # no fit by default: the twin's own draws
+    assert SynthesisConfig(patients=100, max_hours=10, spread_pilot_stays=256).pilot_stays == 25  # a quarter of the cohort
+    assert SynthesisConfig(patients=8, max_hours=10, spread_pilot_stays=256).pilot_stays == 20  # but enough for a median
+    assert SynthesisConfig(patients=4000, max_hours=10, spread_pilot_stays=256).pilot_stays == 256
+    with pytest.raises(ValueError, match="spread_pilot_stays"):
+        SynthesisConfig(patients=10, max_hours=10, spread_pilot_stays=-1)
+    with pytest.raises(ValueError, match="draw_spread"):
+        SynthesisConfig(patients=10, max_hours=10, draw_spread={"hr": 0.0})
+    with pytest.raises(ValueError, match="draw_serial"):
+        SynthesisConfig(patients=10, max_hours=10, draw_serial={"hr": -1.5})

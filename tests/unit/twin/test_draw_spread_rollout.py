@@ -1,0 +1,111 @@
+"""The draw spread and serial correlation a rollout can be given (PersistentDraws spread,
+PatientTwin.rollout draw_spread / draw_serial) and the synthetic-cohort generator that fits them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from twin_helpers import RangeCorrector
+
+from organsim.synth import CohortSynthesizer, SynthesisConfig
+from organsim.twin import PatientTwin
+from organsim.twin.twin import PersistentDraws
+
+
+@pytest.fixture(scope="module")
+def twin(micro_model, catalog):
+    return PatientTwin.load(micro_model, device="cpu", corrector=RangeCorrector(catalog), batch_size=16)
+
+
+# ------------------------------------------------------------------------------- PersistentDraws
+@pytest.mark.parametrize("correlated", [False, True])
+def test_a_spread_scales_the_scores_the_uniforms_invert_and_nothing_else(correlated: bool) -> None:
+    n, persistence, spread = 200, torch.tensor([0.0, -0.3, 1.0]), torch.tensor([0.5, 1.0, 0.8])
+    cholesky = torch.linalg.cholesky(torch.tensor([[1.0, 0.6, 0.2], [0.6, 1.0, 0.1], [0.2, 0.1, 1.0]])) if correlated else None
+
+    def make(factors):
+        return PersistentDraws(persistence, n, torch.Generator().manual_seed(4), cholesky, redraw_key=(1, 0), spread=factors)
+
+    plain, spread_out = make(None), make(spread)
+    flagged = np.zeros((n, 3), dtype=bool)
+    flagged[::4, 0] = True
+    for _ in range(3):
+        uniform = plain.next()
+        torch.testing.assert_close(uniform, torch.special.ndtr(plain.score), rtol=0, atol=0)  # no spread: as before
+        narrowed = spread_out.next()
+        torch.testing.assert_close(spread_out.score, plain.score, rtol=0, atol=0)  # the same state and random numbers
+        torch.testing.assert_close(narrowed, torch.special.ndtr(spread * plain.score))
+        assert (narrowed[:, 0] - 0.5).abs().mean() < (uniform[:, 0] - 0.5).abs().mean()  # nearer the median
+        redrawn_plain, scores_plain = plain.redraw(plain.score, flagged)
+        redrawn, scores = spread_out.redraw(spread_out.score, flagged)
+        torch.testing.assert_close(scores, scores_plain, rtol=0, atol=0)
+        expected = torch.special.ndtr(spread * torch.special.ndtri(redrawn_plain)) if cholesky is None else torch.special.ndtr(spread * scores)
+        torch.testing.assert_close(redrawn[flagged], expected[flagged], rtol=1e-5, atol=1e-6)
+
+
+def test_a_spread_of_the_wrong_shape_or_not_above_zero_is_refused() -> None:
+    for bad in (torch.ones(2), torch.tensor([1.0, 0.0, 1.0]), torch.tensor([1.0, float("inf"), 1.0])):
+        with pytest.raises(ValueError, match="spread must be"):
+            PersistentDraws(torch.zeros(3), 4, torch.Generator(), spread=bad)
+
+
+# ------------------------------------------------------------------------------- PatientTwin.rollout
+def test_a_rollout_with_unit_spread_and_its_own_serial_correlations_is_the_rollout_without_them(twin, test_batch):
+    batch = test_batch.select(np.arange(6))
+    plain = twin.rollout(batch, 4, n_samples=2, seed=3)
+    ones = np.ones(len(twin.variables), dtype=np.float32)
+    same = twin.rollout(batch, 4, n_samples=2, seed=3, draw_spread=ones, draw_serial=twin.serial_correlations)
+    np.testing.assert_array_equal(same.values, plain.values)
+    np.testing.assert_array_equal(same.draws, plain.draws)
+
+
+def test_a_narrow_spread_draws_nearer_the_predictive_median_with_the_same_random_numbers(twin, test_batch):
+    batch = test_batch.select(np.arange(6))
+    vitals = twin.runtime.feedback
+    wide = twin.rollout(batch, 1, n_samples=16, seed=5, correct=False)
+    narrow = twin.rollout(batch, 1, n_samples=16, seed=5, correct=False, draw_spread=np.full(len(twin.variables), 0.3))
+    np.testing.assert_array_equal(narrow.draws, wide.draws)  # the scores, the state a next call continues, are the same
+    columns = [batch.variables.index(v) for v in np.array(twin.variables)[vitals]]
+    # first simulated hour: the samples of one problem share its predictive distribution, so their spread narrows
+    assert np.nanstd(narrow.values[:, :, 0, columns], axis=0).mean() < 0.8 * np.nanstd(wide.values[:, :, 0, columns], axis=0).mean()
+    rho = twin.serial_correlations
+    assert rho.shape == (len(twin.variables),) and np.all(rho[~vitals] == twin.draw_persistence)
+    other = rho.copy()
+    other[vitals] = -0.5
+    reverting = twin.rollout(batch, 3, n_samples=2, seed=5, draw_serial=other)
+    assert not np.array_equal(reverting.values, twin.rollout(batch, 3, n_samples=2, seed=5).values)
+
+
+def test_rollout_refuses_knobs_of_the_wrong_shape_or_range(twin, test_batch):
+    batch = test_batch.select(np.arange(2))
+    with pytest.raises(ValueError, match="draw_spread must be"):
+        twin.rollout(batch, 1, draw_spread=np.ones(3))
+    with pytest.raises(ValueError, match="draw_serial must be"):
+        twin.rollout(batch, 1, draw_serial=np.full(len(twin.variables), 1.5))
+
+
+# ------------------------------------------------------------------------------- synthetic cohorts
+@pytest.mark.slow
+def test_the_generator_fits_the_vitals_draw_spread_records_it_and_stays_deterministic(twin, engine_cohort):
+    synthesizer = CohortSynthesizer.fit(engine_cohort, initial_hours=2)  # all 24 stays: a median needs 20 (MIN_STAYS)
+    config = SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6, spread_pilot_stays=24, spread_pilot_hours=8)
+    result = synthesizer.generate(twin, config)
+    record = result.summary()["draw_spread"]
+    vitals = [v for v in twin.variables if synthesizer.catalog.variable(v).kind == "vital"]
+    assert set(record["spread"]) <= set(vitals) and record["spread"]
+    fed_back = set(np.array(twin.variables)[twin.runtime.feedback])
+    assert set(record["serial"]) <= fed_back & set(record["spread"])
+    assert record["pilot_stays"] == 20 and record["pilot_hours"] == 8 and len(record["pilots"]) == 3
+    assert set(record["cohort_ratios"]) == set(record["spread"])
+    assert result.cohort.meta["provenance"]["draw_spread"] == {"spread": record["spread"], "serial": record["serial"]}
+    again = synthesizer.generate(twin, config)
+    assert again.cohort.hourly.equals(result.cohort.hourly) and again.summary() == result.summary()
+    # the fitted knobs given back: no pilots, the same cohort
+    given = SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6, draw_spread=record["spread"], draw_serial=record["serial"])
+    reused = synthesizer.generate(twin, given)
+    assert reused.cohort.hourly.equals(result.cohort.hourly) and reused.summary()["draw_spread"]["pilots"] == []
+    plain = synthesizer.generate(twin, SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6))
+    assert plain.summary()["draw_spread"] is None and not plain.cohort.hourly.equals(result.cohort.hourly)
+    with pytest.raises(ValueError, match="does not model: not_a_variable"):
+        synthesizer.generate(twin, SynthesisConfig(patients=8, max_hours=10, context_hours=6, draw_spread={"not_a_variable": 0.9}))
