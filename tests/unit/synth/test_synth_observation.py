@@ -1,4 +1,4 @@
-"""The observation model: learned charting rhythms, joint charting with the anchor, determinism."""
+"""The observation model: learned charting rhythms, joint charting of a panel, determinism."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from organsim.data import Cohort
 from organsim.synth import ObservationModel, ObservationState
-from organsim.synth.observation import NEVER_BUCKET, recording_resolution, since_bucket
+from organsim.synth.observation import drawing_order, recording_resolution
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,8 @@ def rhythm_cohort(catalog) -> Cohort:
     return Cohort.from_frames(stays, hourly, source="test", catalog=catalog)
 
 
-def test_since_bucket():
-    assert since_bucket(np.array([1.0, 2.0, 5.0, 24.0, 30.0, 100.0, np.nan])).tolist() == [0, 1, 4, 7, 8, 9, NEVER_BUCKET]
+def test_drawing_order_puts_the_vitals_first_then_the_rarest():
+    assert drawing_order(np.array([0.05, 0.9, 0.01, 0.5, 0.2])).tolist() == [1, 3, 2, 0, 4]
 
 
 def test_recording_resolution():
@@ -49,20 +49,22 @@ def test_state_from_history():
 def test_learns_the_charting_rhythm(rhythm_cohort, catalog):
     variables = ("hr", "sbp", "lactate", "glucose")
     model = ObservationModel.for_catalog(variables, catalog).fit(rhythm_cohort)
-    assert variables[model.anchor_] in ("hr", "sbp")
-    p = model.probability_
-    lactate = variables.index("lactate")
-    assert p[lactate, since_bucket(np.array([4.0]))[0], 0].min() > 0.8  # due after 4 h, whatever the style
-    assert p[lactate, 0, 0].max() < 0.2  # just charted an hour ago
-    sbp = variables.index("sbp")
-    assert p[sbp, 0, 0, 1].min() > 0.9 and p[sbp, 0, 0, 0].max() < 0.2  # sbp comes with the anchor
+    lactate, sbp = variables.index("lactate"), variables.index("sbp")
+    style = np.zeros((2, 4))
+    charted_now = np.array([[True, False, False, False], [False, False, False, False]])  # hr charted, or not
+    for hours_since, expected in ((4.0, "due"), (1.0, "just charted")):
+        since = np.full((2, 4), hours_since, dtype=np.float32)
+        p = model.probability(lactate, since, charted_now, np.full(2, 20.0), np.zeros((2, 4)), style)
+        assert (p.min() > 0.8) if expected == "due" else (p.max() < 0.2)
+    p = model.probability(sbp, np.ones((2, 4), dtype=np.float32), charted_now, np.full(2, 20.0), np.zeros((2, 4)), style)
+    assert p[0] > 0.9 and p[1] < 0.2  # sbp comes with hr
     # masking constant simulated values over long stays reproduces the training rates
     rng = np.random.default_rng(0)
-    n, length = 200, 60
+    n, length = 200, 38
     simulated = np.tile(np.array([80.0, 120.0, 1.5, 100.0], dtype=np.float32), (n, length, 1))
     hours = np.tile(np.arange(3, 3 + length), (n, 1))
     state = ObservationState(last_hour=np.full((n, 4), 2.0), last_value=np.tile([80.0, 120.0, 1.5, np.nan], (n, 1)),
-                             style=model.draw_styles(n, rng))
+                             style=model.draw_styles(n, rng), first_hour=np.ones(n))
     state.last_hour[:, 3] = np.nan
     charted = np.isfinite(model.mask(simulated, hours, state, rng))
     assert charted[..., 0].mean() == pytest.approx(0.8, abs=0.05)
@@ -74,14 +76,24 @@ def test_learns_the_charting_rhythm(rhythm_cohort, catalog):
     assert np.isfinite(state.last_hour[:, 2]).all() and state.last_hour[:, 2].max() == 2 + length
 
 
-def test_same_generator_same_mask(rhythm_cohort, catalog):
-    model = ObservationModel.for_catalog(("hr", "lactate"), catalog).fit(rhythm_cohort)
+def test_same_generator_same_mask(catalog):
+    n_stays, n_hours = 30, 20
+    charted = np.random.default_rng(3).random((2, n_stays * n_hours)) < [[0.7], [0.2]]
+    hourly = pl.DataFrame({"stay_id": np.repeat(np.arange(1, n_stays + 1), n_hours),
+                           "hour": np.tile(np.arange(1, n_hours + 1), n_stays),
+                           "hr": np.where(charted[0], 80.0, np.nan), "lactate": np.where(charted[1], 1.5, np.nan)},
+                          nan_to_null=True).with_columns(pl.col("hour").cast(pl.Int32))
+    stays = pl.DataFrame({"stay_id": np.arange(1, n_stays + 1), "sepsis": np.zeros(n_stays, dtype=bool)})
+    model = ObservationModel.for_catalog(("hr", "lactate"), catalog).fit(
+        Cohort.from_frames(stays, hourly, source="test", catalog=catalog))
     simulated = np.full((5, 10, 2), 1.0, dtype=np.float32)
     hours = np.tile(np.arange(1, 11), (5, 1))
 
     def mask(seed):
-        state = ObservationState(np.full((5, 2), np.nan), np.full((5, 2), np.nan), np.ones((5, 2), dtype=np.int64))
-        return model.mask(simulated, hours, state, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        state = ObservationState(np.full((5, 2), np.nan), np.full((5, 2), np.nan), model.draw_styles(5, rng),
+                                 first_hour=np.ones(5))
+        return model.mask(simulated, hours, state, rng)
 
     np.testing.assert_array_equal(mask(1), mask(1))
     assert not np.array_equal(np.isnan(mask(1)), np.isnan(mask(2)))
@@ -100,7 +112,8 @@ def test_charting_styles_follow_the_stays(catalog):
         Cohort.from_frames(stays, hourly, source="test", catalog=catalog))
     rng = np.random.default_rng(0)
     n, length = 300, 36
-    state = ObservationState(np.full((n, 2), 0.0), np.tile([80.0, 37.0], (n, 1)), model.draw_styles(n, rng))
+    state = ObservationState(np.full((n, 2), 0.0), np.tile([80.0, 37.0], (n, 1)), model.draw_styles(n, rng),
+                             first_hour=np.ones(n))
     simulated = np.tile(np.array([80.0, 37.0], dtype=np.float32), (n, length, 1))
     charted = np.isfinite(model.mask(simulated, np.tile(np.arange(1, length + 1), (n, 1)), state, rng))
     shares = charted[..., 1].mean(axis=1)  # per synthetic stay
