@@ -132,7 +132,7 @@ def synthesize(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Stays per rollout call.")] = 512,
     spread_pilot_stays: Annotated[int, typer.Option(
         "--spread-pilot-stays", min=0,
-        help="Stays per pilot generation of the draw-spread fit (at most a quarter of --patients; three pilots): the vital "
+        help="Stays per pilot generation of the draw-spread fit (at most a quarter of --patients; four pilots): the vital "
              "signs' draws are narrowed so that their per-stay SD and hourly change match the train split's. 0: the twin's own draws.",
     )] = 256,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",

@@ -154,7 +154,7 @@ class SynthesisConfig:
     spread_pilot_hours
         Longest pilot stay in hours (at most ``max_hours``).
     spread_newton_steps
-        Newton steps of the fit after its three Jacobian pilots (each step but the last one more pilot).
+        Newton steps of the fit after its three Jacobian pilots (each measured by one more pilot).
     draw_spread, draw_serial
         Fitted knobs to use instead of fitting them (:attr:`~organsim.synth.spread.DrawSpread.spread`,
         :attr:`~organsim.synth.spread.DrawSpread.serial`: variable -> ``s``, fed-back variable ->

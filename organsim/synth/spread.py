@@ -32,11 +32,15 @@ one at the twin's own knobs, one with every ``s`` lowered by :data:`SPREAD_STEP`
 ``rho`` lowered by :data:`SERIAL_STEP` give each variable's Jacobian of the two log ratios
 ``log(synthetic / real)`` against ``(log s, rho)``; then Newton steps (least squares, within
 :data:`SPREAD_BOUNDS` and :data:`SERIAL_BOUNDS`) solve for the knobs that make both ratios 1, each
-step but the last one more pilot and a Broyden update of the Jacobian. One step (three pilots) is
-the default: a pilot of 256 stays measures a median to a few per cent, and on PhysioNet the first
+each step at most :data:`MAX_SPREAD_CHANGE` and :data:`MAX_SERIAL_CHANGE` long, measured by one
+more pilot and followed by a Broyden update of the Jacobian. Each variable then keeps the knobs of
+the pilot nearest its targets (the smallest sum of squared log ratios), so a step the linear model
+misjudged cannot leave a variable worse than the twin's own draws. One step (four pilots) is the
+default: a pilot of 256 stays measures a median to a few per cent, and on PhysioNet the first
 step took every vital's two ratios (synthetic / real) from 0.96-1.21 to 0.98-1.05 (EtCO2's change,
-charted in few stays, 1.08), while further steps moved within that noise. Pilot stays are cut at ``pilot_hours`` and the real
-stays at the same number of hours from their first, since a stay's SD grows with its length.
+charted in few stays, 1.08), while a second step with the first Jacobian overshot (heart rate's SD
+ratio 1.04 -> 0.92). Pilot stays are cut at ``pilot_hours`` and the real stays at the same number
+of hours from their first, since a stay's SD grows with its length.
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ SPREAD_STEP = np.log(0.9)
 
 SERIAL_STEP = -0.2
 """The step of ``rho`` in the Jacobian's pilot."""
+
+MAX_SPREAD_CHANGE = float(np.log(1.25))
+"""Largest change of ``log s`` in one Newton step (the Jacobian is measured within :data:`SPREAD_STEP`)."""
+
+MAX_SERIAL_CHANGE = 0.3
+"""Largest change of ``rho`` in one Newton step."""
 
 SPREAD_BOUNDS = (0.5, 1.5)
 """Smallest and largest fitted spread ``s``."""
@@ -145,12 +155,16 @@ def newton_step(ratios: np.ndarray, jacobian: np.ndarray, knobs: np.ndarray) -> 
     Returns
     -------
     np.ndarray
-        ``(K,)`` the new knobs, clipped to :data:`SPREAD_BOUNDS` (``log s``) and :data:`SERIAL_BOUNDS`;
-        unchanged where the ratios or the Jacobian are not finite.
+        ``(K,)`` the new knobs: the least-squares change, shortened (same direction) to move ``log s``
+        by at most :data:`MAX_SPREAD_CHANGE` and ``rho`` by at most :data:`MAX_SERIAL_CHANGE`, then
+        clipped to :data:`SPREAD_BOUNDS` and :data:`SERIAL_BOUNDS`; unchanged where the ratios or
+        the Jacobian are not finite.
     """
     if not (np.isfinite(ratios).all() and np.isfinite(jacobian).all()):
         return knobs.copy()
     change = np.linalg.lstsq(jacobian, -ratios, rcond=1e-6)[0]
+    limits = np.array([MAX_SPREAD_CHANGE, MAX_SERIAL_CHANGE])[: len(change)]
+    change *= min(1.0, float(np.min(limits / np.maximum(np.abs(change), 1e-12))))  # the same direction, a step within limits
     moved = knobs + change
     moved[0] = np.clip(moved[0], *np.log(SPREAD_BOUNDS))
     if len(moved) > 1:
@@ -164,8 +178,7 @@ def broyden_update(jacobian: np.ndarray, knob_change: np.ndarray, ratio_change: 
     ``J + (dr - J dk) dk^T / (dk^T dk)`` with ``dk`` ``(F, 2)`` the knobs' change (``log s``, ``rho``)
     and ``dr`` ``(F, 2)`` the log ratios' change, of ``jacobian`` ``(F, 2, 2)``; a variable that did
     not move or whose ratios are not finite keeps its Jacobian. The Jacobian of the first pilots
-    misjudges steps away from where it was measured (on PhysioNet, a second step with it moved heart
-    rate's SD ratio from 1.04 to 0.92).
+    misjudges steps away from where it was measured (module docstring).
     """
     updated = jacobian.copy()
     for i in range(len(jacobian)):
@@ -193,6 +206,9 @@ class DrawSpread:
     pilots
         One entry per pilot generation: its ``spread`` and ``serial`` and the ``ratios`` it measured
         (variable -> ``{"sd": synthetic / real, "mean_abs_change": synthetic / real}``).
+    chosen
+        Variable -> the pilot (index in :attr:`pilots`) whose knobs it keeps: the one whose two log
+        ratios had the smallest sum of squares.
     pilot_stays, pilot_hours
         Stays per pilot and their longest length (h).
     """
@@ -201,6 +217,7 @@ class DrawSpread:
     serial: dict[str, float] = field(default_factory=dict)
     real: dict[str, dict[str, float]] = field(default_factory=dict)
     pilots: list[dict[str, Any]] = field(default_factory=list)
+    chosen: dict[str, int] = field(default_factory=dict)
     pilot_stays: int = 0
     pilot_hours: int = 0
 
@@ -215,7 +232,7 @@ class DrawSpread:
     def summary(self) -> dict[str, Any]:
         """JSON-ready record: the knobs, the targets and every pilot's ratios."""
         return {"spread": self.spread, "serial": self.serial, "real": self.real, "pilots": self.pilots,
-                "pilot_stays": self.pilot_stays, "pilot_hours": self.pilot_hours}
+                "chosen": self.chosen, "pilot_stays": self.pilot_stays, "pilot_hours": self.pilot_hours}
 
 
 Pilot = Callable[[np.ndarray, np.ndarray], dict[str, dict[str, float]]]
@@ -244,7 +261,7 @@ def fit_draw_spread(
     own_serial
         ``(V_model,)`` the twin's own serial correlations (:attr:`organsim.twin.PatientTwin.serial_correlations`).
     newton_steps
-        Newton steps after the Jacobian's three pilots (>= 1); each but the last costs one more pilot.
+        Newton steps after the Jacobian's three pilots (>= 1), each measured by one more pilot.
     pilot_stays, pilot_hours
         Recorded in the result.
     progress
@@ -259,7 +276,7 @@ def fit_draw_spread(
     model_variables = tuple(model_variables)
     columns = np.array([model_variables.index(v) for v in variables], dtype=np.int64)
     serial_knob = np.asarray(fed_back, dtype=bool)[columns]  # (F,) the variable's rho is a knob
-    total = 3 + newton_steps - 1
+    total = 3 + newton_steps
     record: list[dict[str, Any]] = []
 
     def run(log_spread: np.ndarray, serial: np.ndarray) -> np.ndarray:
@@ -280,10 +297,17 @@ def fit_draw_spread(
 
     log_spread = np.zeros(len(variables))
     serial = np.asarray(own_serial, dtype=np.float64)[columns].copy()
-    base = run(log_spread, serial)
-    narrower = run(log_spread + SPREAD_STEP, serial)
+    tried: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (log s (F,), rho (F,), log ratios (F, 2)) of every pilot
+
+    def measure(log_spread: np.ndarray, serial: np.ndarray) -> np.ndarray:
+        ratios = run(log_spread, serial)
+        tried.append((log_spread.copy(), serial.copy(), ratios))
+        return ratios
+
+    base = measure(log_spread, serial)
+    narrower = measure(log_spread + SPREAD_STEP, serial)
     serial_moved = np.clip(serial + SERIAL_STEP, *SERIAL_BOUNDS)
-    reverting = run(log_spread, np.where(serial_knob, serial_moved, serial))
+    reverting = measure(log_spread, np.where(serial_knob, serial_moved, serial))
     serial_change = np.where(serial_moved != serial, serial_moved - serial, np.nan)
     # (F, 2 statistics, 2 knobs): derivatives of the log ratios by log s and by rho
     jacobian = np.stack([(narrower - base) / SPREAD_STEP, (reverting - base) / serial_change[:, None]], axis=-1)
@@ -298,12 +322,18 @@ def fit_draw_spread(
             log_spread[i] = moved[0]
             if serial_knob[i]:
                 serial[i] = moved[1]
+        ratios = measure(log_spread, serial)
         if step + 1 < newton_steps:
-            ratios = run(log_spread, serial)
             jacobian = broyden_update(jacobian, np.stack([log_spread - before[0], serial - before[1]], axis=-1), ratios - before[2])
+    # each variable keeps the knobs of the pilot that came nearest its targets (a far step can miss)
+    misses = np.stack([np.where(np.isfinite(r).all(axis=1), (r**2).sum(axis=1), np.inf) for _, _, r in tried])  # (pilots, F)
+    chosen = np.where(np.isfinite(misses).any(axis=0), misses.argmin(axis=0), 0)  # (F,) base where no pilot measured it
+    log_spread = np.array([tried[c][0][i] for i, c in enumerate(chosen)])
+    serial = np.array([tried[c][1][i] for i, c in enumerate(chosen)])
     return DrawSpread(
-        spread={v: round(float(np.exp(s)), 4) for v, s in zip(variables, log_spread, strict=True)},
-        serial={v: round(float(r), 4) for v, r, k in zip(variables, serial, serial_knob, strict=True) if k},
+        spread={v: float(np.exp(s)) for v, s in zip(variables, log_spread, strict=True)},
+        serial={v: float(r) for v, r, k in zip(variables, serial, serial_knob, strict=True) if k},
         real={v: {k: (round(x, 4) if isinstance(x, float) else x) for k, x in real[v].items()} for v in variables},
+        chosen={v: int(c) for v, c in zip(variables, chosen, strict=True)},
         pilots=record, pilot_stays=pilot_stays, pilot_hours=pilot_hours,
     )

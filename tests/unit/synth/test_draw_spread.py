@@ -9,6 +9,8 @@ import pytest
 
 from organsim.synth import SynthesisConfig
 from organsim.synth.spread import (
+    MAX_SERIAL_CHANGE,
+    MAX_SPREAD_CHANGE,
     SERIAL_BOUNDS,
     SERIAL_STEP,
     SPREAD_BOUNDS,
@@ -51,7 +53,7 @@ def test_log_ratios_leave_out_statistics_of_too_few_synthetic_stays() -> None:
     np.testing.assert_allclose(log_ratios(synthetic, real, ["hr", "map"]), [[np.log(1.25), 0.0], [np.nan, np.nan]])
 
 
-def test_a_newton_step_solves_a_linear_response_and_stays_in_bounds() -> None:
+def test_a_newton_step_solves_a_linear_response_within_its_step_limits_and_bounds() -> None:
     jacobian = np.array([[1.6, 0.6], [1.7, -0.2]])  # d(log ratio of SD, of change) / d(log s, rho)
     knobs = np.array([0.0, -0.1])
     ratios = np.array([0.18, 0.04])
@@ -60,9 +62,12 @@ def test_a_newton_step_solves_a_linear_response_and_stays_in_bounds() -> None:
     # a single knob (a variable that is not fed back): least squares over the two statistics
     alone = newton_step(ratios, jacobian[:, :1], knobs[:1])
     np.testing.assert_allclose(alone, -(jacobian[:, 0] @ ratios) / (jacobian[:, 0] @ jacobian[:, 0]))
-    far = newton_step(np.array([5.0, -5.0]), jacobian, knobs)
-    assert far[0] == pytest.approx(np.log(SPREAD_BOUNDS[0])) or far[0] == pytest.approx(np.log(SPREAD_BOUNDS[1]))
-    assert SERIAL_BOUNDS[0] <= far[1] <= SERIAL_BOUNDS[1]
+    far = newton_step(np.array([5.0, -5.0]), jacobian, knobs)  # a long step, shortened in the same direction
+    full = np.linalg.solve(jacobian, -np.array([5.0, -5.0]))
+    assert max(abs(far[0] - knobs[0]) / MAX_SPREAD_CHANGE, abs(far[1] - knobs[1]) / MAX_SERIAL_CHANGE) == pytest.approx(1.0)
+    np.testing.assert_allclose((far - knobs) / np.linalg.norm(far - knobs), full / np.linalg.norm(full))
+    near_bound = newton_step(np.array([5.0, -5.0]), jacobian, np.array([np.log(SPREAD_BOUNDS[1]) - 0.01, SERIAL_BOUNDS[0] + 0.01]))
+    assert np.log(SPREAD_BOUNDS[0]) <= near_bound[0] <= np.log(SPREAD_BOUNDS[1]) and SERIAL_BOUNDS[0] <= near_bound[1] <= SERIAL_BOUNDS[1]
     np.testing.assert_array_equal(newton_step(np.array([np.nan, 0.1]), jacobian, knobs), knobs)
 
 
@@ -97,11 +102,11 @@ class LinearPilot:
         return result
 
 
-def test_the_fit_finds_the_knobs_of_a_linear_response_in_three_pilots() -> None:
+def test_the_fit_finds_the_knobs_of_a_linear_response_in_one_newton_step() -> None:
     pilot = LinearPilot()
     fitted = fit_draw_spread(pilot, pilot.real, ("hr", "temperature"), pilot.model_variables, np.array([True, False, False]),
                              pilot.own_serial, pilot_stays=64, pilot_hours=48)
-    assert len(pilot.calls) == 3 and len(fitted.pilots) == 3
+    assert len(pilot.calls) == 4 and len(fitted.pilots) == 4 and fitted.chosen == {"hr": 3, "temperature": 3}
     np.testing.assert_allclose(pilot.calls[1][0][:2], 0.9)  # the Jacobian's pilots: s lowered, then rho
     assert pilot.calls[2][1][0] == pytest.approx(-0.1 + SERIAL_STEP)
     solution = np.linalg.solve(pilot.jacobian["hr"], -pilot.offset["hr"])
@@ -113,13 +118,34 @@ def test_the_fit_finds_the_knobs_of_a_linear_response_in_three_pilots() -> None:
     np.testing.assert_allclose(fitted.spread_vector(pilot.model_variables), [fitted.spread["hr"], fitted.spread["temperature"], 1.0],
                                rtol=1e-6)
     np.testing.assert_allclose(fitted.serial_vector(pilot.model_variables, pilot.own_serial), [fitted.serial["hr"], 1.0, 1.0], rtol=1e-6)
+    assert fitted.pilots[3]["ratios"]["hr"] == {"sd": pytest.approx(1.0), "mean_abs_change": pytest.approx(1.0)}
     # a second step costs one more pilot and, the response being linear, stays at the solution
     again = LinearPilot()
     twice = fit_draw_spread(again, again.real, ("hr", "temperature"), again.model_variables, np.array([True, False, False]),
                             again.own_serial, newton_steps=2)
-    assert len(again.calls) == 4 and twice.spread["hr"] == pytest.approx(fitted.spread["hr"], abs=2e-4)
+    assert len(again.calls) == 5 and twice.spread["hr"] == pytest.approx(fitted.spread["hr"], abs=2e-4)
     with pytest.raises(ValueError, match="newton_steps"):
         fit_draw_spread(again, again.real, ("hr",), again.model_variables, np.ones(3, dtype=bool), again.own_serial, newton_steps=0)
+
+
+class MissingPilot(LinearPilot):
+    """The linear response, except that heart rate's pilots far from the twin's own knobs come out twice too wide."""
+
+    def __call__(self, spread: np.ndarray, serial: np.ndarray) -> dict[str, dict[str, float]]:
+        result = super().__call__(spread, serial)
+        if spread[0] < 0.85:
+            result["hr"] = {**result["hr"], "sd": 2 * result["hr"]["sd"]}
+        return result
+
+
+def test_each_variable_keeps_the_knobs_of_the_pilot_nearest_its_targets() -> None:
+    pilot = MissingPilot()
+    pilot.offset = {"hr": np.array([0.4, 0.3]), "temperature": pilot.offset["temperature"]}  # far off: a long step
+    fitted = fit_draw_spread(pilot, pilot.real, ("hr", "temperature"), pilot.model_variables, np.array([True, False, False]),
+                             pilot.own_serial)
+    assert fitted.pilots[3]["ratios"]["hr"]["sd"] > 1.9  # the step's pilot missed ...
+    assert fitted.chosen["hr"] == 1 and fitted.spread["hr"] == pytest.approx(0.9)  # ... so hr keeps the narrower pilot's knobs
+    assert fitted.serial["hr"] == pytest.approx(-0.1, abs=1e-7) and fitted.chosen["temperature"] == 3
 
 
 def test_the_config_checks_its_draw_spread_settings() -> None:

@@ -96,7 +96,7 @@ def test_the_generator_fits_the_vitals_draw_spread_records_it_and_stays_determin
     assert set(record["spread"]) <= set(vitals) and record["spread"]
     fed_back = set(np.array(twin.variables)[twin.runtime.feedback])
     assert set(record["serial"]) <= fed_back & set(record["spread"])
-    assert record["pilot_stays"] == 20 and record["pilot_hours"] == 8 and len(record["pilots"]) == 3
+    assert record["pilot_stays"] == 20 and record["pilot_hours"] == 8 and len(record["pilots"]) == 4
     assert set(record["cohort_ratios"]) == set(record["spread"])
     assert result.cohort.meta["provenance"]["draw_spread"] == {"spread": record["spread"], "serial": record["serial"]}
     again = synthesizer.generate(twin, config)
