@@ -50,7 +50,7 @@ def test_learns_the_charting_rhythm(rhythm_cohort, catalog):
     variables = ("hr", "sbp", "lactate", "glucose")
     model = ObservationModel.for_catalog(variables, catalog).fit(rhythm_cohort)
     lactate, sbp = variables.index("lactate"), variables.index("sbp")
-    style = np.zeros((2, 4))
+    style = np.tile(model.training_styles_[0], (2, 1))  # every training stay charts alike
     charted_now = np.array([[True, False, False, False], [False, False, False, False]])  # hr charted, or not
     for hours_since, expected in ((4.0, "due"), (1.0, "just charted")):
         since = np.full((2, 4), hours_since, dtype=np.float32)
