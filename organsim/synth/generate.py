@@ -68,7 +68,7 @@ from organsim.catalog import Catalog
 from organsim.data import Cohort
 from organsim.data.windows import ForecastBatch
 from organsim.physiology import ObservedState
-from organsim.synth.consistency import PressureConsistency
+from organsim.synth.consistency import PRESSURES, PressureConsistency
 from organsim.synth.dequantize import BinSpreader, sorted_training_changes, sorted_training_values
 from organsim.synth.initial import InitialStateModel
 from organsim.synth.labels import event_counts, sepsis_onsets
@@ -492,7 +492,8 @@ class CohortSynthesizer:
         ``config.pilot_stays`` stays are drawn once (seeded by ``config.seed``, in the septic share
         of ``config``) with lengths cut at ``spread_pilot_hours`` and simulated as the cohort's are,
         every pilot with the same random numbers; the targets are the train split's medians over
-        its stays' first ``spread_pilot_hours`` hours.
+        its stays' first ``spread_pilot_hours`` hours. MAP is left out where :attr:`pressure` derives
+        it from SBP and DBP (its spread follows theirs and the residual's).
 
         Parameters
         ----------
@@ -517,7 +518,9 @@ class CohortSynthesizer:
         vitals = [c for c in self.training_vitals.columns if c not in ("stay_id", "hour")]
         real = stay_variability(self.training_vitals, vitals, first_hours=pilot_hours)
         model_variables = tuple(simulator.agents.config.variables)
-        variables = spread_variables(self.catalog, model_variables, real)
+        # MAP is rewritten from each hour's SBP and DBP (PressureConsistency): its own draw never reaches the cohort
+        derived = {PRESSURES[2]} if self.pressure is not None else set()
+        variables = tuple(v for v in spread_variables(self.catalog, model_variables, real) if v not in derived)
         if not variables:
             return None
         n = config.pilot_stays

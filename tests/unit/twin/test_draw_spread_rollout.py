@@ -94,6 +94,7 @@ def test_the_generator_fits_the_vitals_draw_spread_records_it_and_stays_determin
     record = result.summary()["draw_spread"]
     vitals = [v for v in twin.variables if synthesizer.catalog.variable(v).kind == "vital"]
     assert set(record["spread"]) <= set(vitals) and record["spread"]
+    assert synthesizer.pressure is not None and "map" not in record["spread"]  # MAP is rewritten from SBP and DBP: no knob
     fed_back = set(np.array(twin.variables)[twin.runtime.feedback])
     assert set(record["serial"]) <= fed_back & set(record["spread"])
     assert record["pilot_stays"] == 20 and record["pilot_hours"] == 8 and len(record["pilots"]) == 4
