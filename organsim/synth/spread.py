@@ -41,6 +41,17 @@ step took every vital's two ratios (synthetic / real) from 0.96-1.21 to 0.98-1.0
 charted in few stays, 1.08), while a second step with the first Jacobian overshot (heart rate's SD
 ratio 1.04 -> 0.92). Pilot stays are cut at ``pilot_hours`` and the real stays at the same number
 of hours from their first, since a stay's SD grows with its length.
+
+On the PhysioNet 2019 benchmark (``bench/synthesize.py``, 4,200 synthetic stays of up to 120 h,
+seed 0, four pilots of 256 stays, 76 s on one core against 488 s for the cohort) the fitted spreads
+were HR 0.95, SBP 0.97, DBP 0.95, respiratory rate 0.93, SpO2 0.88, EtCO2 0.97, temperature 0.94,
+the serial correlations HR -0.31, SBP -0.31, DBP -0.22, respiratory rate -0.17, SpO2 -0.25 (the
+twin's own -0.06 to -0.10). The median per-stay SD (real / before / after) went HR 7.33 / 8.83 /
+7.46, SBP 13.6 / 15.4 / 13.6, MAP 9.34 / 10.4 / 9.34, respiratory rate 2.93 / 3.48 / 3.00, SpO2
+1.73 / 2.12 / 1.75, temperature 0.381 / 0.452 / 0.407, and each vital's SD alone told the cohorts
+apart with AUROC 0.50-0.53 instead of 0.58-0.64; the detection AUROC moved only from 0.949 to 0.940,
+its classifier reading other features (MAP's hourly change, 7.88 against 7.38, comes from SBP, DBP
+and :class:`~organsim.synth.consistency.PressureConsistency`'s residual).
 """
 
 from __future__ import annotations
