@@ -46,8 +46,9 @@ the detection AUROC from 0.967 to 0.991 (top features temperature_last, glucose_
 
 The twin's free-running draws vary too much within a stay (the one-step distributions are too
 wide once it feeds back its own hours). With ``spread_pilot_stays > 0`` the generator first fits a
-draw spread and serial correlation per vital sign to the train split's median per-stay SD and mean
-absolute hourly change by short pilot generations (:mod:`organsim.synth.spread`,
+draw spread per vital sign and frequently charted lab (glucose on PhysioNet), and a serial
+correlation per fed-back vital, to the train split's median per-stay SD and mean absolute hourly
+change by short pilot generations (:mod:`organsim.synth.spread`,
 :meth:`CohortSynthesizer.fit_draw_spread`) and rolls every stay out with them; the fitted knobs and
 what the pilots measured are in :attr:`SynthesisResult.draw_spread`.
 
@@ -74,6 +75,7 @@ from organsim.synth.initial import InitialStateModel
 from organsim.synth.labels import event_counts, sepsis_onsets
 from organsim.synth.observation import ObservationModel, ObservationState
 from organsim.synth.spread import (
+    FREQUENT_SHARE,
     MIN_STAYS,
     STATISTICS,
     DrawSpread,
@@ -298,9 +300,11 @@ class CohortSynthesizer:
         The catalog of the training cohort.
     training
         Where the models were fitted (source, stays, septic share), for provenance.
-    training_vitals
-        The train split's ``stay_id``, ``hour`` and vital signs (the catalog's ``vital`` variables),
-        the targets of the draw-spread fit; None: no fit.
+    spread_targets
+        The train split's ``stay_id``, ``hour`` and the variables whose draw spread can be fitted (the
+        catalog's vital signs and variables charted in at least
+        :data:`~organsim.synth.spread.FREQUENT_SHARE` of the training hours), the targets of the
+        draw-spread fit; None: no fit.
     """
 
     initial: InitialStateModel
@@ -311,7 +315,7 @@ class CohortSynthesizer:
     training_values: dict[str, np.ndarray] = field(default_factory=dict)
     training_changes: dict[str, np.ndarray] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
-    training_vitals: pl.DataFrame | None = None
+    spread_targets: pl.DataFrame | None = None
 
     @property
     def treatments_recorded(self) -> bool:
@@ -339,11 +343,12 @@ class CohortSynthesizer:
             "treatments_recorded": behaviour is not None,
             "initial_hours": initial_hours,
         }
-        vitals = [v.code for v in train.catalog.variables if v.kind == "vital"]
+        targets = [v for v in variables if train.catalog.variable(v).kind == "vital"
+                   or train.hourly[v].is_not_null().mean() >= FREQUENT_SHARE]
         return cls(initial=initial, observation=observation, behaviour=behaviour, catalog=train.catalog, pressure=pressure,
                    training_values=sorted_training_values(train, variables),
                    training_changes=sorted_training_changes(train, variables), training=training,
-                   training_vitals=train.hourly.select("stay_id", "hour", *vitals))
+                   spread_targets=train.hourly.select("stay_id", "hour", *targets))
 
     # ------------------------------------------------------------------ simulation
     def _simulate_batch(
@@ -487,7 +492,8 @@ class CohortSynthesizer:
     def fit_draw_spread(
         self, simulator: Simulator, config: SynthesisConfig, *, progress: ProgressCallback | None = None
     ) -> DrawSpread | None:
-        """Fit the vital signs' draw spread and serial correlations by pilot generations (:mod:`organsim.synth.spread`).
+        """Fit the draw spread (vital signs, frequently charted labs) and the fed-back vitals' serial
+        correlations by pilot generations (:mod:`organsim.synth.spread`).
 
         ``config.pilot_stays`` stays are drawn once (seeded by ``config.seed``, in the septic share
         of ``config``) with lengths cut at ``spread_pilot_hours`` and simulated as the cohort's are,
@@ -508,19 +514,20 @@ class CohortSynthesizer:
         -------
         DrawSpread or None
             None when ``config`` asks for no pilots, the simulator has no knobs, the synthesizer has
-            no training vitals or no vital sign is charted in enough training stays.
+            no spread targets or none of them is charted in enough training stays.
         """
         fed_back = self._fed_back(simulator)
         own_serial = getattr(simulator, "serial_correlations", None)
-        if config.pilot_stays == 0 or fed_back is None or own_serial is None or self.training_vitals is None:
+        if config.pilot_stays == 0 or fed_back is None or own_serial is None or self.spread_targets is None:
             return None
         pilot_hours = min(config.spread_pilot_hours, config.max_hours)
-        vitals = [c for c in self.training_vitals.columns if c not in ("stay_id", "hour")]
-        real = stay_variability(self.training_vitals, vitals, first_hours=pilot_hours)
+        candidates = [c for c in self.spread_targets.columns if c not in ("stay_id", "hour")]
+        real = stay_variability(self.spread_targets, candidates, first_hours=pilot_hours)
         model_variables = tuple(simulator.agents.config.variables)
         # MAP is rewritten from each hour's SBP and DBP (PressureConsistency): its own draw never reaches the cohort
         derived = {PRESSURES[2]} if self.pressure is not None else set()
-        variables = tuple(v for v in spread_variables(self.catalog, model_variables, real) if v not in derived)
+        shares = {v: self.spread_targets[v].is_not_null().mean() for v in candidates}
+        variables = tuple(v for v in spread_variables(self.catalog, model_variables, real, shares) if v not in derived)
         if not variables:
             return None
         n = config.pilot_stays
@@ -563,8 +570,8 @@ class CohortSynthesizer:
         """:attr:`SynthesisResult.draw_spread`: the knobs (and fit) with the cohort's ratios to the train split."""
         variables = sorted(set(spread.spread) | set(spread.serial))
         record = spread.summary()
-        if self.training_vitals is not None:
-            real = stay_variability(self.training_vitals, [v for v in variables if v in self.training_vitals.columns])
+        if self.spread_targets is not None:
+            real = stay_variability(self.spread_targets, [v for v in variables if v in self.spread_targets.columns])
             synthetic = stay_variability(cohort.hourly, list(real))
             record["cohort_ratios"] = {
                 v: {statistic: round(synthetic[v][statistic] / real[v][statistic], 4) for statistic in STATISTICS}

@@ -86,6 +86,12 @@ SERIAL_BOUNDS = (-0.9, 0.9)
 MIN_STAYS = 20
 """Stays with both statistics a variable needs, in the real and in every pilot cohort, to be fitted."""
 
+FREQUENT_SHARE = 0.2
+"""A variable that is not a vital sign has its draws fitted too when charted in at least this share
+of the training hours: enough charted hours per stay for its SD and hourly change (on PhysioNet
+glucose, 22 % of hours, per-stay SD 25.2 mg/dL synthetic against 20.1 real without a fit; the next
+lab, potassium, 7.7 %)."""
+
 STATISTICS = ("sd", "mean_abs_change")
 """The per-stay statistics matched, in the rows of a Jacobian."""
 
@@ -127,13 +133,19 @@ def stay_variability(hourly: pl.DataFrame, variables: Sequence[str], *, first_ho
     return result
 
 
-def spread_variables(catalog: Catalog, model_variables: Sequence[str], real: dict[str, dict[str, float]]) -> tuple[str, ...]:
-    """The variables whose draws are fitted: the catalog's vital signs the twin models, with both
-    statistics in at least :data:`MIN_STAYS` real stays and a real SD and change above 0."""
+def spread_variables(
+    catalog: Catalog, model_variables: Sequence[str], real: dict[str, dict[str, float]],
+    charting_share: dict[str, float] | None = None,
+) -> tuple[str, ...]:
+    """The variables whose draws are fitted: those the twin models that are vital signs in the catalog
+    or charted in at least :data:`FREQUENT_SHARE` of the training hours (``charting_share``:
+    variable -> share; None: vital signs only), with both statistics in at least
+    :data:`MIN_STAYS` real stays and a real SD and change above 0."""
+    shares = charting_share or {}
     return tuple(
         v for v in model_variables
-        if catalog.variable(v).kind == "vital" and v in real and real[v]["stays"] >= MIN_STAYS
-        and real[v]["sd"] > 0 and real[v]["mean_abs_change"] > 0
+        if (catalog.variable(v).kind == "vital" or shares.get(v, 0.0) >= FREQUENT_SHARE)
+        and v in real and real[v]["stays"] >= MIN_STAYS and real[v]["sd"] > 0 and real[v]["mean_abs_change"] > 0
     )
 
 

@@ -45,6 +45,9 @@ def test_spread_variables_are_the_modelled_vitals_charted_in_enough_stays(catalo
     enough = {"stays": 50, "sd": 5.0, "mean_abs_change": 3.0}
     real = {"hr": enough, "creatinine": enough, "spo2": {**enough, "stays": 3}, "map": {**enough, "sd": 0.0}, "temperature": enough}
     assert spread_variables(catalog, ("hr", "map", "spo2", "creatinine", "temperature"), real) == ("hr", "temperature")
+    # a lab charted in a fifth of the training hours is fitted too, one charted less is not
+    assert spread_variables(catalog, ("hr", "creatinine"), real, {"creatinine": 0.25}) == ("hr", "creatinine")
+    assert spread_variables(catalog, ("hr", "creatinine"), real, {"creatinine": 0.1}) == ("hr",)
 
 
 def test_log_ratios_leave_out_statistics_of_too_few_synthetic_stays() -> None:
