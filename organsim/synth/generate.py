@@ -343,8 +343,8 @@ class CohortSynthesizer:
             "treatments_recorded": behaviour is not None,
             "initial_hours": initial_hours,
         }
-        targets = [v for v in variables if train.catalog.variable(v).kind == "vital"
-                   or train.hourly[v].is_not_null().mean() >= FREQUENT_SHARE]
+        charted_share = dict(zip(observation.variables, observation.rate_, strict=True))
+        targets = [v for v in variables if train.catalog.variable(v).kind == "vital" or charted_share[v] >= FREQUENT_SHARE]
         return cls(initial=initial, observation=observation, behaviour=behaviour, catalog=train.catalog, pressure=pressure,
                    training_values=sorted_training_values(train, variables),
                    training_changes=sorted_training_changes(train, variables), training=training,
@@ -488,6 +488,10 @@ class CohortSynthesizer:
         return BinSpreader.fit(agents.tokenizer, agents.changes, self.training_values, self.training_changes,
                                self.catalog.variable_codes, feedback=agents.config.feedback_variables)
 
+    def _septic_fraction(self, config: SynthesisConfig) -> float:
+        """The septic share asked for: ``config``'s, else the training cohort's."""
+        return self.initial.septic_fraction_ if config.septic_fraction is None else config.septic_fraction
+
     # ------------------------------------------------------------------ draw spread
     def fit_draw_spread(
         self, simulator: Simulator, config: SynthesisConfig, *, progress: ProgressCallback | None = None
@@ -526,13 +530,12 @@ class CohortSynthesizer:
         model_variables = tuple(simulator.agents.config.variables)
         # MAP is rewritten from each hour's SBP and DBP (PressureConsistency): its own draw never reaches the cohort
         derived = {PRESSURES[2]} if self.pressure is not None else set()
-        shares = {v: self.spread_targets[v].is_not_null().mean() for v in candidates}
-        variables = tuple(v for v in spread_variables(self.catalog, model_variables, real, shares) if v not in derived)
+        charted_share = dict(zip(self.observation.variables, self.observation.rate_, strict=True))
+        variables = tuple(v for v in spread_variables(self.catalog, model_variables, real, charted_share) if v not in derived)
         if not variables:
             return None
         n = config.pilot_stays
-        fraction = self.initial.septic_fraction_ if config.septic_fraction is None else config.septic_fraction
-        septic = np.arange(n) < int(round(fraction * n))
+        septic = np.arange(n) < int(round(self._septic_fraction(config) * n))
         drawn = self.initial.sample(septic, _generator(config.seed, PILOT_ROUND, 999), max_hours=pilot_hours)
         pilot_config = replace(config, max_hours=pilot_hours)
         spreader = self.bin_spreader(simulator)
@@ -599,7 +602,7 @@ class CohortSynthesizer:
         SynthesisResult
             The cohort (stays ``1 .. N`` in the order kept) and the generation's bookkeeping.
         """
-        fraction = self.initial.septic_fraction_ if config.septic_fraction is None else config.septic_fraction
+        fraction = self._septic_fraction(config)
         spreader = self.bin_spreader(simulator)
         spread, knobs = self._draw_knobs(simulator, config)
         septic_target = int(round(fraction * config.patients))

@@ -168,6 +168,8 @@ class ObservationModel:
         ``(V,)`` catalog plausible range (a rounded value is kept inside it).
     order_
         ``(V,)`` variable indices in the order they are drawn within an hour (:func:`drawing_order`).
+    position_
+        ``(V,)`` each variable's place in :attr:`order_` (its classifier reads the variables before it).
     hazards_
         Per variable (in :attr:`variables` order) its fitted classifier, or a constant probability
         where the training hours all agree (0.0: never charted).
@@ -199,6 +201,7 @@ class ObservationModel:
     plausible_low: np.ndarray
     plausible_high: np.ndarray
     order_: np.ndarray | None = None
+    position_: np.ndarray | None = None
     hazards_: list[lgb.LGBMClassifier | float] = field(default_factory=list)
     rate_: np.ndarray | None = None
     resolution_: np.ndarray | None = None
@@ -227,7 +230,7 @@ class ObservationModel:
         """``(n, F)`` float32 features of variable ``v``'s classifier: hours since each variable's last
         charting ``(n, V)``, charted this hour for the variables drawn before ``v``, hours since the
         stay began ``(n,)``, ``v``'s last value abnormal and ``v``'s style."""
-        earlier = self.order_[: int(np.flatnonzero(self.order_ == v)[0])]
+        earlier = self.order_[: self.position_[v]]
         return np.column_stack([since, charted_now[:, earlier], stay_hours, abnormal[:, v], style[:, v]]).astype(np.float32)
 
     def fit(self, cohort: Cohort, *, seed: int = 0) -> ObservationModel:
@@ -251,6 +254,7 @@ class ObservationModel:
         self.rate_ = charted.mean(axis=0)
         self.resolution_ = np.array([recording_resolution(hourly[c].to_numpy()) for c in self.variables])
         self.order_ = drawing_order(self.rate_)
+        self.position_ = np.argsort(self.order_)
         septic_stays = cohort.stays.filter(pl.col("sepsis").fill_null(False))["stay_id"].to_numpy()
         style = self._training_styles(hourly["stay_id"].to_numpy(), charted, septic_stays)
         self.hazards_ = []
