@@ -79,7 +79,7 @@ def generate(args: argparse.Namespace, train: Cohort, started: float) -> tuple[C
     fitted = synthesizer.fit_draw_spread(twin, config, progress=lambda done, total: log(started, f"draw-spread pilot {done} of {total}"))
     seconds["fit_draw_spread"] = round(time.perf_counter() - at, 1)
     if fitted is not None:
-        config = replace(config, draw_spread=fitted.spread, draw_serial=fitted.serial)
+        config = replace(config, **fitted.config_knobs())
     at = time.perf_counter()
     reported = {"done": 0}
 

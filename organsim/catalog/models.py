@@ -52,6 +52,10 @@ class Variable(_Frozen):
     normal: tuple[float, float]
     cutoffs: tuple[float, ...] = ()
     max_hourly_change: float | None = Field(default=None, gt=0)
+    saturates: tuple[Literal["low", "high"], ...] = ()
+    """Ends of the plausible range where the measurement saturates: every value beyond is recorded
+    as the bound itself (a pulse oximeter reads 100 % at most; FiO2 lies between room air and pure
+    oxygen), so recorded data pile up there and a simulated value beyond is that bound."""
     physionet: str | None = None
     physionet_scale: float = 1.0
     mimic_iv: tuple[int, ...] = ()

@@ -173,7 +173,7 @@ def synthesize(
             bar.update(task, description=f"fitting the draw spread ({config.pilot_stays} pilot stays)", total=None)
             fitted = synthesizer.fit_draw_spread(twin, config, progress=lambda done, total: bar.update(task, completed=done, total=total))
             if fitted is not None:  # fitted once: every shard rolls out with the same knobs
-                config = replace(config, draw_spread=fitted.spread, draw_serial=fitted.serial)
+                config = replace(config, **fitted.config_knobs())
         if shards == 1 and ray is None:
             bar.update(task, description="simulating stays", total=patients, completed=0)
             result = synthesizer.generate(twin, config, progress=lambda done, total: bar.update(task, completed=done, total=total))

@@ -13,7 +13,9 @@ them (AUROC 0.80 on creatinine, 0.84 on platelets and haematocrit, the first val
 - a value bin (the simulated value is one of the variable's value-bin means): one of the training
   values that fall in the bin, interpolated between neighbouring sorted values, or uniform over
   the bin when it holds fewer than two (single values only: at the recording resolution a drawn
-  value equals many training values, as any charted value does; no stay is copied);
+  value equals many training values, as any charted value does; no stay is copied). The last bin
+  holds its top edge: on PhysioNet 14 % of the FiO2 values are 1.0 and a quarter of SpO2's 100, the
+  top edges of their last bins;
 - a change bin (anything else; the change is read from the last value the twin was given): the
   last value plus one of the training changes between consecutive measurements that fall in the
   bin, interpolated likewise (the change is kept when the bin holds fewer than two). Drawing
@@ -127,9 +129,12 @@ class BinSpreader:
 
     def _within_value_bin(self, v: int, values: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         edges = self.value_edges[v]
-        k = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+        last = len(edges) - 2
+        k = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, last)
         low, high = edges[k], edges[k + 1]
-        return _draw_within(self.training_values[v], low, high, uniforms, low + uniforms * (high - low))
+        # the last bin is closed above: it holds the training values at the top edge (SpO2 100 %, FiO2 1.0)
+        upper = np.where(k == last, np.nextafter(high, np.inf), high)
+        return _draw_within(self.training_values[v], low, upper, uniforms, low + uniforms * (high - low))
 
     def _within_change_bin(self, v: int, values: np.ndarray, last: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         edges, scale = self.change_edges[v], self.change_scales[v]

@@ -157,10 +157,12 @@ class SynthesisConfig:
         Longest pilot stay in hours (at most ``max_hours``).
     spread_newton_steps
         Newton steps of the fit after its three Jacobian pilots (each measured by one more pilot).
-    draw_spread, draw_serial
+    draw_spread, draw_serial, draw_shift
         Fitted knobs to use instead of fitting them (:attr:`~organsim.synth.spread.DrawSpread.spread`,
-        :attr:`~organsim.synth.spread.DrawSpread.serial`: variable -> ``s``, fed-back variable ->
-        ``rho``), e.g. fitted once for every shard of a sharded generation; None: fit or draw as the twin does.
+        :attr:`~organsim.synth.spread.DrawSpread.serial`, :attr:`~organsim.synth.spread.DrawSpread.shift`:
+        variable -> ``s``, fed-back variable -> ``rho``, variable -> ``m``;
+        :meth:`~organsim.synth.spread.DrawSpread.config_knobs`),
+        e.g. fitted once for every shard of a sharded generation; None: fit or draw as the twin does.
     """
 
     patients: int
@@ -176,6 +178,7 @@ class SynthesisConfig:
     spread_newton_steps: int = 1
     draw_spread: dict[str, float] | None = None
     draw_serial: dict[str, float] | None = None
+    draw_shift: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.patients < 1:
@@ -195,6 +198,13 @@ class SynthesisConfig:
             raise ValueError(f"every draw_spread factor must be a finite number above 0, got {self.draw_spread}")
         if self.draw_serial is not None and not all(-1 <= r <= 1 for r in self.draw_serial.values()):
             raise ValueError(f"every draw_serial correlation must lie in [-1, 1], got {self.draw_serial}")
+        if self.draw_shift is not None and not all(np.isfinite(m) for m in self.draw_shift.values()):
+            raise ValueError(f"every draw_shift must be a finite number, got {self.draw_shift}")
+
+    @property
+    def given_knobs(self) -> bool:
+        """True when the config carries fitted draw knobs (``draw_spread`` and the like) to use as they are."""
+        return any(k is not None for k in (self.draw_spread, self.draw_serial, self.draw_shift))
 
     @property
     def pilot_stays(self) -> int:
@@ -260,6 +270,15 @@ class SynthesisResult:
 
 def _generator(*keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in keys]))
+
+
+def _knob_keywords(spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, np.ndarray]:
+    """The rollout keywords of ``(V_model,)`` knob vectors (``s``, ``rho``, ``m``): a shift only where
+    some variable has one, so knobs without one roll out number for number as before shifts existed."""
+    knobs = {"draw_spread": spread, "draw_serial": serial}
+    if np.any(shift != 0):
+        knobs["draw_shift"] = shift
+    return knobs
 
 
 def _seed(*keys: int) -> int:
@@ -358,7 +377,8 @@ class CohortSynthesizer:
         """Roll one batch of drawn stays forward: ``(n, L, V)`` charted values, ``(n, L, T)`` treatments
         and the number of simulated values clipped onto the plausible ranges.
 
-        ``knobs``: ``draw_spread`` and ``draw_serial`` for every rollout call, when fitted (else empty).
+        ``knobs``: the rollout keywords ``draw_spread``, ``draw_serial`` and ``draw_shift`` when fitted
+        (else empty).
 
         ``L`` is the longest stay of the batch; hours past a stay's end are NaN / defaults.
         """
@@ -376,10 +396,10 @@ class CohortSynthesizer:
         rng = _generator(*keys)
         values = np.full((n, length, len(variables)), np.nan, dtype=np.float32)
         initial = self.initial.initial_values(drawn)  # (n, k, V)
-        pressure_scores = self.pressure.start(n, rng) if self.pressure else None
+        pressure_residuals = self.pressure.start(n, rng) if self.pressure else None
         for hour in range(k):
             if self.pressure:
-                initial[:, hour], pressure_scores = self.pressure.apply(initial[:, hour], pressure_scores, rng)
+                initial[:, hour], pressure_residuals = self.pressure.apply(initial[:, hour], pressure_residuals, rng)
         values[:, :k] = self.observation.record(initial)  # drawn hours, recorded as charted
         defaults = np.array([catalog.treatment(c).default for c in treatment_codes], dtype=np.float32)
         treatments = np.tile(defaults, (n, length, 1))
@@ -423,8 +443,8 @@ class CohortSynthesizer:
             simulated = np.clip(simulated, plausible[:, 0], plausible[:, 1])
             if self.pressure:
                 for step in range(horizon):
-                    simulated[:, step], pressure_scores[active] = self.pressure.apply(
-                        simulated[:, step], pressure_scores[active], rng)
+                    simulated[:, step], pressure_residuals[active] = self.pressure.apply(
+                        simulated[:, step], pressure_residuals[active], rng)
             charted = self.observation.mask(simulated, hours[active, done : done + horizon], state, rng)
             observed.last_hour[active], observed.last_value[active] = state.last_hour, state.last_value
             values[active, done : done + horizon] = charted
@@ -540,9 +560,9 @@ class CohortSynthesizer:
         pilot_config = replace(config, max_hours=pilot_hours)
         spreader = self.bin_spreader(simulator)
 
-        def pilot(spread: np.ndarray, serial: np.ndarray) -> dict[str, dict[str, float]]:
+        def pilot(spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, dict[str, float]]:
             simulated = self._simulate(simulator, drawn, pilot_config, PILOT_ROUND, lambda done: None, spreader,
-                                       {"draw_spread": spread, "draw_serial": serial})
+                                       _knob_keywords(spread, serial, shift))
             return stay_variability(simulated.hourly, variables)
 
         return fit_draw_spread(pilot, real, variables, model_variables, fed_back, own_serial,
@@ -551,23 +571,29 @@ class CohortSynthesizer:
     def _draw_knobs(self, simulator: Simulator, config: SynthesisConfig) -> tuple[DrawSpread | None, dict[str, np.ndarray]]:
         """The cohort's draw knobs: ``config``'s when given, else fitted when ``config`` asks for pilots;
         and the rollout keywords that carry them (empty without knobs)."""
-        if config.draw_spread is not None or config.draw_serial is not None:
+        if config.given_knobs:
             agents = getattr(simulator, "agents", None)
             own_serial = getattr(simulator, "serial_correlations", None)
             if agents is None or own_serial is None:
-                raise ValueError("draw_spread / draw_serial need a twin with organ agents (organsim.twin.PatientTwin)")
-            given = {**(config.draw_spread or {}), **(config.draw_serial or {})}
+                raise ValueError("draw knobs (draw_spread and the like) need a twin with organ agents (organsim.twin.PatientTwin)")
+            given = {**(config.draw_spread or {}), **(config.draw_serial or {}), **(config.draw_shift or {})}
             unknown = sorted(set(given) - set(agents.config.variables))
             if unknown:
-                raise ValueError(f"draw_spread / draw_serial name variables the twin does not model: {', '.join(unknown)}")
-            spread = DrawSpread(spread=dict(config.draw_spread or {}), serial=dict(config.draw_serial or {}))
+                raise ValueError(f"the draw knobs name variables the twin does not model: {', '.join(unknown)}")
+            spread = DrawSpread(spread=dict(config.draw_spread or {}), serial=dict(config.draw_serial or {}),
+                                shift=dict(config.draw_shift or {}))
         else:
             spread = self.fit_draw_spread(simulator, config)
         if spread is None:
             return None, {}
+        return spread, self._rollout_knobs(simulator, spread)
+
+    @staticmethod
+    def _rollout_knobs(simulator: Simulator, spread: DrawSpread) -> dict[str, np.ndarray]:
+        """The ``knobs`` of :meth:`_simulate_batch` that carry ``spread``'s knobs (:func:`_knob_keywords`)."""
         model_variables = simulator.agents.config.variables
-        return spread, {"draw_spread": spread.spread_vector(model_variables),
-                        "draw_serial": spread.serial_vector(model_variables, simulator.serial_correlations)}
+        return _knob_keywords(spread.spread_vector(model_variables), spread.serial_vector(model_variables, simulator.serial_correlations),
+                              spread.shift_vector(model_variables))
 
     def _spread_record(self, spread: DrawSpread, cohort: Cohort) -> dict[str, Any]:
         """:attr:`SynthesisResult.draw_spread`: the knobs (and fit) with the cohort's ratios to the train split."""
@@ -577,7 +603,8 @@ class CohortSynthesizer:
             real = stay_variability(self.spread_targets, [v for v in variables if v in self.spread_targets.columns])
             synthetic = stay_variability(cohort.hourly, list(real))
             record["cohort_ratios"] = {
-                v: {statistic: round(synthetic[v][statistic] / real[v][statistic], 4) for statistic in STATISTICS}
+                v: {**{statistic: round(synthetic[v][statistic] / real[v][statistic], 4) for statistic in STATISTICS},
+                    "drift": {"synthetic": round(synthetic[v]["drift"], 4), "real": round(real[v]["drift"], 4)}}
                 for v in real if v in synthetic and all(real[v][statistic] > 0 for statistic in STATISTICS)}
         return record
 
@@ -647,7 +674,7 @@ class CohortSynthesizer:
         spread_record = None
         if spread is not None:
             spread_record = self._spread_record(spread, cohort)
-            cohort.meta["provenance"]["draw_spread"] = {"spread": spread.spread, "serial": spread.serial}
+            cohort.meta["provenance"]["draw_spread"] = {"spread": spread.spread, "serial": spread.serial, "shift": spread.shift}
         return SynthesisResult(cohort=cohort, septic_target=septic_target, candidates=candidates, accepted=accepted,
                                rounds=rounds, events=events, values_clipped=sum(r.clipped for r in rounds_simulated),
                                draw_spread=spread_record)

@@ -7,14 +7,21 @@ PhysioNet 2019 (4,200 train stays, the recorded tiny twin) the synthetic stays' 
 of heart rate was 8.75 against 7.33 in the real ones, of SpO2 2.1 against 1.73, and the detection
 classifier read the spread of every vital.
 
-Two knobs per variable, both passed to :meth:`organsim.twin.PatientTwin.rollout`:
+Three knobs per variable, all passed to :meth:`organsim.twin.PatientTwin.rollout`:
 
 - the spread ``s`` (``draw_spread``): draws invert at ``Phi(s z)``, a sampling temperature on the
   quantile scale (``s < 1`` moves each hour's draw toward its predictive median; the serial and
   within-hour correlations of the scores are kept);
 - the serial correlation ``rho`` of the fed-back variables' scores (``draw_serial``): a more
   negative ``rho`` makes an hour drawn high be followed by one drawn lower, which damps the drift a
-  stay accumulates (its SD) more than its hour-to-hour changes.
+  stay accumulates (its SD) more than its hour-to-hour changes;
+- the shift ``m`` (``draw_shift``): draws invert at ``Phi(s z + m)``, a location knob on the same
+  scale, fitted to where a stay's level goes: the median over stays of the stay's mean minus its
+  first charted value (``drift``). Free-running, the twin let heart rate sink: on PhysioNet 2019
+  (1,000 stays, tiny twin) its drift was -2.3 beats/min against -0.6 in the real stays; ``m =
+  0.04`` took it to -0.7 (``m = 0.1`` overshot to +1.7: a small shift of every hour's draw adds up
+  over a stay that feeds its own draws back). The first hours, drawn by
+  :mod:`organsim.synth.initial`, are not shifted.
 
 They are fitted to two statistics of the charted values of the train split, each the median over
 stays: the per-stay standard deviation (the drift and level of a stay) and the per-stay mean
@@ -30,13 +37,15 @@ The fit (:func:`fit_draw_spread`) runs short pilot generations of the same drawn
 random numbers (common random numbers: the statistics move with the knobs, not with the noise):
 one at the twin's own knobs, one with every ``s`` lowered by :data:`SPREAD_STEP` and one with every
 ``rho`` lowered by :data:`SERIAL_STEP` give each variable's Jacobian of the two log ratios
-``log(synthetic / real)`` against ``(log s, rho)``; then Newton steps (least squares, within
-:data:`SPREAD_BOUNDS` and :data:`SERIAL_BOUNDS`) solve for the knobs that make both ratios 1, each
-each step at most :data:`MAX_SPREAD_CHANGE` and :data:`MAX_SERIAL_CHANGE` long, measured by one
-more pilot and followed by a Broyden update of the Jacobian. Each variable then keeps the knobs of
-the pilot nearest its targets (the smallest sum of squared log ratios), so a step the linear model
-misjudged cannot leave a variable worse than the twin's own draws. One step (four pilots) is the
-default: a pilot of 256 stays measures a median to a few per cent, and on PhysioNet the first
+``log(synthetic / real)`` against ``(log s, rho)``, and one with every ``m`` at :data:`SHIFT_STEP`
+the slope of the drift's miss (in real per-stay SDs) against ``m``; then Newton steps (least
+squares, within :data:`SPREAD_BOUNDS` and :data:`SERIAL_BOUNDS`) solve for the ``s`` and ``rho``
+that make both ratios 1, each step at most :data:`MAX_SPREAD_CHANGE` and :data:`MAX_SERIAL_CHANGE`
+long, and a chord step on that slope for the ``m`` that makes the drift's miss 0 (within
+:data:`SHIFT_BOUNDS`), measured by one more pilot and followed by a Broyden update of the Jacobian.
+Each variable then keeps the knobs of the pilot nearest its targets (the smallest sum of squared
+misses, :func:`misses`), so a step the linear model misjudged cannot leave a variable worse than
+the twin's own draws. One step (five pilots) is the default: a pilot of 256 stays measures a median to a few per cent, and on PhysioNet the first
 step took every vital's two ratios (synthetic / real) from 0.96-1.21 to 0.98-1.05 (EtCO2's change,
 charted in few stays, 1.08), while a second step with the first Jacobian overshot (heart rate's SD
 ratio 1.04 -> 0.92). Pilot stays are cut at ``pilot_hours`` and the real stays at the same number
@@ -93,7 +102,16 @@ glucose, 22 % of hours, per-stay SD 25.2 mg/dL synthetic against 20.1 real witho
 lab, potassium, 7.7 %)."""
 
 STATISTICS = ("sd", "mean_abs_change")
-"""The per-stay statistics matched, in the rows of a Jacobian."""
+"""The per-stay statistics matched by ``s`` and ``rho``, in the rows of a Jacobian."""
+
+SHIFT_STEP = 0.1
+"""The shift ``m`` of the shift's pilot (standard deviations of the scores)."""
+
+SHIFT_BOUNDS = (-0.5, 0.5)
+"""Smallest and largest fitted shift ``m``."""
+
+MATCHED = (*STATISTICS, "drift")
+"""Every statistic the fit matches, the columns of :func:`misses`."""
 
 
 def stay_variability(hourly: pl.DataFrame, variables: Sequence[str], *, first_hours: int | None = None) -> dict[str, dict[str, float]]:
@@ -113,7 +131,9 @@ def stay_variability(hourly: pl.DataFrame, variables: Sequence[str], *, first_ho
     dict
         ``{variable: {"sd": median per-stay SD (ddof 1, variable units), "mean_abs_change": median
         per-stay mean |x_h - x_{h-1}| over consecutive hours both charted (units per hour),
-        "stays": stays with both}}``; a variable no stay has both of is left out.
+        "drift": median over stays of the stay's mean minus its first charted value (variable units;
+        where a stay's level goes over its hours), "stays": stays with both}}``; a variable no stay
+        has both of is left out.
     """
     frame = hourly.select("stay_id", "hour", *variables).sort("stay_id", "hour")
     if first_hours is not None:
@@ -122,14 +142,15 @@ def stay_variability(hourly: pl.DataFrame, variables: Sequence[str], *, first_ho
     aggregations = []
     for v in variables:
         x = pl.col(v).cast(pl.Float64)
-        aggregations += [x.std().alias(f"{v}|sd"), (x - x.shift(1)).abs().filter(consecutive).mean().alias(f"{v}|mean_abs_change")]
+        aggregations += [x.std().alias(f"{v}|sd"), (x - x.shift(1)).abs().filter(consecutive).mean().alias(f"{v}|mean_abs_change"),
+                         (x.mean() - x.drop_nulls().first()).alias(f"{v}|drift")]
     per_stay = frame.group_by("stay_id").agg(aggregations)
     result: dict[str, dict[str, float]] = {}
     for v in variables:
-        both = per_stay.select(f"{v}|sd", f"{v}|mean_abs_change").drop_nulls().drop_nans()
+        both = per_stay.select(f"{v}|sd", f"{v}|mean_abs_change", f"{v}|drift").drop_nulls().drop_nans()
         if both.height:
             result[v] = {"sd": float(both[f"{v}|sd"].median()), "mean_abs_change": float(both[f"{v}|mean_abs_change"].median()),
-                         "stays": both.height}
+                         "drift": float(both[f"{v}|drift"].median()), "stays": both.height}
     return result
 
 
@@ -161,6 +182,28 @@ def log_ratios(synthetic: dict[str, dict[str, float]], real: dict[str, dict[str,
             if found[statistic] > 0:
                 ratios[i, j] = np.log(found[statistic] / real[v][statistic])
     return ratios
+
+
+def misses(synthetic: dict[str, dict[str, float]], real: dict[str, dict[str, float]], variables: Sequence[str]) -> np.ndarray:
+    """``(V, 3)`` how far each variable is from its targets, per :data:`MATCHED` statistic: the
+    :func:`log_ratios` of SD and mean absolute change, and the drift's difference in units of the
+    real median per-stay SD; NaN as in :func:`log_ratios`."""
+    drift = np.full((len(variables), 1), np.nan)
+    for i, v in enumerate(variables):
+        got = synthetic.get(v)
+        if got is not None and got["stays"] >= MIN_STAYS:
+            drift[i, 0] = (got["drift"] - real[v]["drift"]) / real[v]["sd"]
+    return np.concatenate([log_ratios(synthetic, real, variables), drift], axis=1)
+
+
+def shift_step(drift_at_zero: np.ndarray, drift_at_step: np.ndarray, current: np.ndarray, drift_now: np.ndarray) -> np.ndarray:
+    """The shifts ``m`` that bring the drift to its target: the drift misses (``(F,)``, units of the
+    real SD; :func:`misses`) at ``m = 0``, at :data:`SHIFT_STEP` and at the ``current`` shifts give a
+    slope and a chord step from the current pilot, within :data:`SHIFT_BOUNDS`; unchanged where a miss is not finite or the slope is not positive."""
+    slope = (drift_at_step - drift_at_zero) / SHIFT_STEP
+    moved = current - drift_now / np.where(slope > 0, slope, np.nan)
+    usable = np.isfinite(moved) & (slope > 0)
+    return np.where(usable, np.clip(moved, *SHIFT_BOUNDS), current)
 
 
 def newton_step(ratios: np.ndarray, jacobian: np.ndarray, knobs: np.ndarray) -> np.ndarray:
@@ -234,6 +277,9 @@ class DrawSpread:
         ratios had the smallest sum of squares.
     pilot_stays, pilot_hours
         Stays per pilot and their longest length (h).
+    shift
+        Variable -> fitted shift ``m`` of the draws' scores (``draw_shift`` of the rollouts:
+        ``Phi(s z + m)``; 0 for variables not listed).
     """
 
     spread: dict[str, float]
@@ -243,6 +289,7 @@ class DrawSpread:
     chosen: dict[str, int] = field(default_factory=dict)
     pilot_stays: int = 0
     pilot_hours: int = 0
+    shift: dict[str, float] = field(default_factory=dict)
 
     def spread_vector(self, model_variables: Sequence[str]) -> np.ndarray:
         """``(V_model,)`` float32 spread of every model variable (1 where not fitted)."""
@@ -252,14 +299,25 @@ class DrawSpread:
         """``(V_model,)`` float32 serial correlations: the fitted ones, ``own`` ``(V_model,)`` (the twin's) elsewhere."""
         return np.array([self.serial.get(v, float(o)) for v, o in zip(model_variables, own, strict=True)], dtype=np.float32)
 
+    def shift_vector(self, model_variables: Sequence[str]) -> np.ndarray:
+        """``(V_model,)`` float32 shift ``m`` of every model variable (0 where not fitted)."""
+        return np.array([self.shift.get(v, 0.0) for v in model_variables], dtype=np.float32)
+
+    def config_knobs(self) -> dict[str, dict[str, float]]:
+        """The knobs as :class:`~organsim.synth.generate.SynthesisConfig` takes them (``draw_spread``,
+        ``draw_serial``, ``draw_shift``), to reuse a fit, e.g. in every shard."""
+        return {"draw_spread": dict(self.spread), "draw_serial": dict(self.serial), "draw_shift": dict(self.shift)}
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready record: the knobs, the targets and every pilot's ratios."""
-        return {"spread": self.spread, "serial": self.serial, "real": self.real, "pilots": self.pilots,
-                "chosen": self.chosen, "pilot_stays": self.pilot_stays, "pilot_hours": self.pilot_hours}
+        return {"spread": self.spread, "serial": self.serial, "shift": self.shift,
+                "real": self.real, "pilots": self.pilots, "chosen": self.chosen, "pilot_stays": self.pilot_stays,
+                "pilot_hours": self.pilot_hours}
 
 
-Pilot = Callable[[np.ndarray, np.ndarray], dict[str, dict[str, float]]]
-"""``(spread (V_model,), serial (V_model,)) -> stay_variability`` of a pilot cohort simulated with those knobs."""
+Pilot = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, dict[str, float]]]
+"""``(spread, serial, shift) -> stay_variability`` of a pilot cohort simulated with those knobs (each
+``(V_model,)``: ``s``, ``rho``, ``m``)."""
 
 
 def fit_draw_spread(
@@ -267,7 +325,7 @@ def fit_draw_spread(
     fed_back: np.ndarray, own_serial: np.ndarray, *, newton_steps: int = 1, pilot_stays: int = 0, pilot_hours: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> DrawSpread:
-    """Fit each variable's spread (and serial correlation, where fed back) to the real statistics (module docstring).
+    """Fit each variable's draw knobs to the real statistics (module docstring).
 
     Parameters
     ----------
@@ -284,7 +342,7 @@ def fit_draw_spread(
     own_serial
         ``(V_model,)`` the twin's own serial correlations (:attr:`organsim.twin.PatientTwin.serial_correlations`).
     newton_steps
-        Newton steps after the Jacobian's three pilots (>= 1), each measured by one more pilot.
+        Steps after the four pilots that measure the knobs' effects (>= 1), each measured by one more pilot.
     pilot_stays, pilot_hours
         Recorded in the result.
     progress
@@ -299,63 +357,59 @@ def fit_draw_spread(
     model_variables = tuple(model_variables)
     columns = np.array([model_variables.index(v) for v in variables], dtype=np.int64)
     serial_knob = np.asarray(fed_back, dtype=bool)[columns]  # (F,) the variable's rho is a knob
-    total = 3 + newton_steps
+    total = 4 + newton_steps
     record: list[dict[str, Any]] = []
+    tried: list[tuple[np.ndarray, np.ndarray]] = []  # (knobs (F, 3): log s, rho, m; misses (F, 3)) of every pilot
 
-    def run(log_spread: np.ndarray, serial: np.ndarray) -> np.ndarray:
-        spread_vector = np.ones(len(model_variables), dtype=np.float32)
-        spread_vector[columns] = np.exp(log_spread)
-        serial_vector = np.asarray(own_serial, dtype=np.float32).copy()
-        serial_vector[columns] = np.where(serial_knob, serial, serial_vector[columns])
-        ratios = log_ratios(pilot(spread_vector, serial_vector), real, variables)  # (F, 2)
+    def measure(knobs: np.ndarray) -> np.ndarray:
+        vectors = [np.ones(len(model_variables)), np.asarray(own_serial, dtype=np.float64).copy(), np.zeros(len(model_variables))]
+        for vector, fitted in zip(vectors, (np.exp(knobs[:, 0]), np.where(serial_knob, knobs[:, 1], vectors[1][columns]), knobs[:, 2]),
+                                  strict=True):
+            vector[columns] = fitted
+        found = misses(pilot(*(v.astype(np.float32) for v in vectors)), real, variables)  # (F, 3)
         record.append({
-            "spread": {v: round(float(np.exp(s)), 4) for v, s in zip(variables, log_spread, strict=True)},
-            "serial": {v: round(float(r), 4) for v, r, k in zip(variables, serial, serial_knob, strict=True) if k},
-            "ratios": {v: {name: (None if np.isnan(r) else round(float(np.exp(r)), 4)) for name, r in zip(STATISTICS, row, strict=True)}
-                       for v, row in zip(variables, ratios, strict=True)},
+            "spread": {v: round(float(np.exp(k[0])), 4) for v, k in zip(variables, knobs, strict=True)},
+            "serial": {v: round(float(k[1]), 4) for v, k, fed in zip(variables, knobs, serial_knob, strict=True) if fed},
+            "shift": {v: round(float(k[2]), 4) for v, k in zip(variables, knobs, strict=True)},
+            "ratios": {v: {name: (None if np.isnan(r) else round(float(np.exp(r)), 4)) for name, r in zip(STATISTICS, row[:2], strict=True)}
+                       for v, row in zip(variables, found, strict=True)},
+            "drift_miss": {v: (None if np.isnan(row[2]) else round(float(row[2]), 4)) for v, row in zip(variables, found, strict=True)},
         })
+        tried.append((knobs.copy(), found))
         if progress:
             progress(len(record), total)
-        return ratios
+        return found
 
-    log_spread = np.zeros(len(variables))
-    serial = np.asarray(own_serial, dtype=np.float64)[columns].copy()
-    tried: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (log s (F,), rho (F,), log ratios (F, 2)) of every pilot
-
-    def measure(log_spread: np.ndarray, serial: np.ndarray) -> np.ndarray:
-        ratios = run(log_spread, serial)
-        tried.append((log_spread.copy(), serial.copy(), ratios))
-        return ratios
-
-    base = measure(log_spread, serial)
-    narrower = measure(log_spread + SPREAD_STEP, serial)
-    serial_moved = np.clip(serial + SERIAL_STEP, *SERIAL_BOUNDS)
-    reverting = measure(log_spread, np.where(serial_knob, serial_moved, serial))
-    serial_change = np.where(serial_moved != serial, serial_moved - serial, np.nan)
-    # (F, 2 statistics, 2 knobs): derivatives of the log ratios by log s and by rho
-    jacobian = np.stack([(narrower - base) / SPREAD_STEP, (reverting - base) / serial_change[:, None]], axis=-1)
+    knobs = np.zeros((len(variables), 3))  # log s, rho, m
+    knobs[:, 1] = np.asarray(own_serial, dtype=np.float64)[columns]
+    base = measure(knobs)
+    narrower = measure(knobs + [SPREAD_STEP, 0, 0])
+    serial_moved = np.clip(knobs[:, 1] + SERIAL_STEP, *SERIAL_BOUNDS)
+    reverting = measure(np.column_stack([knobs[:, 0], np.where(serial_knob, serial_moved, knobs[:, 1]), knobs[:, 2]]))
+    shifted = measure(knobs + [0, 0, SHIFT_STEP])
+    serial_change = np.where(serial_moved != knobs[:, 1], serial_moved - knobs[:, 1], np.nan)
+    # (F, 2 statistics, 2 knobs): derivatives of the SD's and change's log ratios by log s and by rho
+    jacobian = np.stack([(narrower[:, :2] - base[:, :2]) / SPREAD_STEP, (reverting[:, :2] - base[:, :2]) / serial_change[:, None]], axis=-1)
     # a rho that could not move (at its bound) is no knob of that variable
     serial_knob &= np.isfinite(jacobian[:, :, 1]).all(axis=1)
-    ratios = base
+    found = base
     for step in range(newton_steps):
-        before = (log_spread.copy(), serial.copy(), ratios)
+        before = (knobs.copy(), found)
         for i in range(len(variables)):
-            knobs = np.array([log_spread[i], serial[i]]) if serial_knob[i] else np.array([log_spread[i]])
-            moved = newton_step(ratios[i], jacobian[i, :, : len(knobs)], knobs)
-            log_spread[i] = moved[0]
-            if serial_knob[i]:
-                serial[i] = moved[1]
-        ratios = measure(log_spread, serial)
+            pair = knobs[i, :2] if serial_knob[i] else knobs[i, :1]
+            knobs[i, : len(pair)] = newton_step(found[i, :2], jacobian[i, :, : len(pair)], pair)
+        knobs[:, 2] = shift_step(base[:, 2], shifted[:, 2], knobs[:, 2], found[:, 2])
+        found = measure(knobs)
         if step + 1 < newton_steps:
-            jacobian = broyden_update(jacobian, np.stack([log_spread - before[0], serial - before[1]], axis=-1), ratios - before[2])
+            jacobian = broyden_update(jacobian, knobs[:, :2] - before[0][:, :2], found[:, :2] - before[1][:, :2])
     # each variable keeps the knobs of the pilot that came nearest its targets (a far step can miss)
-    misses = np.stack([np.where(np.isfinite(r).all(axis=1), (r**2).sum(axis=1), np.inf) for _, _, r in tried])  # (pilots, F)
-    chosen = np.where(np.isfinite(misses).any(axis=0), misses.argmin(axis=0), 0)  # (F,) base where no pilot measured it
-    log_spread = np.array([tried[c][0][i] for i, c in enumerate(chosen)])
-    serial = np.array([tried[c][1][i] for i, c in enumerate(chosen)])
+    distance = np.stack([np.where(np.isfinite(f[:, :2]).all(axis=1), np.nansum(f**2, axis=1), np.inf) for _, f in tried])  # (pilots, F)
+    chosen = np.where(np.isfinite(distance).any(axis=0), distance.argmin(axis=0), 0)  # (F,) base where no pilot measured it
+    knobs = np.array([tried[c][0][i] for i, c in enumerate(chosen)])
     return DrawSpread(
-        spread={v: float(np.exp(s)) for v, s in zip(variables, log_spread, strict=True)},
-        serial={v: float(r) for v, r, k in zip(variables, serial, serial_knob, strict=True) if k},
+        spread={v: float(np.exp(k[0])) for v, k in zip(variables, knobs, strict=True)},
+        serial={v: float(k[1]) for v, k, fed in zip(variables, knobs, serial_knob, strict=True) if fed},
+        shift={v: float(k[2]) for v, k in zip(variables, knobs, strict=True) if k[2] != 0},
         real={v: {k: (round(x, 4) if isinstance(x, float) else x) for k, x in real[v].items()} for v in variables},
         chosen={v: int(c) for v, c in zip(variables, chosen, strict=True)},
         pilots=record, pilot_stays=pilot_stays, pilot_hours=pilot_hours,

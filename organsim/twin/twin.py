@@ -268,17 +268,22 @@ class PersistentDraws:
         ``generator`` too, as before.
     spread
         ``(V,)`` positive factors ``s`` of a sampling temperature on the quantile scale: a
-        variable's draw inverts its predictive distribution at ``Phi(s z)`` instead of ``Phi(z)``,
-        so ``s < 1`` moves every hour's draw toward its predictive median (``s = 0`` would give
-        the median) and ``s > 1`` away from it. Only the uniform numbers change: the scores
-        :attr:`score` (the state a next rollout continues), their AR(1) processes and their
+        variable's draw inverts its predictive distribution at ``Phi(s z + m)`` instead of
+        ``Phi(z)``, so ``s < 1`` moves every hour's draw toward its predictive median (``s = 0``
+        would give the median) and ``s > 1`` away from it. Only the uniform numbers change: the
+        scores :attr:`score` (the state a next rollout continues), their AR(1) processes and their
         within-hour correlation are those without a spread, and so are the random numbers. None
         (the default) is ``s = 1`` everywhere, number for number.
+    shift
+        ``(V,)`` finite shifts ``m`` of the scores, in standard deviations: ``m > 0`` draws every
+        hour above its predictive median more often than below (at ``Phi(s z + m)``), a location
+        knob on the same quantile scale. None (the default) is ``m = 0``, number for number.
     """
 
     def __init__(
         self, persistence: torch.Tensor, n: int, generator: torch.Generator, cholesky: torch.Tensor | None = None,
         previous: torch.Tensor | None = None, redraw_key: Sequence[int] | None = None, spread: torch.Tensor | None = None,
+        shift: torch.Tensor | None = None,
     ) -> None:
         n_variables = len(persistence)
         if cholesky is not None and tuple(cholesky.shape) != (n_variables, n_variables):
@@ -290,8 +295,11 @@ class PersistentDraws:
         if spread is not None and (tuple(spread.shape) != (n_variables,) or not bool((spread > 0).all())
                                    or not bool(torch.isfinite(spread).all())):
             raise ValueError(f"the spread must be ({n_variables},) finite factors above 0, got {spread.tolist()}")
+        if shift is not None and (tuple(shift.shape) != (n_variables,) or not bool(torch.isfinite(shift).all())):
+            raise ValueError(f"the shift must be ({n_variables},) finite numbers, got {shift.tolist()}")
         self.persistence = persistence
         self.spread = None if spread is None else spread.to(device=persistence.device, dtype=persistence.dtype)
+        self.shift = None if shift is None else shift.to(device=persistence.device, dtype=persistence.dtype)
         self.generator = generator
         self.cholesky = cholesky
         self.redraw_key = None if redraw_key is None else tuple(int(k) for k in redraw_key)
@@ -322,9 +330,10 @@ class PersistentDraws:
         return self._uniform(self.score)
 
     def _uniform(self, scores: torch.Tensor) -> torch.Tensor:
-        """``Phi(s z)``: the uniform numbers the draws invert at, of ``(n, V)`` normal scores ``z``
-        (``s``: :attr:`spread`, 1 without one)."""
-        return torch.special.ndtr(scores if self.spread is None else self.spread * scores)
+        """``Phi(s z + m)``: the uniform numbers the draws invert at, of ``(n, V)`` normal scores ``z``
+        (``s``: :attr:`spread`, 1 without one; ``m``: :attr:`shift`, 0 without one)."""
+        scaled = scores if self.spread is None else self.spread * scores
+        return torch.special.ndtr(scaled if self.shift is None else scaled + self.shift)
 
     def _redraw_generator(self) -> torch.Generator:
         """The generator of the current hour's next redraw round: :attr:`generator` without a
@@ -361,8 +370,8 @@ class PersistentDraws:
         Returns
         -------
         uniform
-            ``(n, V)`` uniform numbers (meaningful where ``flagged``; with :attr:`spread`, ``Phi(s z)``
-            of the redrawn scores ``z``).
+            ``(n, V)`` uniform numbers (meaningful where ``flagged``; with :attr:`spread` or
+            :attr:`shift`, ``Phi(s z + m)`` of the redrawn scores ``z``).
         scores
             ``(n, V)`` the hour's normal scores with the flagged ones redrawn (``scores`` unchanged
             without a correlation).
@@ -370,7 +379,7 @@ class PersistentDraws:
         generator = self._redraw_generator()
         if self.cholesky is None:
             uniform = torch.rand(tuple(scores.shape), generator=generator, device=scores.device)
-            if self.spread is not None:  # the redraw's score, scaled like the hourly ones
+            if self.spread is not None or self.shift is not None:  # the redraw's score, scaled like the hourly ones
                 uniform = self._uniform(torch.special.ndtri(uniform))
             return uniform, scores
         fresh = self._normal(tuple(scores.shape), generator)  # (n, V) ~ N(0, R) per row
@@ -593,6 +602,15 @@ class PatientTwin:
         fixed = matrix.to(self.device)
         return lambda step, summary: fixed.expand(summary.shape[0], -1, -1)
 
+    def _draw_knob(self, name: str, knob: np.ndarray | None) -> torch.Tensor | None:
+        """A ``(V_model,)`` draw knob of :meth:`rollout` as a float32 tensor on the twin's device, or
+        None; a ValueError naming ``name`` for any other shape."""
+        if knob is None:
+            return None
+        if np.shape(knob) != (len(self.variables),):
+            raise ValueError(f"{name} must be (V_model,) = ({len(self.variables)},), got {np.shape(knob)}")
+        return torch.as_tensor(np.asarray(knob, dtype=np.float32), device=self.device)
+
     def rollout(
         self,
         batch: ForecastBatch,
@@ -609,6 +627,7 @@ class PatientTwin:
         draws: np.ndarray | None = None,
         draw_spread: np.ndarray | None = None,
         draw_serial: np.ndarray | None = None,
+        draw_shift: np.ndarray | None = None,
     ) -> Rollout:
         """Simulate ``horizon`` hours after each problem's context, ``n_samples`` times.
 
@@ -663,6 +682,12 @@ class PatientTwin:
             ``(V_model,)`` hour-to-hour correlations ``rho`` in ``[-1, 1]`` of the draws' normal
             scores (:class:`PersistentDraws`), replacing the twin's own
             (:attr:`serial_correlations`) in this rollout. None (the default) uses the twin's.
+        draw_shift
+            ``(V_model,)`` shifts ``m`` of the draws' normal scores: each draw inverts at
+            ``Phi(s z + m)`` (``shift`` of :class:`PersistentDraws`), so ``m > 0`` draws a variable
+            above its predictive median more often (the synthetic-cohort generator fits it to the
+            level a stay drifts to, :mod:`organsim.synth.spread`). None (the default) is ``m = 0``,
+            bit for bit; ignored with ``mean=True``.
 
         Returns
         -------
@@ -673,11 +698,7 @@ class PatientTwin:
         if correct and self.corrector is None:
             raise ValueError("this twin has no error corrector: give one to PatientTwin, or roll out with correct=False")
         chooser = self.reference_chooser(references)
-        spread = None
-        if draw_spread is not None:
-            if np.shape(draw_spread) != (len(self.variables),):
-                raise ValueError(f"draw_spread must be (V_model,) = ({len(self.variables)},), got {np.shape(draw_spread)}")
-            spread = torch.as_tensor(np.asarray(draw_spread, dtype=np.float32), device=self.device)
+        spread, shift = self._draw_knob("draw_spread", draw_spread), self._draw_knob("draw_shift", draw_shift)
         persistence = self._persistence
         if draw_serial is not None:
             if np.shape(draw_serial) != (len(self.variables),) or not np.all(np.abs(np.asarray(draw_serial)) <= 1):
@@ -704,7 +725,8 @@ class PatientTwin:
             part = self.simulate_rows(
                 batch.select(rows), horizon, chooser=chooser, generator=generator, mean=mean,
                 treatment_policy=treatment_policy, correct=correct, hide_treatments=hide_treatments, use_cache=use_cache,
-                previous_draws=previous, redraw_key=(seed, chunk), draw_spread=spread, draw_persistence=persistence,
+                previous_draws=previous, redraw_key=(seed, chunk), draw_persistence=persistence,
+                draw_spread=spread, draw_shift=shift,
             )
             shape = (len(index), n_samples, horizon)
             final_draws[:, index] = part.draws.reshape(len(index), n_samples, -1).transpose(1, 0, 2)
@@ -744,6 +766,7 @@ class PatientTwin:
         redraw_key: Sequence[int] | None = None,
         draw_spread: torch.Tensor | None = None,
         draw_persistence: torch.Tensor | None = None,
+        draw_shift: torch.Tensor | None = None,
     ) -> SimulatedRows:
         """The hour-by-hour loop of :meth:`rollout` over ``n`` rows simulated together (one future each).
 
@@ -751,9 +774,10 @@ class PatientTwin:
         ``(n, F)`` state summary (the training of the reference policy passes its own, which
         samples sets and records them). Values come back in model variable order.
         ``previous_draws`` ``(n, V_model)`` continues the rows' draw processes and ``redraw_key``
-        seeds the error corrector's redraws apart from them, ``draw_spread`` ``(V_model,)`` scales
-        the draws' normal scores (:class:`PersistentDraws` ``spread``) and ``draw_persistence``
-        ``(V_model,)`` replaces their hour-to-hour correlations (default: :attr:`serial_correlations`).
+        seeds the error corrector's redraws apart from them, ``draw_spread`` and ``draw_shift``
+        ``(V_model,)`` scale and shift the draws' normal scores
+        (:class:`PersistentDraws` ``spread`` and ``shift``) and ``draw_persistence`` ``(V_model,)``
+        replaces their hour-to-hour correlations (default: :attr:`serial_correlations`).
         """
         config = self.agents.config
         runtime = self.runtime
@@ -779,7 +803,7 @@ class PatientTwin:
         values = np.empty((n, horizon, len(config.variables)), dtype=np.float32)
         persistence = self._persistence if draw_persistence is None else draw_persistence
         draws = PersistentDraws(persistence, n, generator, self._draw_cholesky, previous=previous_draws, redraw_key=redraw_key,
-                                spread=draw_spread)
+                                spread=draw_spread, shift=draw_shift)
         consulted = np.empty((n, horizon, n_systems, n_systems), dtype=bool)
         records: list[dict[str, Any]] = []
         before: Counter = Counter()

@@ -13,11 +13,15 @@ from organsim.synth.spread import (
     MAX_SPREAD_CHANGE,
     SERIAL_BOUNDS,
     SERIAL_STEP,
+    SHIFT_BOUNDS,
+    SHIFT_STEP,
     SPREAD_BOUNDS,
     broyden_update,
     fit_draw_spread,
     log_ratios,
+    misses,
     newton_step,
+    shift_step,
     spread_variables,
     stay_variability,
 )
@@ -35,6 +39,7 @@ def test_stay_variability_is_the_median_over_stays_of_sd_and_mean_abs_change_of_
     assert found["stays"] == 2
     assert found["sd"] == pytest.approx(np.median([np.std([80, 82, 86, 90], ddof=1), np.std([60, 66, 70], ddof=1)]))
     assert found["mean_abs_change"] == pytest.approx(4.5)
+    assert found["drift"] == pytest.approx(np.median([84.5 - 80, np.mean([60, 66, 70]) - 60]))  # stay mean minus first value
     # the first 2 hours of each stay: stay 1 (80, 82) SD 1.414 change 2; stay 2 (60, 66) SD 4.243 change 6
     cut = stay_variability(hourly, ["hr"], first_hours=2)["hr"]
     assert cut["sd"] == pytest.approx((np.sqrt(2) + np.sqrt(18)) / 2) and cut["mean_abs_change"] == pytest.approx(4.0)
@@ -54,6 +59,24 @@ def test_log_ratios_leave_out_statistics_of_too_few_synthetic_stays() -> None:
     real = {"hr": {"sd": 8.0, "mean_abs_change": 4.0, "stays": 100}, "map": {"sd": 10.0, "mean_abs_change": 5.0, "stays": 100}}
     synthetic = {"hr": {"sd": 10.0, "mean_abs_change": 4.0, "stays": 100}, "map": {"sd": 9.0, "mean_abs_change": 4.0, "stays": 5}}
     np.testing.assert_allclose(log_ratios(synthetic, real, ["hr", "map"]), [[np.log(1.25), 0.0], [np.nan, np.nan]])
+
+
+def test_misses_measure_the_drift_in_real_standard_deviations() -> None:
+    real = {"hr": {"sd": 8.0, "mean_abs_change": 4.0, "drift": -1.0, "stays": 100}}
+    synthetic = {"hr": {"sd": 10.0, "mean_abs_change": 4.0, "drift": -3.0, "stays": 100}}
+    np.testing.assert_allclose(misses(synthetic, real, ["hr"]), [[np.log(1.25), 0.0, -0.25]])
+    assert np.isnan(misses({"hr": {**synthetic["hr"], "stays": 5}}, real, ["hr"])).all()
+
+
+def test_a_shift_step_is_a_chord_step_on_the_measured_slope_within_bounds() -> None:
+    # drift misses (real SDs) at m = 0 and at the step: slope 2 per unit m for both variables
+    at_zero, at_step = np.array([-0.3, 0.1]), np.array([-0.3, 0.1]) + 2 * SHIFT_STEP
+    np.testing.assert_allclose(shift_step(at_zero, at_step, np.zeros(2), at_zero), [0.15, -0.05])
+    np.testing.assert_allclose(shift_step(at_zero, at_step, np.array([0.1, 0.0]), np.array([-0.1, 0.1])), [0.15, -0.05])
+    np.testing.assert_allclose(shift_step(at_zero, at_step, np.zeros(2), np.array([-5.0, 5.0])), SHIFT_BOUNDS[::-1])
+    # no slope (the shift did not move the drift) or no measurement: unchanged
+    np.testing.assert_allclose(shift_step(at_zero, at_zero, np.array([0.2, 0.0]), at_zero), [0.2, 0.0])
+    np.testing.assert_allclose(shift_step(np.array([np.nan, 0.1]), at_step, np.zeros(2), at_zero), [0.0, -0.05])
 
 
 def test_a_newton_step_solves_a_linear_response_within_its_step_limits_and_bounds() -> None:
@@ -82,26 +105,29 @@ def test_broyden_update_takes_the_secant_of_the_last_step() -> None:
 
 
 class LinearPilot:
-    """Pilot cohorts whose log ratios respond linearly to (log s, rho): hr fed back (two knobs), temperature not."""
+    """Pilot cohorts whose log ratios respond linearly to (log s, rho) and whose drift misses (real SDs)
+    respond linearly to the shift m: hr fed back (rho a knob), temperature not."""
 
     model_variables = ("hr", "temperature", "creatinine")
     jacobian = {"hr": np.array([[1.6, 0.6], [1.7, -0.2]]), "temperature": np.array([[1.5, 0.0], [1.9, 0.0]])}
     offset = {"hr": np.array([0.18, 0.04]), "temperature": np.array([0.15, 0.05])}
+    drift_offset, drift_slope = {"hr": 0.3, "temperature": -0.2}, {"hr": 2.0, "temperature": 1.5}
     own_serial = np.array([-0.1, 1.0, 1.0], dtype=np.float32)
-    real = {v: {"sd": 2.0, "mean_abs_change": 1.0, "stays": 100} for v in ("hr", "temperature")}
+    real = {v: {"sd": 2.0, "mean_abs_change": 1.0, "drift": -0.5, "stays": 100} for v in ("hr", "temperature")}
 
     def __init__(self) -> None:
-        self.calls: list[tuple[np.ndarray, np.ndarray]] = []
+        self.calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def __call__(self, spread: np.ndarray, serial: np.ndarray) -> dict[str, dict[str, float]]:
-        self.calls.append((spread.copy(), serial.copy()))
-        assert spread[2] == 1 and serial[2] == 1  # an unfitted variable keeps the twin's own knobs
+    def __call__(self, spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, dict[str, float]]:
+        self.calls.append((spread.copy(), serial.copy(), shift.copy()))
+        assert spread[2] == 1 and serial[2] == 1 and shift[2] == 0  # an unfitted variable keeps the twin's own knobs
         assert serial[1] == 1  # temperature is not fed back: its rho is no knob
         result = {}
         for i, v in enumerate(("hr", "temperature")):
             knobs = np.array([np.log(spread[i]), serial[i] - self.own_serial[i]])
             log_ratio = self.offset[v] + self.jacobian[v] @ knobs
-            result[v] = {"sd": 2.0 * np.exp(log_ratio[0]), "mean_abs_change": np.exp(log_ratio[1]), "stays": 100}
+            drift = -0.5 + 2.0 * (self.drift_offset[v] + self.drift_slope[v] * shift[i])
+            result[v] = {"sd": 2.0 * np.exp(log_ratio[0]), "mean_abs_change": np.exp(log_ratio[1]), "drift": drift, "stays": 100}
         return result
 
 
@@ -109,9 +135,11 @@ def test_the_fit_finds_the_knobs_of_a_linear_response_in_one_newton_step() -> No
     pilot = LinearPilot()
     fitted = fit_draw_spread(pilot, pilot.real, ("hr", "temperature"), pilot.model_variables, np.array([True, False, False]),
                              pilot.own_serial, pilot_stays=64, pilot_hours=48)
-    assert len(pilot.calls) == 4 and len(fitted.pilots) == 4 and fitted.chosen == {"hr": 3, "temperature": 3}
-    np.testing.assert_allclose(pilot.calls[1][0][:2], 0.9)  # the Jacobian's pilots: s lowered, then rho
+    assert len(pilot.calls) == 5 and len(fitted.pilots) == 5 and fitted.chosen == {"hr": 4, "temperature": 4}
+    np.testing.assert_allclose(pilot.calls[1][0][:2], 0.9)  # the Jacobian's pilots: s lowered, then rho, then the shift
     assert pilot.calls[2][1][0] == pytest.approx(-0.1 + SERIAL_STEP)
+    np.testing.assert_allclose(pilot.calls[3][2][:2], SHIFT_STEP)
+    assert fitted.shift == {"hr": pytest.approx(-0.15), "temperature": pytest.approx(0.2 / 1.5)}
     solution = np.linalg.solve(pilot.jacobian["hr"], -pilot.offset["hr"])
     assert np.log(fitted.spread["hr"]) == pytest.approx(solution[0], abs=1e-3)
     assert fitted.serial["hr"] == pytest.approx(-0.1 + solution[1], abs=1e-3)
@@ -121,12 +149,16 @@ def test_the_fit_finds_the_knobs_of_a_linear_response_in_one_newton_step() -> No
     np.testing.assert_allclose(fitted.spread_vector(pilot.model_variables), [fitted.spread["hr"], fitted.spread["temperature"], 1.0],
                                rtol=1e-6)
     np.testing.assert_allclose(fitted.serial_vector(pilot.model_variables, pilot.own_serial), [fitted.serial["hr"], 1.0, 1.0], rtol=1e-6)
-    assert fitted.pilots[3]["ratios"]["hr"] == {"sd": pytest.approx(1.0), "mean_abs_change": pytest.approx(1.0)}
+    assert fitted.pilots[4]["ratios"]["hr"] == {"sd": pytest.approx(1.0), "mean_abs_change": pytest.approx(1.0)}
+    assert fitted.pilots[4]["drift_miss"]["hr"] == pytest.approx(0.0, abs=1e-4)
+    np.testing.assert_allclose(fitted.shift_vector(pilot.model_variables), [-0.15, 0.2 / 1.5, 0.0], rtol=1e-5)
+    assert fitted.config_knobs() == {"draw_spread": fitted.spread, "draw_serial": fitted.serial, "draw_shift": fitted.shift}
     # a second step costs one more pilot and, the response being linear, stays at the solution
     again = LinearPilot()
     twice = fit_draw_spread(again, again.real, ("hr", "temperature"), again.model_variables, np.array([True, False, False]),
                             again.own_serial, newton_steps=2)
-    assert len(again.calls) == 5 and twice.spread["hr"] == pytest.approx(fitted.spread["hr"], abs=2e-4)
+    assert len(again.calls) == 6 and twice.spread["hr"] == pytest.approx(fitted.spread["hr"], abs=2e-4)
+    assert twice.shift["hr"] == pytest.approx(-0.15)
     with pytest.raises(ValueError, match="newton_steps"):
         fit_draw_spread(again, again.real, ("hr",), again.model_variables, np.ones(3, dtype=bool), again.own_serial, newton_steps=0)
 
@@ -134,8 +166,8 @@ def test_the_fit_finds_the_knobs_of_a_linear_response_in_one_newton_step() -> No
 class MissingPilot(LinearPilot):
     """The linear response, except that heart rate's pilots far from the twin's own knobs come out twice too wide."""
 
-    def __call__(self, spread: np.ndarray, serial: np.ndarray) -> dict[str, dict[str, float]]:
-        result = super().__call__(spread, serial)
+    def __call__(self, spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, dict[str, float]]:
+        result = super().__call__(spread, serial, shift)
         if spread[0] < 0.85:
             result["hr"] = {**result["hr"], "sd": 2 * result["hr"]["sd"]}
         return result
@@ -146,9 +178,9 @@ def test_each_variable_keeps_the_knobs_of_the_pilot_nearest_its_targets() -> Non
     pilot.offset = {"hr": np.array([0.4, 0.3]), "temperature": pilot.offset["temperature"]}  # far off: a long step
     fitted = fit_draw_spread(pilot, pilot.real, ("hr", "temperature"), pilot.model_variables, np.array([True, False, False]),
                              pilot.own_serial)
-    assert fitted.pilots[3]["ratios"]["hr"]["sd"] > 1.9  # the step's pilot missed ...
+    assert fitted.pilots[4]["ratios"]["hr"]["sd"] > 1.9  # the step's pilot missed ...
     assert fitted.chosen["hr"] == 1 and fitted.spread["hr"] == pytest.approx(0.9)  # ... so hr keeps the narrower pilot's knobs
-    assert fitted.serial["hr"] == pytest.approx(-0.1, abs=1e-7) and fitted.chosen["temperature"] == 3
+    assert fitted.serial["hr"] == pytest.approx(-0.1, abs=1e-7) and "hr" not in fitted.shift and fitted.chosen["temperature"] == 4
 
 
 def test_the_config_checks_its_draw_spread_settings() -> None:
@@ -162,3 +194,7 @@ def test_the_config_checks_its_draw_spread_settings() -> None:
         SynthesisConfig(patients=10, max_hours=10, draw_spread={"hr": 0.0})
     with pytest.raises(ValueError, match="draw_serial"):
         SynthesisConfig(patients=10, max_hours=10, draw_serial={"hr": -1.5})
+    with pytest.raises(ValueError, match="draw_shift"):
+        SynthesisConfig(patients=10, max_hours=10, draw_shift={"hr": float("nan")})
+    assert SynthesisConfig(patients=10, max_hours=10, draw_shift={"hr": 0.1}).given_knobs
+    assert not SynthesisConfig(patients=10, max_hours=10).given_knobs

@@ -39,7 +39,11 @@ def test_pressure_residual_is_learned_with_its_persistence(pressure_cohort):
     model = PressureConsistency.for_variables(("hr", "sbp", "dbp", "map")).fit(pressure_cohort)
     assert model.columns == (1, 2, 3)
     assert model.quantiles_.min() == pytest.approx(-2, abs=1e-4) and model.quantiles_.max() == pytest.approx(2, abs=1e-4)
-    assert model.rho_ > 0.6  # the residual persists over hours
+    # the residual persists over hours: five in six hours repeat the one before, whatever its level
+    rng = np.random.default_rng(0)
+    for level in (-2.0, 0.0, 2.0):
+        following = model.step(np.full(600, level), rng)
+        assert 0.7 < np.mean(np.abs(following - level) < 0.5) < 0.95
     assert PressureConsistency.for_variables(("hr", "sbp")) is None
 
 
@@ -49,16 +53,16 @@ def test_map_is_derived_from_sbp_and_dbp(pressure_cohort):
     n = 500
     values = np.column_stack([rng.uniform(100, 140, n), rng.uniform(50, 80, n), rng.uniform(60, 110, n)]).astype(np.float32)
     values[:10, 0] = np.nan  # no SBP this hour: MAP left as simulated
-    scores = model.start(n, rng)
-    out, scores = model.apply(values, scores, rng)
+    residuals = model.start(n, rng)
+    out, residuals = model.apply(values, residuals, rng)
     residual = pressure_residual(*out[10:].astype(np.float64).T)
     assert np.abs(residual).max() <= 2 + 1e-4  # the simulated MAP was up to 40 mmHg off
     assert len(np.unique(np.rint(residual))) >= 4  # drawn from the training residuals, not one value
     np.testing.assert_array_equal(out[:10], values[:10])
     np.testing.assert_array_equal(out[:, :2], values[:, :2])  # SBP and DBP as simulated
     assert ((out[10:, 2] >= out[10:, 1]) & (out[10:, 2] <= out[10:, 0])).all()
-    # the next hour keeps most stays' residual (rho), unlike independent draws
-    again, _ = model.apply(values, scores, rng)
+    # the next hour keeps most stays' residual, unlike independent draws
+    again, _ = model.apply(values, residuals, rng)
     same = np.isclose(pressure_residual(*again[10:].astype(np.float64).T), residual, atol=0.5).mean()
     assert same > 0.4
 
@@ -122,6 +126,18 @@ def test_value_bins_are_spread_over_their_training_values(spreader):
     assert low.min() >= 0.1 and low.max() <= 0.99 and high.min() >= 1.0 and high.max() <= 5.0
     assert len(np.unique(low)) > 100 and np.median(high) == pytest.approx(3.0, abs=0.5)
     np.testing.assert_array_equal(spread[:, 0], 70.0)  # no bins for heart rate: unchanged
+
+
+def test_the_last_value_bin_holds_the_training_values_at_its_top_edge():
+    # a saturating variable: a third of the training SpO2 values read exactly 100, the top edge
+    tokenizer = BinTokenizer(variables=("spo2",), edges=(np.array([90.0, 98.0, 100.0]),), centers=(np.array([95.0, 99.3]),),
+                             method="quantile", n_bins=2)
+    changes = ChangeTokenizer(variables=("spo2",), scales=np.array([1.0]), edges=(np.array([0.0]),), centers=(np.array([-1.0, 1.0]),))
+    training = {"spo2": np.sort(np.r_[np.linspace(90.0, 97.5, 40), np.repeat([98.0, 99.0], 20), np.full(40, 100.0)])}
+    spo2 = BinSpreader.fit(tokenizer, changes, training, {"spo2": np.zeros(10)}, ("spo2",))
+    drawn = spo2.spread(np.full((500, 1), 99.3, dtype=np.float32), np.full((500, 1), np.nan), np.random.default_rng(0))
+    assert drawn.min() >= 98.0 and drawn.max() == 100.0
+    assert (drawn == 100.0).mean() == pytest.approx(0.5, abs=0.1)  # 40 of the bin's 80 values
 
 
 def test_change_bins_are_spread_over_the_training_changes(spreader):

@@ -66,6 +66,17 @@ def test_range_clips_to_the_plausible_bound_and_records_it(corrector: ErrorCorre
     assert before["range"] == 2 and after["range"] == 0
 
 
+def test_a_reading_beyond_a_saturating_end_is_clipped_not_redrawn(corrector: ErrorCorrector) -> None:
+    # SpO2 saturates at 100 % (catalog: saturates [high]); its low end (20 %) does not saturate
+    high, low = hour(spo2=103.0, hr=400.0), hour(spo2=5.0)
+    assert corrector.violating(hour(), high, VARIABLES).tolist() == [[code == "hr" for code in VARIABLES]]
+    assert corrector.violating(hour(), low, VARIABLES)[0, VARIABLES.index("spo2")]
+    corrected, records, _, _ = corrector.correct(hour(), high, VARIABLES)
+    assert value(corrected, "spo2") == 100.0 and ("spo2", "range", 103.0, 100.0) in [
+        (r["variable"], r["rule"], r["before"], r["after"]) for r in records]
+    assert value(corrector.saturated(high, VARIABLES), "spo2") == 100.0 and value(corrector.saturated(high, VARIABLES), "hr") == 400.0
+
+
 def test_rate_limit_clips_to_the_limit_from_the_previous_hour(corrector: ErrorCorrector) -> None:
     corrected, records, before, after = corrector.correct(hour(hr=80.0), hour(hr=200.0), VARIABLES)
     assert value(corrected, "hr") == 160.0  # limit 80 beats/min per hour
@@ -192,8 +203,10 @@ def test_random_garbage_has_no_hard_violation_after_correction(corrector: ErrorC
         assert chain[0]["before"] == float(second[row, column])
         assert chain[-1]["after"] == float(corrected[row, column])
         assert all(a["after"] == b["before"] for a, b in zip(chain, chain[1:], strict=False))
-    # violating() flags exactly the values correct() moves
-    np.testing.assert_array_equal(corrector.violating(corrected_first, second, variables), moved)
+    # violating() flags exactly the values correct() moves, but for readings beyond a saturating end (clipped, not redrawn)
+    np.testing.assert_array_equal(corrector.violating(corrected_first, second, variables),
+                                  _moved(corrector.saturated(second, variables), corrected))
+    assert (moved & ~corrector.violating(corrected_first, second, variables))[:, variables.index("spo2")].any()
 
 
 def test_correcting_a_corrected_state_changes_nothing(corrector: ErrorCorrector, catalog: Catalog) -> None:

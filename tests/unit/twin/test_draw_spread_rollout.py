@@ -49,6 +49,22 @@ def test_a_spread_of_the_wrong_shape_or_not_above_zero_is_refused() -> None:
     for bad in (torch.ones(2), torch.tensor([1.0, 0.0, 1.0]), torch.tensor([1.0, float("inf"), 1.0])):
         with pytest.raises(ValueError, match="spread must be"):
             PersistentDraws(torch.zeros(3), 4, torch.Generator(), spread=bad)
+    for bad in (torch.ones(2), torch.tensor([0.0, float("nan"), 0.0])):
+        with pytest.raises(ValueError, match="shift must be"):
+            PersistentDraws(torch.zeros(3), 4, torch.Generator(), shift=bad)
+
+
+def test_a_shift_moves_the_uniforms_up_on_the_score_scale_and_nothing_else() -> None:
+    n, persistence = 400, torch.tensor([0.0, -0.3, 1.0])
+    spread, shift = torch.tensor([0.9, 1.0, 0.8]), torch.tensor([0.2, 0.0, -0.1])
+    plain = PersistentDraws(persistence, n, torch.Generator().manual_seed(4), spread=spread)
+    shifted = PersistentDraws(persistence, n, torch.Generator().manual_seed(4), spread=spread, shift=shift)
+    for _ in range(3):
+        before, after = plain.next(), shifted.next()
+        torch.testing.assert_close(shifted.score, plain.score, rtol=0, atol=0)  # the same state and random numbers
+        torch.testing.assert_close(after, torch.special.ndtr(spread * plain.score + shift))
+        assert (after[:, 0] > before[:, 0]).all() and (after[:, 2] < before[:, 2]).all()
+        torch.testing.assert_close(after[:, 1], before[:, 1], rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------------------- PatientTwin.rollout
@@ -84,6 +100,21 @@ def test_rollout_refuses_knobs_of_the_wrong_shape_or_range(twin, test_batch):
         twin.rollout(batch, 1, draw_spread=np.ones(3))
     with pytest.raises(ValueError, match="draw_serial must be"):
         twin.rollout(batch, 1, draw_serial=np.full(len(twin.variables), 1.5))
+    with pytest.raises(ValueError, match="draw_shift must be"):
+        twin.rollout(batch, 1, draw_shift=np.zeros(3))
+
+
+def test_a_zero_shift_is_no_shift_and_a_positive_one_draws_higher(twin, test_batch):
+    batch = test_batch.select(np.arange(6))
+    plain = twin.rollout(batch, 1, n_samples=16, seed=5, correct=False)
+    zero = twin.rollout(batch, 1, n_samples=16, seed=5, correct=False, draw_shift=np.zeros(len(twin.variables)))
+    np.testing.assert_array_equal(zero.values, plain.values)
+    up = twin.rollout(batch, 1, n_samples=16, seed=5, correct=False, draw_shift=np.full(len(twin.variables), 0.5))
+    np.testing.assert_array_equal(up.draws, plain.draws)  # the scores a next call continues are the same
+    columns = [batch.variables.index(v) for v in twin.variables]
+    higher = up.values[..., columns] >= plain.values[..., columns]
+    assert higher[np.isfinite(plain.values[..., columns])].all()
+    assert np.nanmean(up.values[..., columns] - plain.values[..., columns]) > 0
 
 
 # ------------------------------------------------------------------------------- synthetic cohorts
@@ -100,13 +131,15 @@ def test_the_generator_fits_the_draw_spread_records_it_and_stays_deterministic(t
     assert synthesizer.pressure is not None and "map" not in record["spread"]  # MAP is rewritten from SBP and DBP: no knob
     fed_back = set(np.array(twin.variables)[twin.runtime.feedback])
     assert set(record["serial"]) <= fed_back & set(record["spread"])
-    assert record["pilot_stays"] == 20 and record["pilot_hours"] == 8 and len(record["pilots"]) == 4
+    assert record["pilot_stays"] == 20 and record["pilot_hours"] == 8 and len(record["pilots"]) == 5
+    assert set(record["shift"]) <= set(record["spread"]) and all(abs(m) <= 0.5 for m in record["shift"].values())
     assert set(record["cohort_ratios"]) == set(record["spread"])
-    assert result.cohort.meta["provenance"]["draw_spread"] == {"spread": record["spread"], "serial": record["serial"]}
+    assert result.cohort.meta["provenance"]["draw_spread"] == {k: record[k] for k in ("spread", "serial", "shift")}
     again = synthesizer.generate(twin, config)
     assert again.cohort.hourly.equals(result.cohort.hourly) and again.summary() == result.summary()
     # the fitted knobs given back: no pilots, the same cohort
-    given = SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6, draw_spread=record["spread"], draw_serial=record["serial"])
+    given = SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6, draw_spread=record["spread"], draw_serial=record["serial"],
+                            draw_shift=record["shift"])
     reused = synthesizer.generate(twin, given)
     assert reused.cohort.hourly.equals(result.cohort.hourly) and reused.summary()["draw_spread"]["pilots"] == []
     plain = synthesizer.generate(twin, SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6))
