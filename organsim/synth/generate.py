@@ -46,9 +46,11 @@ the detection AUROC from 0.967 to 0.991 (top features temperature_last, glucose_
 
 The twin's free-running draws vary too much within a stay (the one-step distributions are too
 wide once it feeds back its own hours). With ``spread_pilot_stays > 0`` the generator first fits a
-draw spread per vital sign and frequently charted lab (glucose on PhysioNet), and a serial
-correlation per fed-back vital, to the train split's median per-stay SD and mean absolute hourly
-change by short pilot generations (:mod:`organsim.synth.spread`,
+draw spread and shift per vital sign and frequently charted lab (glucose on PhysioNet), and a serial
+correlation per fed-back vital, to the train split's median per-stay SD, mean absolute hourly
+change and drift (stay mean minus first value), and for the labs charted less often (potassium,
+creatinine, ...) a serial correlation of their draws from one charted value to the next, to their
+median per-stay SD, by short pilot generations (:mod:`organsim.synth.spread`,
 :meth:`CohortSynthesizer.fit_draw_spread`) and rolls every stay out with them; the fitted knobs and
 what the pilots measured are in :attr:`SynthesisResult.draw_spread`.
 
@@ -75,10 +77,12 @@ from organsim.synth.initial import InitialStateModel
 from organsim.synth.labels import event_counts, sepsis_onsets
 from organsim.synth.observation import ObservationModel, ObservationState
 from organsim.synth.spread import (
-    FREQUENT_SHARE,
+    CHARTED_SHARE,
     MIN_STAYS,
     STATISTICS,
     DrawSpread,
+    charted_sd,
+    charted_variables,
     fit_draw_spread,
     spread_variables,
     stay_variability,
@@ -272,12 +276,16 @@ def _generator(*keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in keys]))
 
 
-def _knob_keywords(spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, np.ndarray]:
-    """The rollout keywords of ``(V_model,)`` knob vectors (``s``, ``rho``, ``m``): a shift only where
-    some variable has one, so knobs without one roll out number for number as before shifts existed."""
+def _knob_keywords(spread: np.ndarray, serial: np.ndarray, shift: np.ndarray, charted: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``knobs`` of :meth:`CohortSynthesizer._simulate_batch` from ``(V_model,)`` knob vectors (``s``,
+    ``rho``, ``m``) and ``charted`` (bool: labs whose scores continue from one charted value to the
+    next): a shift and ``charted`` only where some variable has one, so knobs without them roll out
+    number for number as before they existed."""
     knobs = {"draw_spread": spread, "draw_serial": serial}
     if np.any(shift != 0):
         knobs["draw_shift"] = shift
+    if np.any(charted):
+        knobs["charted_serial"] = charted
     return knobs
 
 
@@ -322,7 +330,7 @@ class CohortSynthesizer:
     spread_targets
         The train split's ``stay_id``, ``hour`` and the variables whose draw spread can be fitted (the
         catalog's vital signs and variables charted in at least
-        :data:`~organsim.synth.spread.FREQUENT_SHARE` of the training hours), the targets of the
+        :data:`~organsim.synth.spread.CHARTED_SHARE` of the training hours), the targets of the
         draw-spread fit; None: no fit.
     """
 
@@ -363,7 +371,7 @@ class CohortSynthesizer:
             "initial_hours": initial_hours,
         }
         charted_share = dict(zip(observation.variables, observation.rate_, strict=True))
-        targets = [v for v in variables if train.catalog.variable(v).kind == "vital" or charted_share[v] >= FREQUENT_SHARE]
+        targets = [v for v in variables if train.catalog.variable(v).kind == "vital" or charted_share[v] >= CHARTED_SHARE]
         return cls(initial=initial, observation=observation, behaviour=behaviour, catalog=train.catalog, pressure=pressure,
                    training_values=sorted_training_values(train, variables),
                    training_changes=sorted_training_changes(train, variables), training=training,
@@ -378,7 +386,10 @@ class CohortSynthesizer:
         and the number of simulated values clipped onto the plausible ranges.
 
         ``knobs``: the rollout keywords ``draw_spread``, ``draw_serial`` and ``draw_shift`` when fitted
-        (else empty).
+        (else empty), and ``charted_serial`` ``(V_model,)`` bool: labs whose draws continue, at their
+        ``draw_serial`` correlation, the score of the stay's last charted value (instead of a fresh
+        draw every call), so one charted potassium is followed by one drawn on the other side of its
+        predictive median more often than not, as the real values revert to a stay's own level.
 
         ``L`` is the longest stay of the batch; hours past a stay's end are NaN / defaults.
         """
@@ -410,6 +421,10 @@ class CohortSynthesizer:
                                                                                n_hours=n_hours))
         draw_scores: np.ndarray | None = None  # (n, V_model) last draws' normal scores per stay, once the twin returns them
         fed_back = self._fed_back(simulator)  # (V_model,) bool: the twin's variables whose draws continue
+        rollout_knobs = dict(knobs)
+        charted_serial = rollout_knobs.pop("charted_serial", None)  # (V_model,) bool
+        model_columns = None if charted_serial is None else np.array(
+            [catalog.variable_codes.index(v) for v in simulator.agents.config.variables])  # catalog column of each model variable
         done = k
         segment = 0
         while done < length:
@@ -429,12 +444,13 @@ class CohortSynthesizer:
             policy = self.behaviour.treatment_policy(seed=_seed(*keys, segment, 1)) if self.behaviour else None
             continued = {} if draw_scores is None else {"draws": draw_scores[active][None]}
             rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy,
-                                        **continued, **knobs)
+                                        **continued, **rollout_knobs)
             returned = getattr(rollout, "draws", None)
             if returned is not None and fed_back is not None:
                 if draw_scores is None:
                     draw_scores = np.full((n, returned.shape[-1]), np.nan, dtype=np.float32)
-                draw_scores[active] = np.where(fed_back, returned[0], np.nan)  # NaN: a fresh draw next call
+                kept = draw_scores[active] if charted_serial is not None else np.nan  # a lab keeps its last charting's score
+                draw_scores[active] = np.where(fed_back, returned[0], kept)  # NaN: a fresh draw next call
             simulated = np.asarray(rollout.values[0], dtype=np.float32)  # (a, horizon, V)
             state = observed.select(active)
             if spreader:
@@ -446,6 +462,10 @@ class CohortSynthesizer:
                     simulated[:, step], pressure_residuals[active] = self.pressure.apply(
                         simulated[:, step], pressure_residuals[active], rng)
             charted = self.observation.mask(simulated, hours[active, done : done + horizon], state, rng)
+            if charted_serial is not None and returned is not None:
+                # a lab charted in the segment's last hour: its score is where its next draw continues from
+                recorded = charted_serial & np.isfinite(charted[:, -1][:, model_columns])  # (a, V_model)
+                draw_scores[active] = np.where(recorded, returned[0], draw_scores[active])
             observed.last_hour[active], observed.last_value[active] = state.last_hour, state.last_value
             values[active, done : done + horizon] = charted
             treatments[active, done : done + horizon] = np.asarray(rollout.treatments[0], dtype=np.float32)
@@ -516,8 +536,10 @@ class CohortSynthesizer:
     def fit_draw_spread(
         self, simulator: Simulator, config: SynthesisConfig, *, progress: ProgressCallback | None = None
     ) -> DrawSpread | None:
-        """Fit the draw spread (vital signs, frequently charted labs) and the fed-back vitals' serial
-        correlations by pilot generations (:mod:`organsim.synth.spread`).
+        """Fit the draw knobs by pilot generations (:mod:`organsim.synth.spread`): the spread and shift of
+        the vital signs and frequently charted labs, the fed-back vitals' serial correlations, and the
+        serial correlation between charted values of the labs charted less often
+        (:func:`~organsim.synth.spread.charted_variables`).
 
         ``config.pilot_stays`` stays are drawn once (seeded by ``config.seed``, in the septic share
         of ``config``) with lengths cut at ``spread_pilot_hours`` and simulated as the cohort's are,
@@ -547,12 +569,14 @@ class CohortSynthesizer:
         pilot_hours = min(config.spread_pilot_hours, config.max_hours)
         candidates = [c for c in self.spread_targets.columns if c not in ("stay_id", "hour")]
         real = stay_variability(self.spread_targets, candidates, first_hours=pilot_hours)
+        real_labs = charted_sd(self.spread_targets, candidates, first_hours=pilot_hours)
         model_variables = tuple(simulator.agents.config.variables)
         # MAP is rewritten from each hour's SBP and DBP (PressureConsistency): its own draw never reaches the cohort
         derived = {PRESSURES[2]} if self.pressure is not None else set()
         charted_share = dict(zip(self.observation.variables, self.observation.rate_, strict=True))
         variables = tuple(v for v in spread_variables(self.catalog, model_variables, real, charted_share) if v not in derived)
-        if not variables:
+        labs = charted_variables(self.catalog, model_variables, real_labs, charted_share, fed_back)
+        if not variables and not labs:
             return None
         n = config.pilot_stays
         septic = np.arange(n) < int(round(self._septic_fraction(config) * n))
@@ -560,13 +584,16 @@ class CohortSynthesizer:
         pilot_config = replace(config, max_hours=pilot_hours)
         spreader = self.bin_spreader(simulator)
 
+        charted = np.isin(np.array(model_variables), np.array(labs, dtype=object))  # (V_model,) labs continued between chartings
+
         def pilot(spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, dict[str, float]]:
             simulated = self._simulate(simulator, drawn, pilot_config, PILOT_ROUND, lambda done: None, spreader,
-                                       _knob_keywords(spread, serial, shift))
-            return stay_variability(simulated.hourly, variables)
+                                       _knob_keywords(spread, serial, shift, charted))
+            return {**stay_variability(simulated.hourly, variables), **charted_sd(simulated.hourly, labs)}
 
-        return fit_draw_spread(pilot, real, variables, model_variables, fed_back, own_serial,
-                               newton_steps=config.spread_newton_steps, pilot_stays=n, pilot_hours=pilot_hours, progress=progress)
+        return fit_draw_spread(pilot, {**{v: real[v] for v in variables}, **{v: real_labs[v] for v in labs}}, variables,
+                               model_variables, fed_back, own_serial, charted=labs, newton_steps=config.spread_newton_steps,
+                               pilot_stays=n, pilot_hours=pilot_hours, progress=progress)
 
     def _draw_knobs(self, simulator: Simulator, config: SynthesisConfig) -> tuple[DrawSpread | None, dict[str, np.ndarray]]:
         """The cohort's draw knobs: ``config``'s when given, else fitted when ``config`` asks for pilots;
@@ -592,8 +619,10 @@ class CohortSynthesizer:
     def _rollout_knobs(simulator: Simulator, spread: DrawSpread) -> dict[str, np.ndarray]:
         """The ``knobs`` of :meth:`_simulate_batch` that carry ``spread``'s knobs (:func:`_knob_keywords`)."""
         model_variables = simulator.agents.config.variables
+        # a serial correlation of a variable the twin does not feed back is one between its charted values
+        charted = np.isin(np.array(model_variables), np.array(list(spread.serial), dtype=object)) & ~CohortSynthesizer._fed_back(simulator)
         return _knob_keywords(spread.spread_vector(model_variables), spread.serial_vector(model_variables, simulator.serial_correlations),
-                              spread.shift_vector(model_variables))
+                              spread.shift_vector(model_variables), charted)
 
     def _spread_record(self, spread: DrawSpread, cohort: Cohort) -> dict[str, Any]:
         """:attr:`SynthesisResult.draw_spread`: the knobs (and fit) with the cohort's ratios to the train split."""

@@ -111,6 +111,11 @@ SHIFT_BOUNDS = (-0.5, 0.5)
 """Smallest and largest fitted shift ``m``."""
 
 MATCHED = (*STATISTICS, "drift")
+
+CHARTED_SHARE = 0.03
+"""A lab (not fed back, charted in less than :data:`FREQUENT_SHARE` of the training hours) has its
+draws' serial correlation between charted values fitted when charted in at least this share of the
+hours: enough values per stay for a per-stay SD (on PhysioNet potassium 7.7 %, phosphate 3.4 %)."""
 """Every statistic the fit matches, the columns of :func:`misses`."""
 
 
@@ -170,6 +175,41 @@ def spread_variables(
     )
 
 
+def charted_sd(hourly: pl.DataFrame, variables: Sequence[str], *, first_hours: int | None = None) -> dict[str, dict[str, float]]:
+    """Median over stays of each variable's per-stay SD of its charted values, the statistic of a lab
+    (:data:`CHARTED_SHARE`), charted too rarely for an hour-to-hour change.
+
+    Returns ``{variable: {"sd": median per-stay SD (ddof 1), "stays": stays with two values or
+    more}}`` (cut at ``first_hours`` as :func:`stay_variability`); a variable no stay charted twice
+    is left out.
+    """
+    frame = hourly.select("stay_id", "hour", *variables).sort("stay_id", "hour")
+    if first_hours is not None:
+        frame = frame.filter(pl.col("hour") < pl.col("hour").min().over("stay_id") + first_hours)
+    per_stay = frame.group_by("stay_id").agg([pl.col(v).cast(pl.Float64).std().alias(v) for v in variables])
+    result: dict[str, dict[str, float]] = {}
+    for v in variables:
+        sd = per_stay[v].drop_nulls().drop_nans()
+        if sd.len():
+            result[v] = {"sd": float(sd.median()), "stays": sd.len()}
+    return result
+
+
+def charted_variables(
+    catalog: Catalog, model_variables: Sequence[str], real: dict[str, dict[str, float]], charting_share: dict[str, float],
+    fed_back: np.ndarray,
+) -> tuple[str, ...]:
+    """The labs whose serial correlation between charted values is fitted: modelled, not fed back, not
+    vital signs, charted in at least :data:`CHARTED_SHARE` and less than :data:`FREQUENT_SHARE` of
+    the training hours (``charting_share``), with a per-stay SD above 0 in at least
+    :data:`MIN_STAYS` real stays (``real``: :func:`charted_sd`)."""
+    return tuple(
+        v for v, fed in zip(model_variables, np.asarray(fed_back, dtype=bool), strict=True)
+        if not fed and catalog.variable(v).kind != "vital" and CHARTED_SHARE <= charting_share.get(v, 0.0) < FREQUENT_SHARE
+        and v in real and real[v]["stays"] >= MIN_STAYS and real[v]["sd"] > 0
+    )
+
+
 def log_ratios(synthetic: dict[str, dict[str, float]], real: dict[str, dict[str, float]], variables: Sequence[str]) -> np.ndarray:
     """``(V, 2)`` ``log(synthetic / real)`` of each variable's :data:`STATISTICS`; NaN where the
     synthetic cohort has fewer than :data:`MIN_STAYS` stays with both or a zero statistic."""
@@ -187,13 +227,19 @@ def log_ratios(synthetic: dict[str, dict[str, float]], real: dict[str, dict[str,
 def misses(synthetic: dict[str, dict[str, float]], real: dict[str, dict[str, float]], variables: Sequence[str]) -> np.ndarray:
     """``(V, 3)`` how far each variable is from its targets, per :data:`MATCHED` statistic: the
     :func:`log_ratios` of SD and mean absolute change, and the drift's difference in units of the
-    real median per-stay SD; NaN as in :func:`log_ratios`."""
-    drift = np.full((len(variables), 1), np.nan)
+    real median per-stay SD; NaN as in :func:`log_ratios`, and for a statistic a variable's targets
+    lack (a lab's: :func:`charted_sd` has the SD alone)."""
+    found = np.full((len(variables), len(MATCHED)), np.nan)
     for i, v in enumerate(variables):
         got = synthetic.get(v)
-        if got is not None and got["stays"] >= MIN_STAYS:
-            drift[i, 0] = (got["drift"] - real[v]["drift"]) / real[v]["sd"]
-    return np.concatenate([log_ratios(synthetic, real, variables), drift], axis=1)
+        if got is None or got["stays"] < MIN_STAYS:
+            continue
+        for j, statistic in enumerate(STATISTICS):
+            if statistic in real[v] and got.get(statistic, 0) > 0:
+                found[i, j] = np.log(got[statistic] / real[v][statistic])
+        if "drift" in real[v]:
+            found[i, 2] = (got["drift"] - real[v]["drift"]) / real[v]["sd"]
+    return found
 
 
 def shift_step(drift_at_zero: np.ndarray, drift_at_step: np.ndarray, current: np.ndarray, drift_now: np.ndarray) -> np.ndarray:
@@ -236,6 +282,16 @@ def newton_step(ratios: np.ndarray, jacobian: np.ndarray, knobs: np.ndarray) -> 
     if len(moved) > 1:
         moved[1] = np.clip(moved[1], *SERIAL_BOUNDS)
     return moved
+
+
+def serial_step(miss: float, slope: float, rho: float) -> float:
+    """A lab's next ``rho``: the Newton step that brings its SD's log ratio ``miss`` to 0 along
+    ``slope`` (its derivative by ``rho``), at most :data:`MAX_SERIAL_CHANGE` long and within
+    :data:`SERIAL_BOUNDS`; ``rho`` unchanged where either is not finite or the slope is 0."""
+    if not (np.isfinite(miss) and np.isfinite(slope)) or slope == 0:
+        return rho
+    change = float(np.clip(-miss / slope, -MAX_SERIAL_CHANGE, MAX_SERIAL_CHANGE))
+    return float(np.clip(rho + change, *SERIAL_BOUNDS))
 
 
 def broyden_update(jacobian: np.ndarray, knob_change: np.ndarray, ratio_change: np.ndarray) -> np.ndarray:
@@ -322,8 +378,8 @@ Pilot = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, dict[str, float
 
 def fit_draw_spread(
     pilot: Pilot, real: dict[str, dict[str, float]], variables: Sequence[str], model_variables: Sequence[str],
-    fed_back: np.ndarray, own_serial: np.ndarray, *, newton_steps: int = 1, pilot_stays: int = 0, pilot_hours: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    fed_back: np.ndarray, own_serial: np.ndarray, *, charted: Sequence[str] = (), newton_steps: int = 1, pilot_stays: int = 0,
+    pilot_hours: int = 0, progress: Callable[[int, int], None] | None = None,
 ) -> DrawSpread:
     """Fit each variable's draw knobs to the real statistics (module docstring).
 
@@ -332,15 +388,20 @@ def fit_draw_spread(
     pilot
         Simulates the pilot cohort (the same stays and random numbers every call) with the given knobs.
     real
-        The train split's statistics (:func:`stay_variability`, cut at the pilots' length).
+        The train split's statistics: :func:`stay_variability` of ``variables``, :func:`charted_sd`
+        of ``charted``, cut at the pilots' length.
     variables
-        The variables to fit (:func:`spread_variables`).
+        The variables whose ``s``, ``rho`` (where fed back) and ``m`` are fitted (:func:`spread_variables`).
     model_variables
         The twin's variables, the order of the knob vectors.
     fed_back
         ``(V_model,)`` bool: the twin feeds the variable back (its serial correlation is a knob).
     own_serial
         ``(V_model,)`` the twin's own serial correlations (:attr:`organsim.twin.PatientTwin.serial_correlations`).
+    charted
+        Labs whose only knob is the serial correlation ``rho`` of their scores from one charted value
+        to the next (:func:`charted_variables`), fitted to the per-stay SD from ``rho = 0`` (fresh
+        draws, the generator's own).
     newton_steps
         Steps after the four pilots that measure the knobs' effects (>= 1), each measured by one more pilot.
     pilot_stays, pilot_hours
@@ -355,62 +416,70 @@ def fit_draw_spread(
     if newton_steps < 1:
         raise ValueError(f"newton_steps must be >= 1, got {newton_steps}")
     model_variables = tuple(model_variables)
-    columns = np.array([model_variables.index(v) for v in variables], dtype=np.int64)
-    serial_knob = np.asarray(fed_back, dtype=bool)[columns]  # (F,) the variable's rho is a knob
+    fitted = (*variables, *charted)
+    lab = np.arange(len(fitted)) >= len(variables)  # (F,) rho is the variable's only knob
+    columns = np.array([model_variables.index(v) for v in fitted], dtype=np.int64)
+    serial_knob = np.asarray(fed_back, dtype=bool)[columns] | lab  # (F,) the variable's rho is a knob
     total = 4 + newton_steps
     record: list[dict[str, Any]] = []
     tried: list[tuple[np.ndarray, np.ndarray]] = []  # (knobs (F, 3): log s, rho, m; misses (F, 3)) of every pilot
 
     def measure(knobs: np.ndarray) -> np.ndarray:
         vectors = [np.ones(len(model_variables)), np.asarray(own_serial, dtype=np.float64).copy(), np.zeros(len(model_variables))]
-        for vector, fitted in zip(vectors, (np.exp(knobs[:, 0]), np.where(serial_knob, knobs[:, 1], vectors[1][columns]), knobs[:, 2]),
-                                  strict=True):
-            vector[columns] = fitted
-        found = misses(pilot(*(v.astype(np.float32) for v in vectors)), real, variables)  # (F, 3)
+        for vector, value in zip(vectors, (np.exp(knobs[:, 0]), np.where(serial_knob, knobs[:, 1], vectors[1][columns]), knobs[:, 2]),
+                                 strict=True):
+            vector[columns] = value
+        found = misses(pilot(*(v.astype(np.float32) for v in vectors)), real, fitted)  # (F, 3)
         record.append({
-            "spread": {v: round(float(np.exp(k[0])), 4) for v, k in zip(variables, knobs, strict=True)},
-            "serial": {v: round(float(k[1]), 4) for v, k, fed in zip(variables, knobs, serial_knob, strict=True) if fed},
-            "shift": {v: round(float(k[2]), 4) for v, k in zip(variables, knobs, strict=True)},
+            "spread": {v: round(float(np.exp(k[0])), 4) for v, k in zip(variables, knobs, strict=False)},
+            "serial": {v: round(float(k[1]), 4) for v, k, fed in zip(fitted, knobs, serial_knob, strict=True) if fed},
+            "shift": {v: round(float(k[2]), 4) for v, k in zip(variables, knobs, strict=False)},
             "ratios": {v: {name: (None if np.isnan(r) else round(float(np.exp(r)), 4)) for name, r in zip(STATISTICS, row[:2], strict=True)}
-                       for v, row in zip(variables, found, strict=True)},
-            "drift_miss": {v: (None if np.isnan(row[2]) else round(float(row[2]), 4)) for v, row in zip(variables, found, strict=True)},
+                       for v, row in zip(fitted, found, strict=True)},
+            "drift_miss": {v: (None if np.isnan(row[2]) else round(float(row[2]), 4)) for v, row in zip(variables, found, strict=False)},
         })
         tried.append((knobs.copy(), found))
         if progress:
             progress(len(record), total)
         return found
 
-    knobs = np.zeros((len(variables), 3))  # log s, rho, m
-    knobs[:, 1] = np.asarray(own_serial, dtype=np.float64)[columns]
+    knobs = np.zeros((len(fitted), 3))  # log s, rho, m (a lab: rho alone, from 0)
+    knobs[:, 1] = np.where(lab, 0.0, np.asarray(own_serial, dtype=np.float64)[columns])
+    others = (~lab).astype(np.float64)[:, None]  # (F, 1): 1 where s and m are knobs
     base = measure(knobs)
-    narrower = measure(knobs + [SPREAD_STEP, 0, 0])
+    narrower = measure(knobs + others * [SPREAD_STEP, 0, 0])
     serial_moved = np.clip(knobs[:, 1] + SERIAL_STEP, *SERIAL_BOUNDS)
     reverting = measure(np.column_stack([knobs[:, 0], np.where(serial_knob, serial_moved, knobs[:, 1]), knobs[:, 2]]))
-    shifted = measure(knobs + [0, 0, SHIFT_STEP])
+    shifted = measure(knobs + others * [0, 0, SHIFT_STEP])
     serial_change = np.where(serial_moved != knobs[:, 1], serial_moved - knobs[:, 1], np.nan)
     # (F, 2 statistics, 2 knobs): derivatives of the SD's and change's log ratios by log s and by rho
     jacobian = np.stack([(narrower[:, :2] - base[:, :2]) / SPREAD_STEP, (reverting[:, :2] - base[:, :2]) / serial_change[:, None]], axis=-1)
-    # a rho that could not move (at its bound) is no knob of that variable
-    serial_knob &= np.isfinite(jacobian[:, :, 1]).all(axis=1)
+    # a rho that could not move (at its bound) is no knob of that variable; a lab's is read from its SD alone
+    serial_knob &= np.where(lab, np.isfinite(jacobian[:, 0, 1]), np.isfinite(jacobian[:, :, 1]).all(axis=1))
     found = base
     for step in range(newton_steps):
         before = (knobs.copy(), found)
-        for i in range(len(variables)):
+        for i in range(len(fitted)):
+            if lab[i]:
+                if serial_knob[i]:
+                    knobs[i, 1] = serial_step(found[i, 0], jacobian[i, 0, 1], knobs[i, 1])
+                continue
             pair = knobs[i, :2] if serial_knob[i] else knobs[i, :1]
             knobs[i, : len(pair)] = newton_step(found[i, :2], jacobian[i, :, : len(pair)], pair)
-        knobs[:, 2] = shift_step(base[:, 2], shifted[:, 2], knobs[:, 2], found[:, 2])
+        knobs[:, 2] = np.where(lab, 0.0, shift_step(base[:, 2], shifted[:, 2], knobs[:, 2], found[:, 2]))
         found = measure(knobs)
         if step + 1 < newton_steps:
             jacobian = broyden_update(jacobian, knobs[:, :2] - before[0][:, :2], found[:, :2] - before[1][:, :2])
     # each variable keeps the knobs of the pilot that came nearest its targets (a far step can miss)
-    distance = np.stack([np.where(np.isfinite(f[:, :2]).all(axis=1), np.nansum(f**2, axis=1), np.inf) for _, f in tried])  # (pilots, F)
+    measured = [np.where(lab, np.isfinite(f[:, 0]), np.isfinite(f[:, :2]).all(axis=1)) for _, f in tried]
+    distance = np.stack([np.where(ok, np.nansum(f**2, axis=1), np.inf) for ok, (_, f) in zip(measured, tried, strict=True)])  # (pilots, F)
     chosen = np.where(np.isfinite(distance).any(axis=0), distance.argmin(axis=0), 0)  # (F,) base where no pilot measured it
     knobs = np.array([tried[c][0][i] for i, c in enumerate(chosen)])
     return DrawSpread(
-        spread={v: float(np.exp(k[0])) for v, k in zip(variables, knobs, strict=True)},
-        serial={v: float(k[1]) for v, k, fed in zip(variables, knobs, serial_knob, strict=True) if fed},
-        shift={v: float(k[2]) for v, k in zip(variables, knobs, strict=True) if k[2] != 0},
-        real={v: {k: (round(x, 4) if isinstance(x, float) else x) for k, x in real[v].items()} for v in variables},
-        chosen={v: int(c) for v, c in zip(variables, chosen, strict=True)},
+        spread={v: float(np.exp(k[0])) for v, k in zip(variables, knobs, strict=False)},
+        serial={v: float(k[1]) for v, k, fed in zip(fitted, knobs, serial_knob, strict=True) if fed},
+        shift={v: float(k[2]) for v, k in zip(variables, knobs, strict=False) if k[2] != 0},
+        real={v: {k: (round(x, 4) if isinstance(x, float) else x) for k, x in real[v].items()} for v in fitted},
+        chosen={v: int(c) for v, c in zip(fitted, chosen, strict=True)},
         pilots=record, pilot_stays=pilot_stays, pilot_hours=pilot_hours,
     )

@@ -130,7 +130,9 @@ def test_the_generator_fits_the_draw_spread_records_it_and_stays_deterministic(t
     assert set(record["spread"]) <= fitted and record["spread"]
     assert synthesizer.pressure is not None and "map" not in record["spread"]  # MAP is rewritten from SBP and DBP: no knob
     fed_back = set(np.array(twin.variables)[twin.runtime.feedback])
-    assert set(record["serial"]) <= fed_back & set(record["spread"])
+    labs = set(record["serial"]) - fed_back  # labs whose draws continue from one charted value to the next
+    assert set(record["serial"]) - labs <= set(record["spread"]) and not labs & set(record["spread"])
+    assert all(synthesizer.catalog.variable(v).kind != "vital" for v in labs)
     assert record["pilot_stays"] == 20 and record["pilot_hours"] == 8 and len(record["pilots"]) == 5
     assert set(record["shift"]) <= set(record["spread"]) and all(abs(m) <= 0.5 for m in record["shift"].values())
     assert set(record["cohort_ratios"]) == set(record["spread"])
@@ -146,3 +148,39 @@ def test_the_generator_fits_the_draw_spread_records_it_and_stays_deterministic(t
     assert plain.summary()["draw_spread"] is None and not plain.cohort.hourly.equals(result.cohort.hourly)
     with pytest.raises(ValueError, match="does not model: not_a_variable"):
         synthesizer.generate(twin, SynthesisConfig(patients=8, max_hours=10, context_hours=6, draw_spread={"not_a_variable": 0.9}))
+
+
+@pytest.mark.slow
+def test_a_lab_given_a_serial_correlation_continues_the_score_of_its_last_charted_value(twin, engine_cohort, monkeypatch):
+    synthesizer = CohortSynthesizer.fit(engine_cohort, initial_hours=2)
+    fed_back = twin.runtime.feedback
+    labs = [v for v, fed in zip(twin.variables, fed_back, strict=True) if not fed and synthesizer.catalog.variable(v).kind == "lab"]
+    lab = max(labs, key=lambda v: engine_cohort.hourly[v].is_not_null().mean())  # the most charted
+    column = twin.variables.index(lab)
+    passed, returned = [], []  # per rollout call: {stay: score passed in}, {stay: score the call ended with}
+    rollout = twin.rollout
+
+    def spy(batch, horizon, **keywords):
+        out = rollout(batch, horizon, **keywords)
+        previous = keywords.get("draws")
+        passed.append({} if previous is None else dict(zip(batch.stay_ids.tolist(), previous[0, :, column].tolist(), strict=True)))
+        returned.append(dict(zip(batch.stay_ids.tolist(), out.draws[0, :, column].tolist(), strict=True)))
+        return out
+
+    monkeypatch.setattr(twin, "rollout", spy)
+    config = SynthesisConfig(patients=8, max_hours=30, seed=4, context_hours=6, draw_serial={lab: 0.5})
+    cohort = synthesizer.generate(twin, config).cohort
+    held = updated = 0
+    for call in range(1, len(passed)):
+        for stay, score in passed[call].items():
+            if np.isnan(score):
+                continue  # not charted yet: a fresh draw
+            # the score of the call that charted the lab last: one of the stay's former calls' scores
+            earlier = [returned[c][stay] for c in range(call) if stay in returned[c]]
+            assert score in earlier
+            updated += score == returned[call - 1][stay]
+            held += score != returned[call - 1][stay]
+    assert updated and held  # continued from a charted hour, and kept over the hours the lab was not charted
+    monkeypatch.undo()
+    again = synthesizer.generate(twin, config).cohort
+    assert again.hourly.equals(cohort.hourly)
