@@ -42,10 +42,12 @@ the slope of the drift's miss (in real per-stay SDs) against ``m``; then Newton 
 squares, within :data:`SPREAD_BOUNDS` and :data:`SERIAL_BOUNDS`) solve for the ``s`` and ``rho``
 that make both ratios 1, each step at most :data:`MAX_SPREAD_CHANGE` and :data:`MAX_SERIAL_CHANGE`
 long, and a chord step on that slope for the ``m`` that makes the drift's miss 0 (within
-:data:`SHIFT_BOUNDS`), measured by one more pilot and followed by a Broyden update of the Jacobian.
-Each variable then keeps the knobs of the pilot nearest its targets (the smallest sum of squared
-misses, :func:`misses`), so a step the linear model misjudged cannot leave a variable worse than
-the twin's own draws. One step (five pilots) is the default: a pilot of 256 stays measures a median to a few per cent, and on PhysioNet the first
+:data:`SHIFT_BOUNDS`; for variables charted in at least :data:`SHIFT_STAYS` pilot stays),
+measured by one more pilot and followed by a Broyden update of the Jacobian. Each variable then
+keeps the knobs of the pilot nearest its targets (the smallest sum of squared misses,
+:func:`misses`), so a step the linear model misjudged cannot leave a variable worse than the twin's
+own draws. One step (five pilots) is the default: a pilot of 256 stays measures a median to a few
+per cent, and on PhysioNet the first
 step took every vital's two ratios (synthetic / real) from 0.96-1.21 to 0.98-1.05 (EtCO2's change,
 charted in few stays, 1.08), while a second step with the first Jacobian overshot (heart rate's SD
 ratio 1.04 -> 0.92). Pilot stays are cut at ``pilot_hours`` and the real stays at the same number
@@ -109,6 +111,11 @@ SHIFT_STEP = 0.1
 
 SHIFT_BOUNDS = (-0.5, 0.5)
 """Smallest and largest fitted shift ``m``."""
+
+SHIFT_STAYS = 100
+"""Pilot stays charting a variable that its shift needs: a median drift of fewer stays is too noisy
+to step on (on PhysioNet EtCO2, charted in about 40 of 256 pilot stays, took a shift of 0.29 that
+moved its drift in the cohort to +2.7 mmHg, real +0.5)."""
 
 MATCHED = (*STATISTICS, "drift")
 
@@ -423,13 +430,16 @@ def fit_draw_spread(
     total = 4 + newton_steps
     record: list[dict[str, Any]] = []
     tried: list[tuple[np.ndarray, np.ndarray]] = []  # (knobs (F, 3): log s, rho, m; misses (F, 3)) of every pilot
+    stays: list[np.ndarray] = []  # (F,) pilot stays with each variable's statistics, of every pilot
 
     def measure(knobs: np.ndarray) -> np.ndarray:
         vectors = [np.ones(len(model_variables)), np.asarray(own_serial, dtype=np.float64).copy(), np.zeros(len(model_variables))]
         for vector, value in zip(vectors, (np.exp(knobs[:, 0]), np.where(serial_knob, knobs[:, 1], vectors[1][columns]), knobs[:, 2]),
                                  strict=True):
             vector[columns] = value
-        found = misses(pilot(*(v.astype(np.float32) for v in vectors)), real, fitted)  # (F, 3)
+        measured = pilot(*(v.astype(np.float32) for v in vectors))
+        found = misses(measured, real, fitted)  # (F, 3)
+        stays.append(np.array([measured.get(v, {}).get("stays", 0) for v in fitted]))
         record.append({
             "spread": {v: round(float(np.exp(k[0])), 4) for v, k in zip(variables, knobs, strict=False)},
             "serial": {v: round(float(k[1]), 4) for v, k, fed in zip(fitted, knobs, serial_knob, strict=True) if fed},
@@ -450,7 +460,8 @@ def fit_draw_spread(
     narrower = measure(knobs + others * [SPREAD_STEP, 0, 0])
     serial_moved = np.clip(knobs[:, 1] + SERIAL_STEP, *SERIAL_BOUNDS)
     reverting = measure(np.column_stack([knobs[:, 0], np.where(serial_knob, serial_moved, knobs[:, 1]), knobs[:, 2]]))
-    shifted = measure(knobs + others * [0, 0, SHIFT_STEP])
+    shiftable = ~lab & (stays[0] >= SHIFT_STAYS)  # (F,) m is a knob: charted in enough pilot stays for a median drift
+    shifted = measure(knobs + shiftable[:, None] * [0, 0, SHIFT_STEP])
     serial_change = np.where(serial_moved != knobs[:, 1], serial_moved - knobs[:, 1], np.nan)
     # (F, 2 statistics, 2 knobs): derivatives of the SD's and change's log ratios by log s and by rho
     jacobian = np.stack([(narrower[:, :2] - base[:, :2]) / SPREAD_STEP, (reverting[:, :2] - base[:, :2]) / serial_change[:, None]], axis=-1)
@@ -466,7 +477,7 @@ def fit_draw_spread(
                 continue
             pair = knobs[i, :2] if serial_knob[i] else knobs[i, :1]
             knobs[i, : len(pair)] = newton_step(found[i, :2], jacobian[i, :, : len(pair)], pair)
-        knobs[:, 2] = np.where(lab, 0.0, shift_step(base[:, 2], shifted[:, 2], knobs[:, 2], found[:, 2]))
+        knobs[:, 2] = np.where(shiftable, shift_step(base[:, 2], shifted[:, 2], knobs[:, 2], found[:, 2]), 0.0)
         found = measure(knobs)
         if step + 1 < newton_steps:
             jacobian = broyden_update(jacobian, knobs[:, :2] - before[0][:, :2], found[:, :2] - before[1][:, :2])

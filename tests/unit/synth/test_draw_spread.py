@@ -14,6 +14,7 @@ from organsim.synth.spread import (
     SERIAL_BOUNDS,
     SERIAL_STEP,
     SHIFT_BOUNDS,
+    SHIFT_STAYS,
     SHIFT_STEP,
     SPREAD_BOUNDS,
     broyden_update,
@@ -191,6 +192,22 @@ def test_the_fit_finds_the_knobs_of_a_linear_response_in_one_newton_step() -> No
     assert twice.shift["hr"] == pytest.approx(-0.15)
     with pytest.raises(ValueError, match="newton_steps"):
         fit_draw_spread(again, again.real, ("hr",), again.model_variables, np.ones(3, dtype=bool), again.own_serial, newton_steps=0)
+
+
+class FewStaysPilot(LinearPilot):
+    """The linear response, with temperature charted in fewer pilot stays than a shift needs."""
+
+    def __call__(self, spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, dict[str, float]]:
+        result = super().__call__(spread, serial, shift)
+        return {**result, "temperature": {**result["temperature"], "stays": SHIFT_STAYS - 1}}
+
+
+def test_a_variable_charted_in_few_pilot_stays_gets_no_shift() -> None:
+    pilot = FewStaysPilot()
+    fitted = fit_draw_spread(pilot, pilot.real, ("hr", "temperature"), pilot.model_variables, np.array([True, False, False]),
+                             pilot.own_serial)
+    assert "temperature" not in fitted.shift and fitted.shift["hr"] == pytest.approx(-0.15)
+    assert pilot.calls[3][2][1] == pilot.calls[-1][2][1] == 0.0 and "temperature" in fitted.spread  # its spread is still fitted
 
 
 class MissingPilot(LinearPilot):
