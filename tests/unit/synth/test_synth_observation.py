@@ -8,7 +8,7 @@ import pytest
 
 from organsim.data import Cohort
 from organsim.synth import ObservationModel, ObservationState
-from organsim.synth.observation import drawing_order, recording_resolution
+from organsim.synth.observation import MIN_LEAF_STAYS, drawing_order, recording_resolution
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_learns_the_charting_rhythm(rhythm_cohort, catalog):
     variables = ("hr", "sbp", "lactate", "glucose")
     model = ObservationModel.for_catalog(variables, catalog).fit(rhythm_cohort)
     lactate, sbp = variables.index("lactate"), variables.index("sbp")
-    style = np.tile(model.training_styles_[0], (2, 1))  # every training stay charts alike
+    style = np.tile(model.draw_styles(1, np.random.default_rng(0)), (2, 1))  # every training stay charts alike
     charted_now = np.array([[True, False, False, False], [False, False, False, False]])  # hr charted, or not
     for hours_since, expected in ((4.0, "due"), (1.0, "just charted")):
         since = np.full((2, 4), hours_since, dtype=np.float32)
@@ -119,3 +119,42 @@ def test_charting_styles_follow_the_stays(catalog):
     shares = charted[..., 1].mean(axis=1)  # per synthetic stay
     assert (shares > 0.8).mean() > 0.25 and (shares < 0.3).mean() > 0.25  # both kinds of stay, not one average
     assert charted[..., 1].mean() == pytest.approx(hourly["temperature"].is_not_null().mean(), abs=0.05)
+
+
+def test_styles_keep_the_stays_joint_charting_and_sepsis(catalog):
+    """Septic stays chart lactate with PaCO2 (a blood gas); of the others, half chart the liver panel (AST
+    with bilirubin) and never a blood gas, half neither: drawn styles keep each stay's combination."""
+    n_stays, n_hours = 120, 24
+    stay = np.repeat(np.arange(n_stays), n_hours)
+    hours = np.tile(np.arange(1, n_hours + 1), n_stays)
+    septic, liver = stay < 40, (stay >= 40) & (stay % 2 == 0)
+    gas = np.where(septic & (hours % 3 == 0), 1.5, np.nan)
+    hourly = pl.DataFrame({"stay_id": stay + 1, "hour": hours, "hr": 80.0, "lactate": gas, "paco2": gas * 26.0,
+                           "ast": np.where(liver & (hours % 12 == 0), 30.0, np.nan),
+                           "bilirubin_total": np.where(liver & (hours % 12 == 0), 1.0, np.nan)},
+                          nan_to_null=True).with_columns(pl.col("hour").cast(pl.Int32))
+    stays = pl.DataFrame({"stay_id": np.arange(1, n_stays + 1), "sepsis": np.arange(n_stays) < 40})
+    variables = ("hr", "lactate", "paco2", "ast", "bilirubin_total")
+    model = ObservationModel.for_catalog(variables, catalog).fit(Cohort.from_frames(stays, hourly, source="test", catalog=catalog))
+    rng = np.random.default_rng(0)
+    n = 400
+    new_septic = np.arange(n) < n // 2
+    state = ObservationState(np.full((n, 5), 0.0), np.tile([80.0, 1.5, 39.0, 30.0, 1.0], (n, 1)),
+                             model.draw_styles(n, rng, new_septic, n_hours=np.full(n, n_hours)), first_hour=np.ones(n))
+    simulated = np.tile(np.array([80.0, 1.5, 39.0, 30.0, 1.0], dtype=np.float32), (n, n_hours, 1))
+    charted = np.isfinite(model.mask(simulated, np.tile(np.arange(1, n_hours + 1), (n, 1)), state, rng)).any(axis=1)
+    lactate, paco2, ast, bilirubin = (charted[:, variables.index(v)] for v in variables[1:])
+    assert lactate[new_septic].mean() > 0.9 and not lactate[~new_septic].any()  # blood gases in septic stays only
+    assert (lactate == paco2).mean() > 0.95 and (ast == bilirubin).mean() > 0.95  # panels stay whole
+    assert not (ast & lactate).any()  # no stay of either kind charts both
+    assert ast[~new_septic].mean() == pytest.approx(0.5, abs=0.1)
+    leaf_stays = [tree.tree_.n_node_samples[tree.tree_.children_left == -1] for trees in model.style_trees_ for tree in trees]
+    assert min(leaves.min() for leaves in leaf_stays) >= MIN_LEAF_STAYS  # no drawn style follows one training stay
+    assert max(len(leaves) for leaves in leaf_stays) > 1  # the trees do split
+
+
+def test_styles_without_sepsis_or_length_are_drawn_at_the_training_shares(rhythm_cohort, catalog):
+    model = ObservationModel.for_catalog(("hr", "lactate"), catalog).fit(rhythm_cohort)
+    styles = model.draw_styles(50, np.random.default_rng(1))
+    assert styles.shape == (50, 2) and np.isin(styles, np.arange(10)).all()
+    np.testing.assert_array_equal(styles, model.draw_styles(50, np.random.default_rng(1)))
