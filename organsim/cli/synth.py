@@ -132,8 +132,9 @@ def synthesize(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Stays per rollout call.")] = 512,
     spread_pilot_stays: Annotated[int, typer.Option(
         "--spread-pilot-stays", min=0,
-        help="Stays per pilot generation of the draw-spread fit (at most a quarter of --patients; four pilots): the vital "
-             "signs' draws are narrowed so that their per-stay SD and hourly change match the train split's. 0: the twin's own draws.",
+        help="Stays per pilot generation of the draw-knob fit (at most a quarter of --patients; five pilots): the vital "
+             "signs' draws are narrowed and shifted so that their per-stay SD, hourly change and drift match the train split's, "
+             "and the labs' draws revert between charted values as the real ones do. 0: the twin's own draws.",
     )] = 256,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     shards: Annotated[int, typer.Option("--shards", min=1, help="Generate in this many shards, each its own seed, written as parts under OUT.parts/.")] = 1,
@@ -147,9 +148,9 @@ def synthesize(
     each shard's part is written atomically (a rerun recomputes only missing parts) and the parts
     are merged with stay ids 1..N. The files depend on the seed and the number of shards.
 
-    Before the stays, short pilot generations fit each vital sign's draw spread (and serial
-    correlation) to the train split's median per-stay SD and hourly change (--spread-pilot-stays;
-    once, for every shard).
+    Before the stays, short pilot generations fit each vital sign's draw spread, serial correlation
+    and shift to the train split's median per-stay SD, hourly change and drift, and each lab's serial
+    correlation between charted values to its per-stay SD (--spread-pilot-stays; once, for every shard).
     """
     if format not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -196,9 +197,13 @@ def synthesize(
     table.add_row("events", ", ".join(f"{k} {v:,}" for k, v in summary["events"].items()) or "none")
     table.add_row("clipped", f"{summary['values_clipped']:,} simulated values clipped onto the catalog's plausible ranges")
     if config.draw_spread is not None:
+        serial, shift = config.draw_serial or {}, config.draw_shift or {}
         table.add_row("draw spread", ", ".join(
-            f"{v} {s:.2f}" + (f" (rho {config.draw_serial[v]:.2f})" if v in (config.draw_serial or {}) else "")
+            f"{v} {s:.2f}" + (f" (rho {serial[v]:.2f})" if v in serial else "") + (f" (shift {shift[v]:+.2f})" if v in shift else "")
             for v, s in config.draw_spread.items()))
+        labs = {v: r for v, r in serial.items() if v not in config.draw_spread}
+        if labs:
+            table.add_row("labs' rho", ", ".join(f"{v} {r:.2f}" for v, r in labs.items()))
     for note in exported.notes:
         table.add_row("note", note)
     console.print(table)

@@ -81,7 +81,7 @@ from organsim.synth.spread import (
     MIN_STAYS,
     STATISTICS,
     DrawSpread,
-    charted_sd,
+    charted_steps,
     charted_variables,
     fit_draw_spread,
     spread_variables,
@@ -569,7 +569,7 @@ class CohortSynthesizer:
         pilot_hours = min(config.spread_pilot_hours, config.max_hours)
         candidates = [c for c in self.spread_targets.columns if c not in ("stay_id", "hour")]
         real = stay_variability(self.spread_targets, candidates, first_hours=pilot_hours)
-        real_labs = charted_sd(self.spread_targets, candidates, first_hours=pilot_hours)
+        real_labs = charted_steps(self.spread_targets, candidates, first_hours=pilot_hours)
         model_variables = tuple(simulator.agents.config.variables)
         # MAP is rewritten from each hour's SBP and DBP (PressureConsistency): its own draw never reaches the cohort
         derived = {PRESSURES[2]} if self.pressure is not None else set()
@@ -589,7 +589,7 @@ class CohortSynthesizer:
         def pilot(spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, dict[str, float]]:
             simulated = self._simulate(simulator, drawn, pilot_config, PILOT_ROUND, lambda done: None, spreader,
                                        _knob_keywords(spread, serial, shift, charted))
-            return {**stay_variability(simulated.hourly, variables), **charted_sd(simulated.hourly, labs)}
+            return {**stay_variability(simulated.hourly, variables), **charted_steps(simulated.hourly, labs)}
 
         return fit_draw_spread(pilot, {**{v: real[v] for v in variables}, **{v: real_labs[v] for v in labs}}, variables,
                                model_variables, fed_back, own_serial, charted=labs, newton_steps=config.spread_newton_steps,

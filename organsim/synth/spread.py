@@ -117,7 +117,7 @@ SHIFT_STAYS = 100
 to step on (on PhysioNet EtCO2, charted in about 40 of 256 pilot stays, took a shift of 0.29 that
 moved its drift in the cohort to +2.7 mmHg, real +0.5)."""
 
-MATCHED = (*STATISTICS, "drift")
+MATCHED = (*STATISTICS, "drift", "step_ratio")
 
 CHARTED_SHARE = 0.03
 """A lab (not fed back, charted in less than :data:`FREQUENT_SHARE` of the training hours) has its
@@ -182,23 +182,31 @@ def spread_variables(
     )
 
 
-def charted_sd(hourly: pl.DataFrame, variables: Sequence[str], *, first_hours: int | None = None) -> dict[str, dict[str, float]]:
-    """Median over stays of each variable's per-stay SD of its charted values, the statistic of a lab
-    (:data:`CHARTED_SHARE`), charted too rarely for an hour-to-hour change.
+def charted_steps(hourly: pl.DataFrame, variables: Sequence[str], *, first_hours: int | None = None) -> dict[str, dict[str, float]]:
+    """How far a lab's charted values wander, the statistic of a lab (:data:`CHARTED_SHARE`) charted too
+    rarely for an hour-to-hour change: the mean absolute change over two charted values divided by
+    that over one (``step_ratio``), pooled over stays. A random walk's two steps go about twice as
+    far in variance (a ratio near 1.4 for normal steps), values that revert to a stay's own level
+    less far (on PhysioNet: potassium 1.22 real, 1.36 with fresh draws; magnesium 1.14 and 1.47).
 
-    Returns ``{variable: {"sd": median per-stay SD (ddof 1), "stays": stays with two values or
-    more}}`` (cut at ``first_hours`` as :func:`stay_variability`); a variable no stay charted twice
-    is left out.
+    Returns ``{variable: {"step_ratio": ..., "stays": stays with three values or more}}`` (cut at
+    ``first_hours`` as :func:`stay_variability`); a variable no stay charted three times is left out.
     """
     frame = hourly.select("stay_id", "hour", *variables).sort("stay_id", "hour")
     if first_hours is not None:
         frame = frame.filter(pl.col("hour") < pl.col("hour").min().over("stay_id") + first_hours)
-    per_stay = frame.group_by("stay_id").agg([pl.col(v).cast(pl.Float64).std().alias(v) for v in variables])
     result: dict[str, dict[str, float]] = {}
     for v in variables:
-        sd = per_stay[v].drop_nulls().drop_nans()
-        if sd.len():
-            result[v] = {"sd": float(sd.median()), "stays": sd.len()}
+        charted = frame.select("stay_id", pl.col(v).cast(pl.Float64)).drop_nulls(v)
+        steps = charted.select(
+            "stay_id",
+            (pl.col(v) - pl.col(v).shift(1)).over("stay_id").abs().alias("one"),
+            (pl.col(v) - pl.col(v).shift(2)).over("stay_id").abs().alias("two"),
+        )
+        two = steps.drop_nulls("two")
+        one = steps["one"].mean()
+        if two.height and one:
+            result[v] = {"step_ratio": float(two["two"].mean()) / float(one), "stays": two["stay_id"].n_unique()}
     return result
 
 
@@ -208,12 +216,12 @@ def charted_variables(
 ) -> tuple[str, ...]:
     """The labs whose serial correlation between charted values is fitted: modelled, not fed back, not
     vital signs, charted in at least :data:`CHARTED_SHARE` and less than :data:`FREQUENT_SHARE` of
-    the training hours (``charting_share``), with a per-stay SD above 0 in at least
-    :data:`MIN_STAYS` real stays (``real``: :func:`charted_sd`)."""
+    the training hours (``charting_share``), charted three times or more in at least
+    :data:`MIN_STAYS` real stays (``real``: :func:`charted_steps`)."""
     return tuple(
         v for v, fed in zip(model_variables, np.asarray(fed_back, dtype=bool), strict=True)
         if not fed and catalog.variable(v).kind != "vital" and CHARTED_SHARE <= charting_share.get(v, 0.0) < FREQUENT_SHARE
-        and v in real and real[v]["stays"] >= MIN_STAYS and real[v]["sd"] > 0
+        and v in real and real[v]["stays"] >= MIN_STAYS
     )
 
 
@@ -232,17 +240,17 @@ def log_ratios(synthetic: dict[str, dict[str, float]], real: dict[str, dict[str,
 
 
 def misses(synthetic: dict[str, dict[str, float]], real: dict[str, dict[str, float]], variables: Sequence[str]) -> np.ndarray:
-    """``(V, 3)`` how far each variable is from its targets, per :data:`MATCHED` statistic: the
-    :func:`log_ratios` of SD and mean absolute change, and the drift's difference in units of the
-    real median per-stay SD; NaN as in :func:`log_ratios`, and for a statistic a variable's targets
-    lack (a lab's: :func:`charted_sd` has the SD alone)."""
+    """``(V, 4)`` how far each variable is from its targets, per :data:`MATCHED` statistic: the
+    ``log(synthetic / real)`` of SD, mean absolute change and step ratio, and the drift's difference
+    in units of the real median per-stay SD; NaN as in :func:`log_ratios`, and for a statistic a
+    variable's targets lack (a lab's, :func:`charted_steps`, has the step ratio alone)."""
     found = np.full((len(variables), len(MATCHED)), np.nan)
     for i, v in enumerate(variables):
         got = synthetic.get(v)
         if got is None or got["stays"] < MIN_STAYS:
             continue
-        for j, statistic in enumerate(STATISTICS):
-            if statistic in real[v] and got.get(statistic, 0) > 0:
+        for j, statistic in enumerate(MATCHED):
+            if statistic != "drift" and statistic in real[v] and got.get(statistic, 0) > 0:
                 found[i, j] = np.log(got[statistic] / real[v][statistic])
         if "drift" in real[v]:
             found[i, 2] = (got["drift"] - real[v]["drift"]) / real[v]["sd"]
@@ -292,7 +300,8 @@ def newton_step(ratios: np.ndarray, jacobian: np.ndarray, knobs: np.ndarray) -> 
 
 
 def serial_step(miss: float, slope: float, rho: float) -> float:
-    """A lab's next ``rho``: the Newton step that brings its SD's log ratio ``miss`` to 0 along
+    """A lab's next ``rho``: the Newton step that brings the log ratio ``miss`` of its step ratio
+    (:func:`charted_steps`, synthetic / real) to 0 along
     ``slope`` (its derivative by ``rho``), at most :data:`MAX_SERIAL_CHANGE` long and within
     :data:`SERIAL_BOUNDS`; ``rho`` unchanged where either is not finite or the slope is 0."""
     if not (np.isfinite(miss) and np.isfinite(slope)) or slope == 0:
@@ -407,8 +416,8 @@ def fit_draw_spread(
         ``(V_model,)`` the twin's own serial correlations (:attr:`organsim.twin.PatientTwin.serial_correlations`).
     charted
         Labs whose only knob is the serial correlation ``rho`` of their scores from one charted value
-        to the next (:func:`charted_variables`), fitted to the per-stay SD from ``rho = 0`` (fresh
-        draws, the generator's own).
+        to the next (:func:`charted_variables`), fitted to the step ratio (:func:`charted_steps`)
+        from ``rho = 0`` (fresh draws, the generator's own).
     newton_steps
         Steps after the four pilots that measure the knobs' effects (>= 1), each measured by one more pilot.
     pilot_stays, pilot_hours
@@ -429,7 +438,7 @@ def fit_draw_spread(
     serial_knob = np.asarray(fed_back, dtype=bool)[columns] | lab  # (F,) the variable's rho is a knob
     total = 4 + newton_steps
     record: list[dict[str, Any]] = []
-    tried: list[tuple[np.ndarray, np.ndarray]] = []  # (knobs (F, 3): log s, rho, m; misses (F, 3)) of every pilot
+    tried: list[tuple[np.ndarray, np.ndarray]] = []  # (knobs (F, 3): log s, rho, m; misses (F, 4)) of every pilot
     stays: list[np.ndarray] = []  # (F,) pilot stays with each variable's statistics, of every pilot
 
     def measure(knobs: np.ndarray) -> np.ndarray:
@@ -438,14 +447,15 @@ def fit_draw_spread(
                                  strict=True):
             vector[columns] = value
         measured = pilot(*(v.astype(np.float32) for v in vectors))
-        found = misses(measured, real, fitted)  # (F, 3)
+        found = misses(measured, real, fitted)  # (F, 4)
         stays.append(np.array([measured.get(v, {}).get("stays", 0) for v in fitted]))
         record.append({
             "spread": {v: round(float(np.exp(k[0])), 4) for v, k in zip(variables, knobs, strict=False)},
             "serial": {v: round(float(k[1]), 4) for v, k, fed in zip(fitted, knobs, serial_knob, strict=True) if fed},
             "shift": {v: round(float(k[2]), 4) for v, k in zip(variables, knobs, strict=False)},
-            "ratios": {v: {name: (None if np.isnan(r) else round(float(np.exp(r)), 4)) for name, r in zip(STATISTICS, row[:2], strict=True)}
-                       for v, row in zip(fitted, found, strict=True)},
+            "ratios": {v: {name: (None if np.isnan(r) else round(float(np.exp(r)), 4))
+                           for name, r in zip(MATCHED, row, strict=True) if name != "drift" and (name == "step_ratio") == is_lab}
+                       for v, row, is_lab in zip(fitted, found, lab, strict=True)},
             "drift_miss": {v: (None if np.isnan(row[2]) else round(float(row[2]), 4)) for v, row in zip(variables, found, strict=False)},
         })
         tried.append((knobs.copy(), found))
@@ -465,15 +475,16 @@ def fit_draw_spread(
     serial_change = np.where(serial_moved != knobs[:, 1], serial_moved - knobs[:, 1], np.nan)
     # (F, 2 statistics, 2 knobs): derivatives of the SD's and change's log ratios by log s and by rho
     jacobian = np.stack([(narrower[:, :2] - base[:, :2]) / SPREAD_STEP, (reverting[:, :2] - base[:, :2]) / serial_change[:, None]], axis=-1)
-    # a rho that could not move (at its bound) is no knob of that variable; a lab's is read from its SD alone
-    serial_knob &= np.where(lab, np.isfinite(jacobian[:, 0, 1]), np.isfinite(jacobian[:, :, 1]).all(axis=1))
+    lab_slope = (reverting[:, 3] - base[:, 3]) / serial_change  # (F,) a lab's step ratio's log by rho
+    # a rho that could not move (at its bound) is no knob of that variable; a lab's is read from its step ratio alone
+    serial_knob &= np.where(lab, np.isfinite(lab_slope), np.isfinite(jacobian[:, :, 1]).all(axis=1))
     found = base
     for step in range(newton_steps):
         before = (knobs.copy(), found)
         for i in range(len(fitted)):
             if lab[i]:
                 if serial_knob[i]:
-                    knobs[i, 1] = serial_step(found[i, 0], jacobian[i, 0, 1], knobs[i, 1])
+                    knobs[i, 1] = serial_step(found[i, 3], lab_slope[i], knobs[i, 1])
                 continue
             pair = knobs[i, :2] if serial_knob[i] else knobs[i, :1]
             knobs[i, : len(pair)] = newton_step(found[i, :2], jacobian[i, :, : len(pair)], pair)
@@ -482,7 +493,7 @@ def fit_draw_spread(
         if step + 1 < newton_steps:
             jacobian = broyden_update(jacobian, knobs[:, :2] - before[0][:, :2], found[:, :2] - before[1][:, :2])
     # each variable keeps the knobs of the pilot that came nearest its targets (a far step can miss)
-    measured = [np.where(lab, np.isfinite(f[:, 0]), np.isfinite(f[:, :2]).all(axis=1)) for _, f in tried]
+    measured = [np.where(lab, np.isfinite(f[:, 3]), np.isfinite(f[:, :2]).all(axis=1)) for _, f in tried]
     distance = np.stack([np.where(ok, np.nansum(f**2, axis=1), np.inf) for ok, (_, f) in zip(measured, tried, strict=True)])  # (pilots, F)
     chosen = np.where(np.isfinite(distance).any(axis=0), distance.argmin(axis=0), 0)  # (F,) base where no pilot measured it
     knobs = np.array([tried[c][0][i] for i, c in enumerate(chosen)])

@@ -18,7 +18,7 @@ from organsim.synth.spread import (
     SHIFT_STEP,
     SPREAD_BOUNDS,
     broyden_update,
-    charted_sd,
+    charted_steps,
     charted_variables,
     fit_draw_spread,
     log_ratios,
@@ -50,24 +50,25 @@ def test_stay_variability_is_the_median_over_stays_of_sd_and_mean_abs_change_of_
     assert stay_variability(hourly.with_columns(hr=pl.lit(None, dtype=pl.Float64)), ["hr"]) == {}
 
 
-def test_charted_sd_is_the_median_per_stay_sd_of_the_charted_values_whatever_the_gaps() -> None:
-    hourly = pl.DataFrame({"stay_id": [1, 1, 1, 2, 2, 3], "hour": [0, 7, 30, 0, 12, 0],
-                           "potassium": [4.0, 4.4, 3.6, 3.0, 5.0, 4.1]})
-    found = charted_sd(hourly, ["potassium"])["potassium"]
-    assert found == {"sd": pytest.approx(np.median([0.4, np.std([3.0, 5.0], ddof=1)])), "stays": 2}
-    # the first 10 hours: stay 1 charted 4.0 and 4.4, stay 2 once
-    assert charted_sd(hourly, ["potassium"], first_hours=10)["potassium"] == {"sd": pytest.approx(np.sqrt(0.08)), "stays": 1}
-    assert charted_sd(hourly.filter(pl.col("hour") == 0), ["potassium"]) == {}
+def test_charted_steps_compare_two_steps_with_one_over_the_charted_values_whatever_the_gaps() -> None:
+    hourly = pl.DataFrame({"stay_id": [1, 1, 1, 1, 2, 2, 2, 3], "hour": [0, 7, 30, 40, 0, 12, 13, 0],
+                           "potassium": [4.0, 4.4, 3.6, 4.0, 3.0, 5.0, 4.0, 4.1]})
+    # one step: 0.4, 0.8, 0.4 (stay 1), 2.0, 1.0 (stay 2); two steps: 0.4, 0.4 (stay 1), 1.0 (stay 2)
+    found = charted_steps(hourly, ["potassium"])["potassium"]
+    assert found == {"step_ratio": pytest.approx((1.8 / 3) / (4.6 / 5)), "stays": 2}
+    # the first 20 hours: stay 1 charted twice (one step 0.4), stay 2 three times
+    assert charted_steps(hourly, ["potassium"], first_hours=20)["potassium"] == {"step_ratio": pytest.approx(1.0 / (3.4 / 3)), "stays": 1}
+    assert charted_steps(hourly.filter(pl.col("hour") == 0), ["potassium"]) == {}
 
 
 def test_charted_variables_are_the_labs_between_the_two_shares(catalog) -> None:
-    enough = {"sd": 0.4, "stays": 50}
+    enough = {"step_ratio": 1.2, "stays": 50}
     real = {v: enough for v in ("hr", "potassium", "glucose", "bilirubin_direct", "creatinine")}
     share = {"hr": 0.9, "potassium": 0.08, "glucose": 0.22, "bilirubin_direct": 0.003, "creatinine": 0.06}
     model = ("hr", "potassium", "glucose", "bilirubin_direct", "creatinine")
     fed_back = np.array([True, False, False, False, False])
     assert charted_variables(catalog, model, real, share, fed_back) == ("potassium", "creatinine")
-    assert charted_variables(catalog, model, {**real, "creatinine": {"sd": 0.4, "stays": 5}}, share, fed_back) == ("potassium",)
+    assert charted_variables(catalog, model, {**real, "creatinine": {"step_ratio": 1.2, "stays": 5}}, share, fed_back) == ("potassium",)
 
 
 def test_a_serial_step_is_a_bounded_newton_step_on_the_sd_alone() -> None:
@@ -95,7 +96,7 @@ def test_log_ratios_leave_out_statistics_of_too_few_synthetic_stays() -> None:
 def test_misses_measure_the_drift_in_real_standard_deviations() -> None:
     real = {"hr": {"sd": 8.0, "mean_abs_change": 4.0, "drift": -1.0, "stays": 100}}
     synthetic = {"hr": {"sd": 10.0, "mean_abs_change": 4.0, "drift": -3.0, "stays": 100}}
-    np.testing.assert_allclose(misses(synthetic, real, ["hr"]), [[np.log(1.25), 0.0, -0.25]])
+    np.testing.assert_allclose(misses(synthetic, real, ["hr"]), [[np.log(1.25), 0.0, -0.25, np.nan]])  # no step ratio asked
     assert np.isnan(misses({"hr": {**synthetic["hr"], "stays": 5}}, real, ["hr"])).all()
 
 
@@ -249,25 +250,25 @@ def test_the_config_checks_its_draw_spread_settings() -> None:
 
 class LabPilot(LinearPilot):
     """The linear response, and creatinine, a lab continued between chartings: the log ratio of its
-    per-stay SD is 0.45 + 1.5 rho (too wide with fresh draws; rho = -0.3 matches)."""
+    step ratio is 0.45 + 1.5 rho (a random walk with fresh draws; rho = -0.3 matches)."""
 
     def __call__(self, spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, dict[str, float]]:
         creatinine = (spread[2], serial[2], shift[2])
         result = super().__call__(np.r_[spread[:2], 1.0], np.r_[serial[:2], 1.0], np.r_[shift[:2], 0.0])
         assert creatinine[0] == 1 and creatinine[2] == 0  # a lab's spread and shift are no knobs
         self.calls[-1] = (spread.copy(), serial.copy(), shift.copy())
-        return {**result, "creatinine": {"sd": 0.5 * np.exp(0.45 + 1.5 * creatinine[1]), "stays": 100}}
+        return {**result, "creatinine": {"step_ratio": 1.2 * np.exp(0.45 + 1.5 * creatinine[1]), "stays": 100}}
 
 
 def test_a_lab_fits_its_serial_correlation_between_chartings_from_fresh_draws() -> None:
     pilot = LabPilot()
-    real = {**pilot.real, "creatinine": {"sd": 0.5, "stays": 100}}
+    real = {**pilot.real, "creatinine": {"step_ratio": 1.2, "stays": 100}}
     fitted = fit_draw_spread(pilot, real, ("hr", "temperature"), pilot.model_variables, np.array([True, False, False]),
                              pilot.own_serial, charted=("creatinine",))
     assert len(pilot.calls) == 5 and pilot.calls[0][1][2] == 0.0  # from fresh draws (rho 0), not the twin's own 1.0
     assert pilot.calls[2][1][2] == pytest.approx(SERIAL_STEP) and pilot.calls[1][1][2] == 0.0
     assert fitted.serial["creatinine"] == pytest.approx(-0.3) and fitted.chosen["creatinine"] == 4
     assert "creatinine" not in fitted.spread and "creatinine" not in fitted.shift
-    assert fitted.pilots[4]["ratios"]["creatinine"]["sd"] == pytest.approx(1.0)
+    assert fitted.pilots[4]["ratios"]["creatinine"] == {"step_ratio": pytest.approx(1.0)}
     assert fitted.serial["hr"] == pytest.approx(LinearPilot().own_serial[0] + np.linalg.solve(
         pilot.jacobian["hr"], -pilot.offset["hr"])[1], abs=1e-3)  # the vitals' fit as without the lab
