@@ -21,24 +21,29 @@ probability that the variable is charted in an hour, given
 A stay's *style* for a variable is the decile (:data:`N_STYLES`) of its share of charted hours
 among the training stays of similar length (:data:`N_LENGTH_BANDS` quantile bands of stay
 length; a share depends on the length: one creatinine is a tenth of a 10-hour stay, a sixtieth
-of a 60-hour one). Stays differ: on PhysioNet most stays chart temperature every 4 hours or so,
-one in ten nearly every hour (a probe); the median septic stay charts lactate in 1.5 % of its
-hours, the median other stay never.
+of a 60-hour one), written with its band as ``band * N_STYLES + decile``: the classifiers read
+the decile and the band apart, as a decile means another charting rate in a short stay than in a
+long one (on PhysioNet the lowest heart-rate decile of the shortest fifth of stays charts 21 % of
+its hours, of the longest fifth 60 %; read without the band the short ones charted 45 %, now 30 %).
+Stays differ: on PhysioNet most stays chart temperature every 4 hours or so, one in ten nearly
+every hour (a probe); the median septic stay charts lactate in 1.5 % of its hours, the median
+other stay never.
 
-A synthetic stay draws its styles one variable after another in :attr:`ObservationModel.order_`,
-each from a classification tree (:attr:`ObservationModel.style_trees_`, sequential CART synthesis
-as synthpop does it: Reiter 2005, Nowok et al. 2016), fitted on the training stays of the stay's
-sepsis status, of that variable's style given the stay's length band and the styles drawn before it: the stay falls into a leaf, and its
-style is drawn from the styles of the training stays in that leaf. Every leaf holds at least
-:data:`MIN_LEAF_STAYS` training stays, so no drawn style follows one training stay, and a drawn
-combination is a mixture of leaves, not a copied stay: on PhysioNet, 0.8 % of 1,800 drawn style
-vectors (for the held-out stays' sepsis status and length) equal a training stay's, as 0.6 % of
-the 1,800 held-out real stays' vectors do, and the median Hamming distance to the closest
-training vector is 8 of 40 variables (held-out stays 7; 5th percentile 2 and 2): drawn styles lie
-no closer to the training stays than unseen stays do. The trees keep the joint structure that a Gaussian copula of the styles (the
-former model) lost: panels whose stays chart all or none (bilirubin, AST and alkaline phosphatase
-share one Spearman correlation of 1.00 across stays), blood gases and lactate, HCO3 with base
-excess (0.72 in the records, 0.36 under the copula).
+A synthetic stay draws its deciles one variable after another in :attr:`ObservationModel.order_`,
+each from a classification tree (:attr:`ObservationModel.style_trees_`; sequential CART
+synthesis as synthpop does it: Reiter 2005, Nowok et al. 2016) fitted on the training stays of
+the stay's sepsis status: the variable's decile given the stay's length band and the deciles
+drawn before it. The stay falls into a leaf and takes the decile of a random training stay in
+that leaf. Every leaf holds at least :data:`MIN_LEAF_STAYS` training stays, so no drawn decile
+follows one training stay, and a drawn combination is a mixture of leaves, not a copied stay: on
+PhysioNet, 0.8 % of 1,800 drawn decile vectors (for the held-out stays' sepsis status and length)
+equal a training stay's, as 0.6 % of the 1,800 held-out real stays' vectors do, and the median
+Hamming distance to the closest training vector is 8 of 40 variables (held-out stays 7; 5th
+percentile 2 and 2): drawn styles lie no closer to the training stays than unseen stays do. The
+trees keep the joint structure that a Gaussian copula of the styles (the former model) lost:
+panels whose stays chart all or none (bilirubin, AST and alkaline phosphatase: Spearman
+correlation 1.00 of their shares across stays), HCO3 with base excess (0.72 in the records, 0.36
+under the copula).
 
 Measured on the PhysioNet 2019 train split (4,200 stays), re-charting the stays' own values made
 dense (forward- and back-filled) and telling the charting apart from the real charting (share of
@@ -51,15 +56,17 @@ since (150 trees, rank scores as styles) 0.84, styles ranked within length bands
 vitals-then-rarest-first order 0.80 (most-charted-first 0.82, rarest-first throughout 0.80); with
 :data:`HAZARD_TREES` trees, decile styles and styles of never-charting stays kept from charting
 (:attr:`ObservationModel.charting_styles_`) 0.80 (seed 1: 0.80). Each training stay re-charted
-with its *own* styles gives 0.66: the rest of the gap lay in how styles were drawn, not in the
-hourly classifiers. Style draws tried: the copula over 20 levels 0.81, over continuous ranks 0.82;
-a latent class model (40 classes, styles independent within a class) 0.88 (it split panels: a
-stay drew AST without bilirubin); style trees over all stays with leaves of 50 stays 0.73, of 10
-stays 0.72, of 20 stays 0.72, and per sepsis status (this model) 0.72; adding the hours left
-until the stay's end to the hourly classifiers' features 0.73 (no gain). The tree draw costs no
-time: fitting 50 s, charting 110-125 s per 150,000 stay-hours on one core, as before. Stays
-without any creatinine: real 8.4 %, first model 17 %, copula 11.8 %, trees 13 % (own styles
-11.8 %: 3-16 % of the stays whose style charts a lab never chart it, against none in the records).
+with its *own* deciles gave 0.66: most of the gap lay in how styles were drawn, not in the hourly
+classifiers. Style draws tried: the copula over 20 levels 0.81, over continuous ranks 0.82; a
+latent class model (40 classes, deciles independent within a class) 0.88 (it split panels: a stay
+drew AST without bilirubin); style trees over all stays with leaves of 50 stays 0.73, of 10 stays
+0.72, of 20 stays 0.72, per sepsis status 0.72 (seed 1: 0.73); with the band read apart (this
+model) 0.71. Tried and left: the hours left until the stay's end as a feature 0.73 (no gain over
+0.72); logit offsets per variable, decile and charted-before, fitted by re-charting 1,000 training
+stays twice, 0.735 (no gain, fitting twice as long). Fitting takes 50-60 s, charting 110-130 s per
+150,000 stay-hours on one core, as before. Stays without any creatinine: real 8.4 %, first model
+17 %, copula 11.8 %, trees 13 % (own deciles 11.8 %: 3-16 % of the stays whose decile charts a lab
+never chart it, against none in the records).
 
 A charted value is written at the resolution the training data record it with
 (:attr:`ObservationModel.resolution_`: the coarsest of :data:`RESOLUTIONS` that at least
@@ -125,7 +132,8 @@ class ObservationState:
     last_hour, last_value
         ``(n, V)`` float64.
     style
-        ``(n, V)`` float, the stay's charting style per variable (:meth:`ObservationModel.draw_styles`).
+        ``(n, V)`` float, the stay's charting style per variable: its length band times
+        :data:`N_STYLES` plus its decile (:meth:`ObservationModel.draw_styles`).
     first_hour
         ``(n,)`` float64 ICU hour each stay began (the charting classifiers read the hours since).
     """
@@ -213,7 +221,7 @@ class ObservationModel:
     septic_share_
         Share of septic training stays (the sepsis status of new stays drawn without one).
     charting_styles_
-        ``(V, N_STYLES)`` bool: some training stay of that style charted the variable. A style of
+        ``(V, N_STYLES)`` bool: some training stay of that decile charted the variable. A style of
         only never-charting stays (97 % of PhysioNet stays never chart base excess: their tie of
         ranks is one decile) charts it with probability 0: the classifiers see almost none of its
         hours once a synthetic stay's other variables take values the training stays of that style
@@ -252,9 +260,11 @@ class ObservationModel:
                   abnormal: np.ndarray, style: np.ndarray) -> np.ndarray:
         """``(n, F)`` float32 features of variable ``v``'s classifier: hours since each variable's last
         charting ``(n, V)``, charted this hour for the variables drawn before ``v``, hours since the
-        stay began ``(n,)``, ``v``'s last value abnormal and ``v``'s style."""
+        stay began ``(n,)``, ``v``'s last value abnormal, and ``v``'s style read as its decile and the
+        stay's length band."""
         earlier = self.order_[: self.position_[v]]
-        return np.column_stack([since, charted_now[:, earlier], stay_hours, abnormal[:, v], style[:, v]]).astype(np.float32)
+        band, decile = np.divmod(style[:, v], N_STYLES)
+        return np.column_stack([since, charted_now[:, earlier], stay_hours, abnormal[:, v], decile, band]).astype(np.float32)
 
     def fit(self, cohort: Cohort, *, seed: int = 0) -> ObservationModel:
         """Fit every variable's classifier on every hour of ``cohort`` (pass the train split). Returns self."""
@@ -291,7 +301,7 @@ class ObservationModel:
         return self
 
     def _training_styles(self, stay_ids: np.ndarray, charted: np.ndarray, septic_stays: np.ndarray, *, seed: int) -> np.ndarray:
-        """``(R, V)`` style of each training row's stay (module docstring); sets the length bands,
+        """``(R, V)`` style of each training row's stay (``band * N_STYLES + decile``, module docstring); sets the length bands,
         :attr:`charting_styles_`, :attr:`septic_share_` and fits :attr:`style_trees_`
         (``septic_stays``: the septic stays' ids)."""
         stays, row_stay = np.unique(stay_ids, return_inverse=True)
@@ -319,7 +329,7 @@ class ObservationModel:
                 trees.append(style_tree(seed + int(v)).fit(context, levels[stratum, v]))
                 context = np.column_stack([context, levels[stratum, v]])
             self.style_trees_.append(trees)
-        return levels[row_stay].astype(np.float32)
+        return (band[:, None] * N_STYLES + levels)[row_stay].astype(np.float32)
 
     def length_band(self, n_hours: np.ndarray) -> np.ndarray:
         """Length band (``0 .. N_LENGTH_BANDS - 1``) of stays of ``n_hours`` hours."""
@@ -328,7 +338,7 @@ class ObservationModel:
     def draw_styles(
         self, n: int, rng: np.random.Generator, septic: np.ndarray | None = None, *, n_hours: np.ndarray | None = None
     ) -> np.ndarray:
-        """``(n, V)`` styles (``0 .. N_STYLES - 1``, as floats) of new stays (module docstring).
+        """``(n, V)`` styles of new stays (``band * N_STYLES + decile``, as floats; module docstring).
 
         Each variable's style in :attr:`order_` order, drawn from the leaf of the
         :attr:`style_trees_` of the stay's sepsis status (``septic`` ``(n,)`` bool; None: drawn at
@@ -350,7 +360,7 @@ class ObservationModel:
                 pick = np.minimum((uniforms[rows, v, None] > cumulative).sum(axis=1), len(tree.classes_) - 1)
                 styles[rows, v] = tree.classes_[pick]
                 context = np.column_stack([context, styles[rows, v]])
-        return styles
+        return band[:, None] * N_STYLES + styles
 
     def record(self, values: np.ndarray) -> np.ndarray:
         """``values`` (``(..., V)``) rounded to each variable's recording resolution, kept in the plausible range."""
@@ -363,7 +373,7 @@ class ObservationModel:
         """``(n,)`` probability that variable ``v`` is charted, given the features of :meth:`_features`
         (0 for a style of never-charting training stays, :attr:`charting_styles_`)."""
         hazard = self.hazards_[v]
-        charts = self.charting_styles_[v, style[:, v].astype(np.int64)]
+        charts = self.charting_styles_[v, style[:, v].astype(np.int64) % N_STYLES]
         if isinstance(hazard, float):
             return np.where(charts, hazard, 0.0)
         return np.where(charts, hazard.booster_.predict(self._features(v, since, charted_now, stay_hours, abnormal, style)), 0.0)

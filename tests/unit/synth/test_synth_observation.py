@@ -8,7 +8,13 @@ import pytest
 
 from organsim.data import Cohort
 from organsim.synth import ObservationModel, ObservationState
-from organsim.synth.observation import MIN_LEAF_STAYS, drawing_order, recording_resolution
+from organsim.synth.observation import (
+    MIN_LEAF_STAYS,
+    N_LENGTH_BANDS,
+    N_STYLES,
+    drawing_order,
+    recording_resolution,
+)
 
 
 @pytest.fixture(scope="module")
@@ -156,5 +162,31 @@ def test_styles_keep_the_stays_joint_charting_and_sepsis(catalog):
 def test_styles_without_sepsis_or_length_are_drawn_at_the_training_shares(rhythm_cohort, catalog):
     model = ObservationModel.for_catalog(("hr", "lactate"), catalog).fit(rhythm_cohort)
     styles = model.draw_styles(50, np.random.default_rng(1))
-    assert styles.shape == (50, 2) and np.isin(styles, np.arange(10)).all()
+    assert styles.shape == (50, 2) and np.isin(styles, np.arange(N_STYLES * N_LENGTH_BANDS)).all()
     np.testing.assert_array_equal(styles, model.draw_styles(50, np.random.default_rng(1)))
+
+
+def test_a_decile_charts_at_the_rate_of_its_length_band(catalog):
+    """The least-charting tenth of short stays charts temperature every 6th hour, of long stays every 2nd:
+    synthetic stays of the lowest decile chart at their own band's rate, not at a blend of both."""
+    lengths = np.repeat([12, 48], 100)  # stays of two lengths, two length bands
+    every = np.where(np.arange(200) % 10 == 0, np.where(lengths == 12, 6, 2), 1)  # one stay in ten charts rarely
+    stay = np.repeat(np.arange(1, 201), lengths)
+    hours = np.concatenate([np.arange(1, n + 1) for n in lengths])
+    hourly = pl.DataFrame({"stay_id": stay, "hour": hours, "hr": 80.0,
+                           "temperature": np.where(hours % np.repeat(every, lengths) == 0, 37.0, np.nan)},
+                          nan_to_null=True).with_columns(pl.col("hour").cast(pl.Int32))
+    stays = pl.DataFrame({"stay_id": np.arange(1, 201), "sepsis": np.zeros(200, dtype=bool)})
+    model = ObservationModel.for_catalog(("hr", "temperature"), catalog).fit(
+        Cohort.from_frames(stays, hourly, source="test", catalog=catalog))
+    rng = np.random.default_rng(0)
+    for length, rate in ((12, 1 / 6), (48, 1 / 2)):
+        n = 400
+        styles = model.draw_styles(n, rng, np.zeros(n, dtype=bool), n_hours=np.full(n, length))
+        state = ObservationState(np.full((n, 2), np.nan), np.full((n, 2), np.nan), styles, first_hour=np.ones(n))
+        simulated = np.tile(np.array([80.0, 37.0], dtype=np.float32), (n, length, 1))
+        shares = np.isfinite(model.mask(simulated, np.tile(np.arange(1, length + 1), (n, 1)), state, rng))[..., 1].mean(axis=1)
+        rare = styles[:, 1] % N_STYLES == 0  # the lowest decile
+        assert rare.mean() == pytest.approx(0.1, abs=0.05)
+        assert shares[rare].mean() == pytest.approx(rate, abs=0.08)
+        assert shares[~rare].mean() > 0.9
