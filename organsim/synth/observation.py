@@ -61,12 +61,14 @@ classifiers. Style draws tried: the copula over 20 levels 0.81, over continuous 
 latent class model (40 classes, deciles independent within a class) 0.88 (it split panels: a stay
 drew AST without bilirubin); style trees over all stays with leaves of 50 stays 0.73, of 10 stays
 0.72, of 20 stays 0.72, per sepsis status 0.72 (seed 1: 0.73); with the band read apart (this
-model) 0.71. Tried and left: the hours left until the stay's end as a feature 0.73 (no gain over
+model) 0.71 (seed 1: 0.71); the same with 20 levels instead of deciles 0.72. Tried and left: the hours left until the stay's end as a feature 0.73 (no gain over
 0.72); logit offsets per variable, decile and charted-before, fitted by re-charting 1,000 training
 stays twice, 0.735 (no gain, fitting twice as long). Fitting takes 50-60 s, charting 110-130 s per
 150,000 stay-hours on one core, as before. Stays without any creatinine: real 8.4 %, first model
 17 %, copula 11.8 %, trees 13 % (own deciles 11.8 %: 3-16 % of the stays whose decile charts a lab
-never chart it, against none in the records).
+never chart it, against none in the records). In a cohort the twin generated (2,000 stays, seed
+0, against 2,000 train stays), charting-only detection fell from 0.81 (the copula) to 0.74, the
+detection on every stay summary from 0.92 to 0.91.
 
 A charted value is written at the resolution the training data record it with
 (:attr:`ObservationModel.resolution_`: the coarsest of :data:`RESOLUTIONS` that at least
