@@ -249,26 +249,32 @@ def test_the_config_checks_its_draw_spread_settings() -> None:
 
 
 class LabPilot(LinearPilot):
-    """The linear response, and creatinine, a lab continued between chartings: the log ratio of its
-    step ratio is 0.45 + 1.5 rho (a random walk with fresh draws; rho = -0.3 matches)."""
+    """The linear response, and two labs continued between chartings: the log ratio of creatinine's
+    step ratio is 0.45 + 1.5 rho, potassium's 0.15 + 0.5 rho (random walks with fresh draws); their
+    mean, 0.3 + rho, is 0 at rho = -0.3."""
+
+    model_variables = ("hr", "temperature", "creatinine", "potassium")
+    own_serial = np.array([-0.1, 1.0, 1.0, 1.0], dtype=np.float32)
 
     def __call__(self, spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, dict[str, float]]:
-        creatinine = (spread[2], serial[2], shift[2])
         result = super().__call__(np.r_[spread[:2], 1.0], np.r_[serial[:2], 1.0], np.r_[shift[:2], 0.0])
-        assert creatinine[0] == 1 and creatinine[2] == 0  # a lab's spread and shift are no knobs
+        assert (spread[2:] == 1).all() and (shift[2:] == 0).all() and serial[2] == serial[3]  # one rho, the labs' only knob
         self.calls[-1] = (spread.copy(), serial.copy(), shift.copy())
-        return {**result, "creatinine": {"step_ratio": 1.2 * np.exp(0.45 + 1.5 * creatinine[1]), "stays": 100}}
+        return {**result, "creatinine": {"step_ratio": 1.2 * np.exp(0.45 + 1.5 * serial[2]), "stays": 100},
+                "potassium": {"step_ratio": 1.3 * np.exp(0.15 + 0.5 * serial[3]), "stays": 100}}
 
 
-def test_a_lab_fits_its_serial_correlation_between_chartings_from_fresh_draws() -> None:
+def test_the_labs_fit_one_serial_correlation_between_chartings_from_fresh_draws() -> None:
     pilot = LabPilot()
-    real = {**pilot.real, "creatinine": {"step_ratio": 1.2, "stays": 100}}
-    fitted = fit_draw_spread(pilot, real, ("hr", "temperature"), pilot.model_variables, np.array([True, False, False]),
-                             pilot.own_serial, charted=("creatinine",))
-    assert len(pilot.calls) == 5 and pilot.calls[0][1][2] == 0.0  # from fresh draws (rho 0), not the twin's own 1.0
+    real = {**pilot.real, "creatinine": {"step_ratio": 1.2, "stays": 100}, "potassium": {"step_ratio": 1.3, "stays": 100}}
+    fitted = fit_draw_spread(pilot, real, ("hr", "temperature"), pilot.model_variables, np.array([True, False, False, False]),
+                             pilot.own_serial, charted=("creatinine", "potassium"))
+    assert len(pilot.calls) == 5 and (pilot.calls[0][1][2:] == 0.0).all()  # from fresh draws (rho 0), not the twin's own 1.0
     assert pilot.calls[2][1][2] == pytest.approx(SERIAL_STEP) and pilot.calls[1][1][2] == 0.0
-    assert fitted.serial["creatinine"] == pytest.approx(-0.3) and fitted.chosen["creatinine"] == 4
-    assert "creatinine" not in fitted.spread and "creatinine" not in fitted.shift
+    assert fitted.serial["creatinine"] == fitted.serial["potassium"] == pytest.approx(-0.3)
+    assert fitted.chosen["creatinine"] == fitted.chosen["potassium"] == 4
+    assert "creatinine" not in fitted.spread and "potassium" not in fitted.shift
     assert fitted.pilots[4]["ratios"]["creatinine"] == {"step_ratio": pytest.approx(1.0)}
-    assert fitted.serial["hr"] == pytest.approx(LinearPilot().own_serial[0] + np.linalg.solve(
-        pilot.jacobian["hr"], -pilot.offset["hr"])[1], abs=1e-3)  # the vitals' fit as without the lab
+    assert fitted.pilots[4]["ratios"]["potassium"] == {"step_ratio": pytest.approx(1.0)}
+    solution = np.linalg.solve(pilot.jacobian["hr"], -pilot.offset["hr"])
+    assert fitted.serial["hr"] == pytest.approx(-0.1 + solution[1], abs=1e-3)  # the vitals' fit as without the labs
