@@ -625,16 +625,23 @@ class CohortSynthesizer:
                               spread.shift_vector(model_variables), charted)
 
     def _spread_record(self, spread: DrawSpread, cohort: Cohort) -> dict[str, Any]:
-        """:attr:`SynthesisResult.draw_spread`: the knobs (and fit) with the cohort's ratios to the train split."""
-        variables = sorted(set(spread.spread) | set(spread.serial))
+        """:attr:`SynthesisResult.draw_spread`: the knobs (and fit) with the cohort's ratios to the train split
+        (``cohort_ratios``: a spread variable's SD and change ratios and drifts, a lab's step ratio)."""
         record = spread.summary()
         if self.spread_targets is not None:
-            real = stay_variability(self.spread_targets, [v for v in variables if v in self.spread_targets.columns])
+            targets = set(self.spread_targets.columns)
+            variables = sorted(set(spread.spread) & targets)
+            labs = sorted((set(spread.serial) - set(spread.spread)) & targets)
+            real = stay_variability(self.spread_targets, variables)
             synthetic = stay_variability(cohort.hourly, list(real))
-            record["cohort_ratios"] = {
+            ratios: dict[str, dict[str, Any]] = {
                 v: {**{statistic: round(synthetic[v][statistic] / real[v][statistic], 4) for statistic in STATISTICS},
                     "drift": {"synthetic": round(synthetic[v]["drift"], 4), "real": round(real[v]["drift"], 4)}}
                 for v in real if v in synthetic and all(real[v][statistic] > 0 for statistic in STATISTICS)}
+            real_steps, synthetic_steps = charted_steps(self.spread_targets, labs), charted_steps(cohort.hourly, labs)
+            ratios.update({v: {"step_ratio": round(synthetic_steps[v]["step_ratio"] / real_steps[v]["step_ratio"], 4)}
+                           for v in real_steps if v in synthetic_steps})
+            record["cohort_ratios"] = ratios
         return record
 
     # ------------------------------------------------------------------ public
