@@ -49,8 +49,8 @@ wide once it feeds back its own hours). With ``spread_pilot_stays > 0`` the gene
 draw spread and shift per vital sign and frequently charted lab (glucose on PhysioNet), and a serial
 correlation per fed-back vital, to the train split's median per-stay SD, mean absolute hourly
 change and drift (stay mean minus first value), and for the labs charted less often (potassium,
-creatinine, ...) a serial correlation of their draws from one charted value to the next, to their
-median per-stay SD, by short pilot generations (:mod:`organsim.synth.spread`,
+creatinine, ...) one serial correlation of their draws from one charted value to the next, to their
+step ratio (how far their charted values wander), by short pilot generations (:mod:`organsim.synth.spread`,
 :meth:`CohortSynthesizer.fit_draw_spread`) and rolls every stay out with them; the fitted knobs and
 what the pilots measured are in :attr:`SynthesisResult.draw_spread`.
 
@@ -160,11 +160,12 @@ class SynthesisConfig:
     spread_pilot_hours
         Longest pilot stay in hours (at most ``max_hours``).
     spread_newton_steps
-        Newton steps of the fit after its three Jacobian pilots (each measured by one more pilot).
+        Newton steps of the fit after its four pilots that measure the knobs' effects (each measured by one more pilot).
     draw_spread, draw_serial, draw_shift
         Fitted knobs to use instead of fitting them (:attr:`~organsim.synth.spread.DrawSpread.spread`,
         :attr:`~organsim.synth.spread.DrawSpread.serial`, :attr:`~organsim.synth.spread.DrawSpread.shift`:
-        variable -> ``s``, fed-back variable -> ``rho``, variable -> ``m``;
+        variable -> ``s``; fed-back variable -> ``rho`` from hour to hour, lab -> ``rho`` from one
+        charted value to the next; variable -> ``m``;
         :meth:`~organsim.synth.spread.DrawSpread.config_knobs`),
         e.g. fitted once for every shard of a sharded generation; None: fit or draw as the twin does.
     """

@@ -344,8 +344,9 @@ class DrawSpread:
     spread
         Variable -> fitted spread ``s`` (``draw_spread`` of the rollouts; 1 for variables not listed).
     serial
-        Fed-back variable -> fitted serial correlation ``rho`` (``draw_serial``; the twin's own for
-        variables not listed).
+        Fed-back variable -> fitted serial correlation ``rho`` of its hourly draws, and lab -> the
+        ``rho`` of its draws from one charted value to the next (``draw_serial``; the twin's own, or
+        fresh draws for a lab, for variables not listed).
     real
         Variable -> the train split's median per-stay ``sd`` and ``mean_abs_change`` of its first
         ``pilot_hours`` hours (:func:`stay_variability`), the targets.
