@@ -233,35 +233,33 @@ def charted_variables(
     )
 
 
-def log_ratios(synthetic: dict[str, dict[str, float]], real: dict[str, dict[str, float]], variables: Sequence[str]) -> np.ndarray:
-    """``(V, 2)`` ``log(synthetic / real)`` of each variable's :data:`STATISTICS`; NaN where the
-    synthetic cohort has fewer than :data:`MIN_STAYS` stays with both or a zero statistic."""
-    ratios = np.full((len(variables), len(STATISTICS)), np.nan)
+def log_ratios(synthetic: dict[str, dict[str, float]], real: dict[str, dict[str, float]], variables: Sequence[str],
+               statistics: Sequence[str] = STATISTICS) -> np.ndarray:
+    """``(V, len(statistics))`` ``log(synthetic / real)`` of each variable's ``statistics``; NaN where the
+    synthetic cohort has fewer than :data:`MIN_STAYS` stays with them, a statistic is zero, or the
+    variable's targets lack it (a lab's, :func:`charted_steps`, have the step ratio alone)."""
+    ratios = np.full((len(variables), len(statistics)), np.nan)
     for i, v in enumerate(variables):
         found = synthetic.get(v)
         if found is None or found["stays"] < MIN_STAYS:
             continue
-        for j, statistic in enumerate(STATISTICS):
-            if found[statistic] > 0:
+        for j, statistic in enumerate(statistics):
+            if statistic in real[v] and found.get(statistic, 0) > 0:
                 ratios[i, j] = np.log(found[statistic] / real[v][statistic])
     return ratios
 
 
 def misses(synthetic: dict[str, dict[str, float]], real: dict[str, dict[str, float]], variables: Sequence[str]) -> np.ndarray:
     """``(V, 4)`` how far each variable is from its targets, per :data:`MATCHED` statistic: the
-    ``log(synthetic / real)`` of SD, mean absolute change and step ratio, and the drift's difference
-    in units of the real median per-stay SD; NaN as in :func:`log_ratios`, and for a statistic a
-    variable's targets lack (a lab's, :func:`charted_steps`, has the step ratio alone)."""
+    :func:`log_ratios` of SD, mean absolute change and step ratio, and the drift's difference in
+    units of the real median per-stay SD (NaN as the log ratios, and where the targets have no drift)."""
+    ratios = [m for m in MATCHED if m != "drift"]
     found = np.full((len(variables), len(MATCHED)), np.nan)
+    found[:, [MATCHED.index(m) for m in ratios]] = log_ratios(synthetic, real, variables, ratios)
     for i, v in enumerate(variables):
         got = synthetic.get(v)
-        if got is None or got["stays"] < MIN_STAYS:
-            continue
-        for j, statistic in enumerate(MATCHED):
-            if statistic != "drift" and statistic in real[v] and got.get(statistic, 0) > 0:
-                found[i, j] = np.log(got[statistic] / real[v][statistic])
-        if "drift" in real[v]:
-            found[i, 2] = (got["drift"] - real[v]["drift"]) / real[v]["sd"]
+        if got is not None and got["stays"] >= MIN_STAYS and "drift" in real[v]:
+            found[i, MATCHED.index("drift")] = (got["drift"] - real[v]["drift"]) / real[v]["sd"]
     return found
 
 
@@ -413,7 +411,7 @@ def fit_draw_spread(
     pilot
         Simulates the pilot cohort (the same stays and random numbers every call) with the given knobs.
     real
-        The train split's statistics: :func:`stay_variability` of ``variables``, :func:`charted_sd`
+        The train split's statistics: :func:`stay_variability` of ``variables``, :func:`charted_steps`
         of ``charted``, cut at the pilots' length.
     variables
         The variables whose ``s``, ``rho`` (where fed back) and ``m`` are fitted (:func:`spread_variables`).
@@ -450,7 +448,7 @@ def fit_draw_spread(
     total = 4 + newton_steps
     record: list[dict[str, Any]] = []
     tried: list[tuple[np.ndarray, np.ndarray]] = []  # (knobs (F, 3): log s, rho, m; misses (F, 4)) of every pilot
-    stays: list[np.ndarray] = []  # (F,) pilot stays with each variable's statistics, of every pilot
+    base_stays = np.zeros(len(fitted))  # (F,) stays with each variable's statistics in the first pilot
 
     def measure(knobs: np.ndarray) -> np.ndarray:
         vectors = [np.ones(len(model_variables)), np.asarray(own_serial, dtype=np.float64).copy(), np.zeros(len(model_variables))]
@@ -459,7 +457,8 @@ def fit_draw_spread(
             vector[columns] = value
         measured = pilot(*(v.astype(np.float32) for v in vectors))
         found = misses(measured, real, fitted)  # (F, 4)
-        stays.append(np.array([measured.get(v, {}).get("stays", 0) for v in fitted]))
+        if not tried:
+            base_stays[:] = [measured.get(v, {}).get("stays", 0) for v in fitted]
         record.append({
             "spread": {v: round(float(np.exp(k[0])), 4) for v, k in zip(variables, knobs, strict=False)},
             "serial": {v: round(float(k[1]), 4) for v, k, fed in zip(fitted, knobs, serial_knob, strict=True) if fed},
@@ -481,7 +480,7 @@ def fit_draw_spread(
     narrower = measure(knobs + others * [SPREAD_STEP, 0, 0])
     serial_moved = np.clip(knobs[:, 1] + SERIAL_STEP, *SERIAL_BOUNDS)
     reverting = measure(np.column_stack([knobs[:, 0], np.where(serial_knob, serial_moved, knobs[:, 1]), knobs[:, 2]]))
-    shiftable = ~lab & (stays[0] >= SHIFT_STAYS)  # (F,) m is a knob: charted in enough pilot stays for a median drift
+    shiftable = ~lab & (base_stays >= SHIFT_STAYS)  # (F,) m is a knob: charted in enough pilot stays for a median drift
     shifted = measure(knobs + shiftable[:, None] * [0, 0, SHIFT_STEP])
     serial_change = np.where(serial_moved != knobs[:, 1], serial_moved - knobs[:, 1], np.nan)
     # (F, 2 statistics, 2 knobs): derivatives of the SD's and change's log ratios by log s and by rho
