@@ -158,12 +158,17 @@ class ConstraintSet:
         ``(V,)`` float64 plausible range (hard bounds) in catalog units.
     max_hourly_change : np.ndarray
         ``(V,)`` float64 largest change per hour; ``inf`` where the catalog sets none.
+    saturated_low, saturated_high : np.ndarray
+        ``(V,)`` float64 the ends of the plausible range where the measurement saturates (the
+        catalog's ``saturates``); ``-inf`` / ``inf`` where that end does not.
     """
 
     variables: tuple[str, ...]
     low: np.ndarray
     high: np.ndarray
     max_hourly_change: np.ndarray
+    saturated_low: np.ndarray
+    saturated_high: np.ndarray
 
     @classmethod
     def from_catalog(cls, catalog: Catalog, variables: Sequence[str]) -> ConstraintSet:
@@ -183,7 +188,13 @@ class ConstraintSet:
             max_hourly_change=np.array(
                 [np.inf if v.max_hourly_change is None else v.max_hourly_change for v in spec], dtype=np.float64
             ),
+            saturated_low=np.array([v.plausible[0] if "low" in v.saturates else -np.inf for v in spec], dtype=np.float64),
+            saturated_high=np.array([v.plausible[1] if "high" in v.saturates else np.inf for v in spec], dtype=np.float64),
         )
+
+    def saturate(self, values: np.ndarray) -> np.ndarray:
+        """``values`` ``(n, V)`` (its dtype kept) with every value beyond a saturating end set to that end."""
+        return np.clip(values, self.saturated_low, self.saturated_high).astype(values.dtype)
 
     def column(self, code: str) -> int | None:
         """Index of ``code`` in :attr:`variables`, None when the state does not hold it."""

@@ -118,7 +118,6 @@ class ErrorCorrector:
         self.catalog = catalog
         self.max_resamples = int(max_resamples)
         self._constraints: dict[tuple[str, ...], ConstraintSet] = {}
-        self._saturation: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
 
     def __repr__(self) -> str:
         return f"ErrorCorrector(catalog version {self.catalog.version!r}, max_resamples={self.max_resamples})"
@@ -158,8 +157,9 @@ class ErrorCorrector:
         np.ndarray
             ``(n, V)`` bool; False wherever ``values_new`` is NaN.
         """
-        new = self.saturated(np.asarray(values_new, dtype=np.float32), variables)
-        corrected = self._project(self.constraints(variables), values_prev, new, records=None)
+        constraints = self.constraints(variables)
+        new = constraints.saturate(np.asarray(values_new, dtype=np.float32))
+        corrected = self._project(constraints, values_prev, new, records=None)
         return ~((corrected == new) | (np.isnan(corrected) & np.isnan(new)))
 
     def saturated(self, values: np.ndarray, variables: Sequence[str]) -> np.ndarray:
@@ -173,22 +173,7 @@ class ErrorCorrector:
         day, without them it stayed near the real 20-30 %). :meth:`violating` therefore does not flag
         such values, and :meth:`correct` clips them onto the bound (rule ``range``).
         """
-        low, high = self._saturating_bounds(tuple(variables))
-        return np.clip(values, low, high).astype(values.dtype) if np.isfinite(low).any() or np.isfinite(high).any() else values
-
-    def _saturating_bounds(self, variables: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """``(V,)`` lower and upper saturating bounds of ``variables`` (-inf / inf where the end does not saturate)."""
-        if variables not in self._saturation:
-            low = np.full(len(variables), -np.inf, dtype=np.float32)
-            high = np.full(len(variables), np.inf, dtype=np.float32)
-            for i, code in enumerate(variables):
-                variable = self.catalog.variable(code)
-                if "low" in variable.saturates:
-                    low[i] = variable.plausible[0]
-                if "high" in variable.saturates:
-                    high[i] = variable.plausible[1]
-            self._saturation[variables] = (low, high)
-        return self._saturation[variables]
+        return self.constraints(variables).saturate(values)
 
     def correct(
         self, values_prev: np.ndarray, values_new: np.ndarray, variables: Sequence[str]
