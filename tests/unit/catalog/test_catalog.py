@@ -96,6 +96,7 @@ def _variable(data: dict, code: str) -> dict:
         (lambda d: _variable(d, "map").update(normal=[10, 400]), "outside the plausible range"),
         (lambda d: _variable(d, "map").update(cutoffs=[70, 65]), "strictly ascending"),
         (lambda d: _variable(d, "map").update(kind="vitals"), r"code 'map'\)\.kind"),
+        (lambda d: _variable(d, "spo2").update(saturates=["top"]), r"code 'spo2'\)\.saturates"),
         (lambda d: _variable(d, "hr").update(code="map"), "codes used more than once: \\['map'\\]"),
         (lambda d: d["variables"].pop(next(i for i, v in enumerate(d["variables"]) if v["code"] == "gcs")),
          "systems without variables: \\['nervous'\\]"),
