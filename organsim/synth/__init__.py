@@ -7,8 +7,8 @@
 :class:`InitialStateModel` (a Gaussian copula over statics, stay structure and first hours),
 :class:`ObservationModel` (which simulated values get charted, panels together), the twin with a
 behaviour policy for treatments, :class:`BinSpreader` (the twin's bin values spread within their
-bins), :class:`PressureConsistency` (MAP derived from SBP and DBP as in the training hours), and
-labels read off the generated physiology (:mod:`organsim.synth.labels`).
+bins), :class:`PressureConsistency` (MAP derived from SBP and DBP as in the training hours),
+:class:`StayLevels` (the correlated levels a stay's labs are first charted at), and labels read off the generated physiology (:mod:`organsim.synth.labels`).
 :func:`training_split` gives the train split a model directory was trained on, checked against its record.
 """
 
@@ -16,6 +16,7 @@ from organsim.synth.consistency import PressureConsistency
 from organsim.synth.dequantize import BinSpreader
 from organsim.synth.generate import CohortSynthesizer, Simulator, SynthesisConfig, SynthesisResult
 from organsim.synth.initial import InitialStateModel
+from organsim.synth.levels import StayLevels
 from organsim.synth.observation import ObservationModel, ObservationState
 from organsim.synth.training import training_split
 
@@ -28,6 +29,7 @@ __all__ = [
     "PressureConsistency",
     "Simulator",
     "SynthesisConfig",
+    "StayLevels",
     "SynthesisResult",
     "training_split",
 ]

@@ -43,6 +43,10 @@ next segment's context, and a kept quantile then ratchets (a draw above the medi
 distribution centred near the last value, every hour): on PhysioNet 2019 (4,200 stays) keeping
 them halved temperature's median per-stay hour-to-hour change (0.10 degC, real 0.17) and raised
 the detection AUROC from 0.967 to 0.991 (top features temperature_last, glucose_last).
+A lab the stay has not charted yet is the exception: its score is the stay's level, drawn once per
+stay from the copula of the training stays' first charted labs given the labs its first hours
+chart (:mod:`organsim.synth.levels`), and held (``hold_draws``) until the lab is first charted, so
+the levels of a stay's labs are correlated as real stays' are.
 
 The twin's free-running draws vary too much within a stay (the one-step distributions are too
 wide once it feeds back its own hours). With ``spread_pilot_stays > 0`` the generator first fits a
@@ -75,6 +79,7 @@ from organsim.synth.consistency import PRESSURES, PressureConsistency
 from organsim.synth.dequantize import BinSpreader, sorted_training_changes, sorted_training_values
 from organsim.synth.initial import InitialStateModel
 from organsim.synth.labels import event_counts, sepsis_onsets
+from organsim.synth.levels import StayLevels
 from organsim.synth.observation import ObservationModel, ObservationState
 from organsim.synth.spread import (
     CHARTED_SHARE,
@@ -333,6 +338,9 @@ class CohortSynthesizer:
         catalog's vital signs and variables charted in at least
         :data:`~organsim.synth.spread.CHARTED_SHARE` of the training hours), the targets of the
         draw-spread fit; None: no fit.
+    levels
+        The correlated levels a stay's labs are first charted at (:mod:`organsim.synth.levels`), or
+        None: a lab not charted yet is drawn afresh every hour.
     """
 
     initial: InitialStateModel
@@ -344,6 +352,7 @@ class CohortSynthesizer:
     training_changes: dict[str, np.ndarray] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     spread_targets: pl.DataFrame | None = None
+    levels: StayLevels | None = None
 
     @property
     def treatments_recorded(self) -> bool:
@@ -376,7 +385,8 @@ class CohortSynthesizer:
         return cls(initial=initial, observation=observation, behaviour=behaviour, catalog=train.catalog, pressure=pressure,
                    training_values=sorted_training_values(train, variables),
                    training_changes=sorted_training_changes(train, variables), training=training,
-                   spread_targets=train.hourly.select("stay_id", "hour", *targets))
+                   spread_targets=train.hourly.select("stay_id", "hour", *targets),
+                   levels=StayLevels.fit(train))
 
     # ------------------------------------------------------------------ simulation
     def _simulate_batch(
@@ -426,6 +436,11 @@ class CohortSynthesizer:
         charted_serial = rollout_knobs.pop("charted_serial", None)  # (V_model,) bool
         model_columns = None if charted_serial is None else np.array(
             [catalog.variable_codes.index(v) for v in simulator.agents.config.variables])  # catalog column of each model variable
+        levels = self._stay_levels(simulator, values[:, :k], rng)
+        if levels is not None:  # every stay's lab levels, held in its draws until the lab is charted
+            level_model, level_catalog, level_scores = levels
+            uncharted = ~np.isfinite(values[:, :k, level_catalog]).any(axis=1)  # (n, L)
+            draw_scores = np.full((n, len(fed_back)), np.nan, dtype=np.float32)
         done = k
         segment = 0
         while done < length:
@@ -444,6 +459,11 @@ class CohortSynthesizer:
             )
             policy = self.behaviour.treatment_policy(seed=_seed(*keys, segment, 1)) if self.behaviour else None
             continued = {} if draw_scores is None else {"draws": draw_scores[active][None]}
+            if levels is not None:
+                scores, held = draw_scores[active], np.zeros((len(active), len(fed_back)), dtype=bool)
+                held[:, level_model] = uncharted[active]
+                scores[:, level_model] = np.where(uncharted[active], level_scores[active], scores[:, level_model])
+                continued = {"draws": scores[None], "hold_draws": held[None]}
             rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy,
                                         **continued, **rollout_knobs)
             returned = getattr(rollout, "draws", None)
@@ -467,12 +487,36 @@ class CohortSynthesizer:
                 # a lab charted in the segment's last hour: its score is where its next draw continues from
                 recorded = charted_serial & np.isfinite(charted[:, -1][:, model_columns])  # (a, V_model)
                 draw_scores[active] = np.where(recorded, returned[0], draw_scores[active])
+            if levels is not None:
+                uncharted[active] &= ~np.isfinite(charted[:, :, level_catalog]).any(axis=1)
             observed.last_hour[active], observed.last_value[active] = state.last_hour, state.last_value
             values[active, done : done + horizon] = charted
             treatments[active, done : done + horizon] = np.asarray(rollout.treatments[0], dtype=np.float32)
             done += horizon
             segment += 1
         return values, treatments, clipped
+
+    def _stay_levels(
+        self, simulator: Simulator, initial: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The lab levels of a batch of stays whose first hours are ``initial`` ``(n, k, V)``
+        (:mod:`organsim.synth.levels`): the twin's model column and the catalog column of each lab it
+        draws without feeding it back, and their ``(n, L)`` level scores, drawn given the labs the first
+        hours chart. None without :attr:`levels` or for a simulator without organ agents."""
+        fed_back = self._fed_back(simulator)
+        if self.levels is None or fed_back is None:
+            return None
+        model_variables = list(simulator.agents.config.variables)
+        labs = [v for v in self.levels.variables if v in model_variables and not fed_back[model_variables.index(v)]]
+        if not labs:
+            return None
+        first = np.full((len(initial), len(self.levels.variables)), np.nan)  # every level variable's first charted value
+        columns = np.array([self.catalog.variable_codes.index(v) for v in self.levels.variables])
+        for hour in reversed(range(initial.shape[1])):  # the earliest charted hour's value wins
+            first = np.where(np.isfinite(initial[:, hour, columns]), initial[:, hour, columns], first)
+        scores = self.levels.sample(first, rng)[:, [self.levels.variables.index(v) for v in labs]]
+        return (np.array([model_variables.index(v) for v in labs]), np.array([self.catalog.variable_codes.index(v) for v in labs]),
+                scores.astype(np.float32))
 
     @staticmethod
     def _fed_back(simulator: Simulator) -> np.ndarray | None:

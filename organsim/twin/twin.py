@@ -258,7 +258,13 @@ class PersistentDraws:
         ``(n, V)`` normal scores of the hour before the first one (the :attr:`score` a former
         rollout of the same rows ended with): the first hour then continues their AR(1) processes,
         ``z_1 = rho z_0 + sqrt(1 - rho^2) e_1``, instead of starting fresh ones; a NaN starts that
-        row's variable fresh. None starts every process fresh.
+        row's variable fresh, at the hour's own score ``z_1 = e_1``, so a fresh variable keeps its
+        within-hour correlation ``R`` with every other fresh one and ``sqrt(1 - rho^2) R`` with a
+        continued one. None starts every process fresh.
+    held
+        ``(n, V)`` bool, with ``previous``: True where the former score is held, unchanged, for every
+        hour (``rho = 1`` for that row's variable alone; the synthetic-cohort generator holds a lab's
+        stay-level score until the lab is first charted, :mod:`organsim.synth.levels`). None holds none.
     redraw_key
         Integers that, with the hour and the round, seed each redraw round's own generator
         (:meth:`redraw`): the hourly draws then come from ``generator`` alone, one ``(n, V)`` block
@@ -283,7 +289,7 @@ class PersistentDraws:
     def __init__(
         self, persistence: torch.Tensor, n: int, generator: torch.Generator, cholesky: torch.Tensor | None = None,
         previous: torch.Tensor | None = None, redraw_key: Sequence[int] | None = None, spread: torch.Tensor | None = None,
-        shift: torch.Tensor | None = None,
+        shift: torch.Tensor | None = None, held: torch.Tensor | None = None,
     ) -> None:
         n_variables = len(persistence)
         if cholesky is not None and tuple(cholesky.shape) != (n_variables, n_variables):
@@ -292,6 +298,9 @@ class PersistentDraws:
             raise ValueError(f"the previous scores must be ({n}, {n_variables}), got {tuple(previous.shape)}")
         if previous is not None and bool(torch.isinf(previous).any()):
             raise ValueError("the previous scores must be finite (or NaN: start fresh)")
+        if held is not None and (previous is None or tuple(held.shape) != (n, n_variables)
+                                 or bool((held & torch.isnan(previous)).any())):
+            raise ValueError(f"held must be ({n}, {n_variables}) bool, given with previous scores, and hold only finite ones")
         if spread is not None and (tuple(spread.shape) != (n_variables,) or not bool((spread > 0).all())
                                    or not bool(torch.isfinite(spread).all())):
             raise ValueError(f"the spread must be ({n_variables},) finite factors above 0, got {spread.tolist()}")
@@ -308,10 +317,12 @@ class PersistentDraws:
         self.innovation = torch.sqrt(1 - persistence**2)
         self.score = self._normal((n, n_variables))
         self.started = False
+        self._fresh: torch.Tensor | None = None  # (n, V) bool: processes the first hour starts afresh among continued ones
+        self.held = None if held is None else held.to(device=persistence.device, dtype=torch.bool)
         if previous is not None:
             previous = previous.to(device=persistence.device, dtype=persistence.dtype)
-            # a fresh score stepped once more is still a fresh standard normal score
-            self.score = torch.where(torch.isnan(previous), self.score, previous)
+            self._fresh = torch.isnan(previous)
+            self.score = torch.where(self._fresh, self.score, previous)
             self.started = True
 
     def _normal(self, shape: tuple[int, int], generator: torch.Generator | None = None) -> torch.Tensor:
@@ -323,7 +334,16 @@ class PersistentDraws:
     def next(self) -> torch.Tensor:
         """``(n, V)`` uniform numbers of the next hour."""
         if self.started:
-            self.score = self.persistence * self.score + self.innovation * self._normal(tuple(self.score.shape))
+            previous_score = self.score
+            innovation = self._normal(tuple(self.score.shape))
+            self.score = self.persistence * self.score + self.innovation * innovation
+            if self._fresh is not None:
+                # not the AR(1) step of a fresh score: that is standard normal too, but two variables with
+                # different rho would lose their within-hour correlation (rho_a = -0.2, rho_b = 1 gives -0.2 R)
+                self.score = torch.where(self._fresh, innovation, self.score)
+                self._fresh = None
+            if self.held is not None:
+                self.score = torch.where(self.held, previous_score, self.score)
         self.started = True
         self.hour += 1
         self._redraws = 0
@@ -628,6 +648,7 @@ class PatientTwin:
         draw_spread: np.ndarray | None = None,
         draw_serial: np.ndarray | None = None,
         draw_shift: np.ndarray | None = None,
+        hold_draws: np.ndarray | None = None,
     ) -> Rollout:
         """Simulate ``horizon`` hours after each problem's context, ``n_samples`` times.
 
@@ -688,6 +709,11 @@ class PatientTwin:
             above its predictive median more often (the synthetic-cohort generator fits it to the
             level a stay drifts to, :mod:`organsim.synth.spread`). None (the default) is ``m = 0``,
             bit for bit; ignored with ``mean=True``.
+        hold_draws
+            ``(n_samples, B, V_model)`` bool, with ``draws``: True where that score of ``draws`` is
+            held, unchanged, for every hour of this rollout instead of following its AR(1) process
+            (``held`` of :class:`PersistentDraws`; the synthetic-cohort generator holds the
+            stay-level score of a lab it has not charted yet). None (the default) holds none.
 
         Returns
         -------
@@ -710,6 +736,8 @@ class PatientTwin:
         expected = (n_samples, batch.size, len(self.variables))
         if draws is not None and tuple(np.shape(draws)) != expected:
             raise ValueError(f"draws must be (n_samples, B, V_model) = {expected}, got {tuple(np.shape(draws))}")
+        if hold_draws is not None and (draws is None or tuple(np.shape(hold_draws)) != expected):
+            raise ValueError(f"hold_draws must be (n_samples, B, V_model) = {expected} bool and come with draws")
         final_draws = np.empty(expected, dtype=np.float32)
         values = np.empty((n_samples, batch.size, horizon, n_variables), dtype=np.float32)
         treatments = np.empty((n_samples, batch.size, horizon, len(batch.treatment_codes)), dtype=np.float32)
@@ -719,14 +747,16 @@ class PatientTwin:
         after: Counter = Counter()
         for chunk, index in enumerate(measured_length_chunks(batch, max(1, self.batch_size // n_samples))):
             rows = np.repeat(index, n_samples)  # problem-major: row i * n_samples + j is sample j of problem index[i]
-            previous = None
+            previous = held = None
             if draws is not None:
                 previous = torch.as_tensor(np.asarray(draws, dtype=np.float32)[:, index].transpose(1, 0, 2).reshape(len(rows), -1))
+            if hold_draws is not None:
+                held = torch.as_tensor(np.asarray(hold_draws, dtype=bool)[:, index].transpose(1, 0, 2).reshape(len(rows), -1))
             part = self.simulate_rows(
                 batch.select(rows), horizon, chooser=chooser, generator=generator, mean=mean,
                 treatment_policy=treatment_policy, correct=correct, hide_treatments=hide_treatments, use_cache=use_cache,
                 previous_draws=previous, redraw_key=(seed, chunk), draw_persistence=persistence,
-                draw_spread=spread, draw_shift=shift,
+                draw_spread=spread, draw_shift=shift, held_draws=held,
             )
             shape = (len(index), n_samples, horizon)
             final_draws[:, index] = part.draws.reshape(len(index), n_samples, -1).transpose(1, 0, 2)
@@ -767,6 +797,7 @@ class PatientTwin:
         draw_spread: torch.Tensor | None = None,
         draw_persistence: torch.Tensor | None = None,
         draw_shift: torch.Tensor | None = None,
+        held_draws: torch.Tensor | None = None,
     ) -> SimulatedRows:
         """The hour-by-hour loop of :meth:`rollout` over ``n`` rows simulated together (one future each).
 
@@ -777,7 +808,9 @@ class PatientTwin:
         seeds the error corrector's redraws apart from them, ``draw_spread`` and ``draw_shift``
         ``(V_model,)`` scale and shift the draws' normal scores
         (:class:`PersistentDraws` ``spread`` and ``shift``) and ``draw_persistence`` ``(V_model,)``
-        replaces their hour-to-hour correlations (default: :attr:`serial_correlations`).
+        replaces their hour-to-hour correlations (default: :attr:`serial_correlations`);
+        ``held_draws`` ``(n, V_model)`` bool holds those of ``previous_draws`` for every hour
+        (:class:`PersistentDraws` ``held``).
         """
         config = self.agents.config
         runtime = self.runtime
@@ -803,7 +836,7 @@ class PatientTwin:
         values = np.empty((n, horizon, len(config.variables)), dtype=np.float32)
         persistence = self._persistence if draw_persistence is None else draw_persistence
         draws = PersistentDraws(persistence, n, generator, self._draw_cholesky, previous=previous_draws, redraw_key=redraw_key,
-                                spread=draw_spread, shift=draw_shift)
+                                spread=draw_spread, shift=draw_shift, held=held_draws)
         consulted = np.empty((n, horizon, n_systems, n_systems), dtype=bool)
         records: list[dict[str, Any]] = []
         before: Counter = Counter()
