@@ -281,7 +281,7 @@ class PersistentDraws:
         within-hour correlation are those without a spread, and so are the random numbers. None
         (the default) is ``s = 1`` everywhere, number for number.
     shift
-        ``(V,)`` finite shifts ``m`` of the scores, in standard deviations: ``m > 0`` draws every
+        ``(V,)`` (or ``(n, V)``, one per row) finite shifts ``m`` of the scores, in standard deviations: ``m > 0`` draws every
         hour above its predictive median more often than below (at ``Phi(s z + m)``), a location
         knob on the same quantile scale. None (the default) is ``m = 0``, number for number.
     """
@@ -304,8 +304,8 @@ class PersistentDraws:
         if spread is not None and (tuple(spread.shape) != (n_variables,) or not bool((spread > 0).all())
                                    or not bool(torch.isfinite(spread).all())):
             raise ValueError(f"the spread must be ({n_variables},) finite factors above 0, got {spread.tolist()}")
-        if shift is not None and (tuple(shift.shape) != (n_variables,) or not bool(torch.isfinite(shift).all())):
-            raise ValueError(f"the shift must be ({n_variables},) finite numbers, got {shift.tolist()}")
+        if shift is not None and (tuple(shift.shape) not in ((n_variables,), (n, n_variables)) or not bool(torch.isfinite(shift).all())):
+            raise ValueError(f"the shift must be ({n_variables},) or ({n}, {n_variables}) finite numbers, got {shift.tolist()}")
         self.persistence = persistence
         self.spread = None if spread is None else spread.to(device=persistence.device, dtype=persistence.dtype)
         self.shift = None if shift is None else shift.to(device=persistence.device, dtype=persistence.dtype)
@@ -622,13 +622,16 @@ class PatientTwin:
         fixed = matrix.to(self.device)
         return lambda step, summary: fixed.expand(summary.shape[0], -1, -1)
 
-    def _draw_knob(self, name: str, knob: np.ndarray | None) -> torch.Tensor | None:
-        """A ``(V_model,)`` draw knob of :meth:`rollout` as a float32 tensor on the twin's device, or
-        None; a ValueError naming ``name`` for any other shape."""
+    def _draw_knob(self, name: str, knob: np.ndarray | None, rows: int | None = None) -> torch.Tensor | None:
+        """A ``(V_model,)`` draw knob of :meth:`rollout` (or ``(rows, V_model)``, one per problem, where
+        ``rows`` is given) as a float32 tensor on the twin's device, or None; a ValueError naming
+        ``name`` for any other shape."""
         if knob is None:
             return None
-        if np.shape(knob) != (len(self.variables),):
-            raise ValueError(f"{name} must be (V_model,) = ({len(self.variables)},), got {np.shape(knob)}")
+        shapes = [(len(self.variables),)] + ([] if rows is None else [(rows, len(self.variables))])
+        if np.shape(knob) not in shapes:
+            allowed = " or ".join(["(V_model,)", *([] if rows is None else ["(B, V_model)"])])
+            raise ValueError(f"{name} must be {allowed} = {' or '.join(map(str, shapes))}, got {np.shape(knob)}")
         return torch.as_tensor(np.asarray(knob, dtype=np.float32), device=self.device)
 
     def rollout(
@@ -704,7 +707,8 @@ class PatientTwin:
             scores (:class:`PersistentDraws`), replacing the twin's own
             (:attr:`serial_correlations`) in this rollout. None (the default) uses the twin's.
         draw_shift
-            ``(V_model,)`` shifts ``m`` of the draws' normal scores: each draw inverts at
+            ``(V_model,)`` shifts ``m`` of the draws' normal scores, or ``(B, V_model)``, one per
+            problem (the synthetic-cohort generator's reversion to each stay's own level): each draw inverts at
             ``Phi(s z + m)`` (``shift`` of :class:`PersistentDraws`), so ``m > 0`` draws a variable
             above its predictive median more often (the synthetic-cohort generator fits it to the
             level a stay drifts to, :mod:`organsim.synth.spread`). None (the default) is ``m = 0``,
@@ -724,7 +728,7 @@ class PatientTwin:
         if correct and self.corrector is None:
             raise ValueError("this twin has no error corrector: give one to PatientTwin, or roll out with correct=False")
         chooser = self.reference_chooser(references)
-        spread, shift = self._draw_knob("draw_spread", draw_spread), self._draw_knob("draw_shift", draw_shift)
+        spread, shift = self._draw_knob("draw_spread", draw_spread), self._draw_knob("draw_shift", draw_shift, rows=batch.size)
         persistence = self._persistence
         if draw_serial is not None:
             if np.shape(draw_serial) != (len(self.variables),) or not np.all(np.abs(np.asarray(draw_serial)) <= 1):
@@ -756,7 +760,8 @@ class PatientTwin:
                 batch.select(rows), horizon, chooser=chooser, generator=generator, mean=mean,
                 treatment_policy=treatment_policy, correct=correct, hide_treatments=hide_treatments, use_cache=use_cache,
                 previous_draws=previous, redraw_key=(seed, chunk), draw_persistence=persistence,
-                draw_spread=spread, draw_shift=shift, held_draws=held,
+                draw_spread=spread, draw_shift=shift if shift is None or shift.ndim == 1 else shift[torch.as_tensor(rows, device=shift.device)],
+                held_draws=held,
             )
             shape = (len(index), n_samples, horizon)
             final_draws[:, index] = part.draws.reshape(len(index), n_samples, -1).transpose(1, 0, 2)
@@ -806,7 +811,7 @@ class PatientTwin:
         samples sets and records them). Values come back in model variable order.
         ``previous_draws`` ``(n, V_model)`` continues the rows' draw processes and ``redraw_key``
         seeds the error corrector's redraws apart from them, ``draw_spread`` and ``draw_shift``
-        ``(V_model,)`` scale and shift the draws' normal scores
+        ``(V_model,)`` (``draw_shift`` also ``(n, V_model)``) scale and shift the draws' normal scores
         (:class:`PersistentDraws` ``spread`` and ``shift``) and ``draw_persistence`` ``(V_model,)``
         replaces their hour-to-hour correlations (default: :attr:`serial_correlations`);
         ``held_draws`` ``(n, V_model)`` bool holds those of ``previous_draws`` for every hour

@@ -9,6 +9,7 @@ import pytest
 
 from organsim.synth import SynthesisConfig
 from organsim.synth.spread import (
+    MAX_REVERSION,
     MAX_SERIAL_CHANGE,
     MAX_SPREAD_CHANGE,
     SERIAL_BOUNDS,
@@ -24,6 +25,8 @@ from organsim.synth.spread import (
     log_ratios,
     misses,
     newton_step,
+    reversion_kappa,
+    reversion_slopes,
     serial_step,
     shift_step,
     spread_variables,
@@ -76,6 +79,40 @@ def test_a_serial_step_is_a_bounded_newton_step_on_the_sd_alone() -> None:
     assert serial_step(2.0, 0.5, 0.0) == pytest.approx(-MAX_SERIAL_CHANGE)
     assert serial_step(2.0, 0.5, SERIAL_BOUNDS[0] + 0.1) == pytest.approx(SERIAL_BOUNDS[0])
     assert serial_step(np.nan, 0.5, 0.3) == 0.3 and serial_step(0.1, 0.0, 0.3) == 0.3
+
+
+def _ar_stays(phi: float, stays: int = 400, hours: int = 60, seed: int = 0) -> pl.DataFrame:
+    """Stays whose glucose follows an AR(1) around the stay's own level (``phi`` 1: a random walk),
+    charted every other hour."""
+    rng = np.random.default_rng(seed)
+    level = rng.normal(120, 30, stays)
+    x = np.empty((stays, hours))
+    x[:, 0] = level + rng.normal(0, 10, stays)
+    for h in range(1, hours):
+        x[:, h] = level + phi * (x[:, h - 1] - level) + rng.normal(0, 10, stays)
+    x[:, 1::2] = np.nan
+    return pl.DataFrame({"stay_id": np.repeat(np.arange(stays), hours), "hour": np.tile(np.arange(hours), stays),
+                         "glucose": x.ravel()}, nan_to_null=True)
+
+
+def test_reversion_slopes_read_how_fast_values_return_to_their_stay_s_level() -> None:
+    reverting, walking = reversion_slopes(_ar_stays(0.7), ["glucose"]), reversion_slopes(_ar_stays(1.0), ["glucose"])
+    # charted every other hour: two AR steps, 0.7^2 - 1 = -0.51, read against the stay's mean so far
+    assert reverting["glucose"]["slope"] == pytest.approx(0.7**2 - 1, abs=0.08)
+    assert walking["glucose"]["slope"] == pytest.approx(0.0, abs=0.05)  # a random walk does not return
+    assert reverting["glucose"]["stays"] == 400
+    # cut at 12 hours: values at hours 0, 2, .., 10, the sixth has five before it; at 10 hours none has
+    assert reversion_slopes(_ar_stays(0.7), ["glucose"], first_hours=12)["glucose"]["stays"] == 400
+    assert "glucose" not in reversion_slopes(_ar_stays(0.7), ["glucose"], first_hours=10)
+
+
+def test_reversion_kappa_is_the_slope_gap_where_the_synthetic_stays_return_too_slowly() -> None:
+    real = {"glucose": {"slope": -0.27, "stays": 500}, "spo2": {"slope": -0.6, "stays": 500}, "hr": {"slope": -0.3, "stays": 500},
+            "etco2": {"slope": -0.5, "stays": 500}}
+    synthetic = {"glucose": {"slope": -0.13, "stays": 200}, "spo2": {"slope": -0.7, "stays": 200}, "hr": {"slope": 0.9, "stays": 200},
+                 "etco2": {"slope": 0.0, "stays": SHIFT_STAYS - 1}}
+    kappa = reversion_kappa(synthetic, real, ["glucose", "spo2", "hr", "etco2", "temperature"])
+    assert kappa == {"glucose": pytest.approx(0.14), "hr": MAX_REVERSION}  # SpO2 returns fast enough; EtCO2 in too few stays
 
 
 def test_spread_variables_are_the_modelled_vitals_charted_in_enough_stays(catalog) -> None:
@@ -184,7 +221,8 @@ def test_the_fit_finds_the_knobs_of_a_linear_response_in_one_newton_step() -> No
     assert fitted.pilots[4]["ratios"]["hr"] == {"sd": pytest.approx(1.0), "mean_abs_change": pytest.approx(1.0)}
     assert fitted.pilots[4]["drift_miss"]["hr"] == pytest.approx(0.0, abs=1e-4)
     np.testing.assert_allclose(fitted.shift_vector(pilot.model_variables), [-0.15, 0.2 / 1.5, 0.0], rtol=1e-5)
-    assert fitted.config_knobs() == {"draw_spread": fitted.spread, "draw_serial": fitted.serial, "draw_shift": fitted.shift}
+    assert fitted.config_knobs() == {"draw_spread": fitted.spread, "draw_serial": fitted.serial, "draw_shift": fitted.shift,
+                                     "draw_reversion": {}}
     # a second step costs one more pilot and, the response being linear, stays at the solution
     again = LinearPilot()
     twice = fit_draw_spread(again, again.real, ("hr", "temperature"), again.model_variables, np.array([True, False, False]),
@@ -244,7 +282,10 @@ def test_the_config_checks_its_draw_spread_settings() -> None:
         SynthesisConfig(patients=10, max_hours=10, draw_serial={"hr": -1.5})
     with pytest.raises(ValueError, match="draw_shift"):
         SynthesisConfig(patients=10, max_hours=10, draw_shift={"hr": float("nan")})
+    with pytest.raises(ValueError, match="draw_reversion"):
+        SynthesisConfig(patients=10, max_hours=10, draw_reversion={"glucose": -0.1})
     assert SynthesisConfig(patients=10, max_hours=10, draw_shift={"hr": 0.1}).given_knobs
+    assert SynthesisConfig(patients=10, max_hours=10, draw_reversion={"glucose": 0.1}).given_knobs
     assert not SynthesisConfig(patients=10, max_hours=10).given_knobs
 
 

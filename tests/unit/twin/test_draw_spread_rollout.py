@@ -9,7 +9,7 @@ import torch
 from twin_helpers import RangeCorrector
 
 from organsim.synth import CohortSynthesizer, SynthesisConfig
-from organsim.synth.spread import FREQUENT_SHARE
+from organsim.synth.spread import FREQUENT_SHARE, MAX_REVERSION
 from organsim.twin import PatientTwin
 from organsim.twin.twin import PersistentDraws
 
@@ -67,6 +67,18 @@ def test_a_shift_moves_the_uniforms_up_on_the_score_scale_and_nothing_else() -> 
         torch.testing.assert_close(after[:, 1], before[:, 1], rtol=0, atol=0)
 
 
+def test_a_shift_per_row_shifts_each_row_s_scores_by_its_own() -> None:
+    n, persistence = 6, torch.tensor([0.0, -0.3, 1.0])
+    shift = torch.linspace(-1, 1, n * 3).reshape(n, 3)
+    plain = PersistentDraws(persistence, n, torch.Generator().manual_seed(4))
+    shifted = PersistentDraws(persistence, n, torch.Generator().manual_seed(4), shift=shift)
+    uniform = shifted.next()
+    plain.next()
+    torch.testing.assert_close(uniform, torch.special.ndtr(plain.score + shift))
+    with pytest.raises(ValueError, match="the shift must be"):
+        PersistentDraws(persistence, n, torch.Generator(), shift=torch.zeros(n + 1, 3))
+
+
 # ------------------------------------------------------------------------------- PatientTwin.rollout
 def test_a_rollout_with_unit_spread_and_its_own_serial_correlations_is_the_rollout_without_them(twin, test_batch):
     batch = test_batch.select(np.arange(6))
@@ -102,6 +114,10 @@ def test_rollout_refuses_knobs_of_the_wrong_shape_or_range(twin, test_batch):
         twin.rollout(batch, 1, draw_serial=np.full(len(twin.variables), 1.5))
     with pytest.raises(ValueError, match="draw_shift must be"):
         twin.rollout(batch, 1, draw_shift=np.zeros(3))
+    with pytest.raises(ValueError, match="draw_shift must be"):
+        twin.rollout(batch, 1, draw_shift=np.zeros((3, len(twin.variables))))  # 2 problems
+    with pytest.raises(ValueError, match="draw_spread must be"):
+        twin.rollout(batch, 1, draw_spread=np.ones((2, len(twin.variables))))  # only the shift goes per problem
 
 
 def test_a_zero_shift_is_no_shift_and_a_positive_one_draws_higher(twin, test_batch):
@@ -115,6 +131,21 @@ def test_a_zero_shift_is_no_shift_and_a_positive_one_draws_higher(twin, test_bat
     higher = up.values[..., columns] >= plain.values[..., columns]
     assert higher[np.isfinite(plain.values[..., columns])].all()
     assert np.nanmean(up.values[..., columns] - plain.values[..., columns]) > 0
+
+
+def test_a_shift_per_problem_is_each_problem_s_own_shift(twin, test_batch):
+    """Rows are simulated side by side with the same random numbers: a problem's rollout under its own
+    shift is its rollout under that shift for every problem."""
+    batch = test_batch.select(np.arange(4))
+    values = (0.0, 0.5, 0.0, -0.5)
+    shifts = np.repeat(np.array(values, dtype=np.float32)[:, None], len(twin.variables), axis=1)
+    per_problem = twin.rollout(batch, 2, n_samples=3, seed=5, draw_shift=shifts)
+    for row, value in enumerate(values):
+        alone = twin.rollout(batch, 2, n_samples=3, seed=5, draw_shift=np.full(len(twin.variables), value))
+        np.testing.assert_array_equal(per_problem.values[:, row], alone.values[:, row])
+    plain = twin.rollout(batch, 2, n_samples=3, seed=5)
+    np.testing.assert_array_equal(per_problem.values[:, 0], plain.values[:, 0])
+    assert not np.array_equal(per_problem.values[:, 1], plain.values[:, 1])
 
 
 # ------------------------------------------------------------------------------- synthetic cohorts
@@ -136,7 +167,8 @@ def test_the_generator_fits_the_draw_spread_records_it_and_stays_deterministic(t
     assert record["pilot_stays"] == 20 and record["pilot_hours"] == 8 and len(record["pilots"]) == 5
     assert set(record["shift"]) <= set(record["spread"]) and all(abs(m) <= 0.5 for m in record["shift"].values())
     assert set(record["spread"]) <= set(record["cohort_ratios"]) <= set(record["spread"]) | set(record["serial"])
-    assert result.cohort.meta["provenance"]["draw_spread"] == {k: record[k] for k in ("spread", "serial", "shift")}
+    assert result.cohort.meta["provenance"]["draw_spread"] == {k: record[k] for k in ("spread", "serial", "shift", "reversion")}
+    assert set(record["reversion"]) <= set(record["spread"]) and all(0 < k <= MAX_REVERSION for k in record["reversion"].values())
     again = synthesizer.generate(twin, config)
     assert again.cohort.hourly.equals(result.cohort.hourly) and again.summary() == result.summary()
     # the fitted knobs given back: no pilots, the same cohort
@@ -184,3 +216,34 @@ def test_a_lab_given_a_serial_correlation_continues_the_score_of_its_last_charte
     monkeypatch.undo()
     again = synthesizer.generate(twin, config).cohort
     assert again.hourly.equals(cohort.hourly)
+
+
+def test_the_generator_shifts_a_reverting_variable_toward_each_stay_s_own_mean(twin, engine_cohort, monkeypatch):
+    """``draw_reversion``: before each hour, a stay's heart-rate draw is shifted by
+    ``-kappa (last - mean) / sigma`` (clipped at 1), from the heart rates it has charted so far."""
+    synthesizer = CohortSynthesizer.fit(engine_cohort, initial_hours=2)
+    column = twin.variables.index("hr")
+    sigma = np.sqrt(np.mean(synthesizer.training_changes["hr"] ** 2))
+    calls = []
+    rollout = twin.rollout
+
+    def spy(batch, horizon, **keywords):
+        calls.append((batch.values[:, :, batch.variables.index("hr")].copy(), keywords.get("draw_shift")))
+        return rollout(batch, horizon, **keywords)
+
+    monkeypatch.setattr(twin, "rollout", spy)
+    config = SynthesisConfig(patients=6, max_hours=7, seed=4, context_hours=6, max_rounds=1, draw_reversion={"hr": 0.5})
+    synthesizer.generate(twin, config)
+    shifted = 0
+    for history, shift in calls:  # the context holds every hour simulated so far (context_hours >= hours done)
+        assert shift.shape == (len(history), len(twin.variables))
+        last = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan for row in history])
+        count = np.isfinite(history).sum(axis=1)
+        mean = np.nansum(history, axis=1) / np.maximum(count, 1)
+        expected = np.where(count >= 2, np.clip(-0.5 * (last - mean) / sigma, -1, 1), 0)
+        np.testing.assert_allclose(shift[:, column], expected, atol=1e-5)
+        assert not np.delete(shift, column, axis=1).any()
+        shifted += int((shift[:, column] != 0).any())
+    assert shifted
+    with pytest.raises(ValueError, match="twin does not model: no_such"):
+        synthesizer.generate(twin, SynthesisConfig(patients=2, max_hours=4, context_hours=3, draw_reversion={"no_such": 0.5}))
