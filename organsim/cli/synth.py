@@ -132,10 +132,10 @@ def synthesize(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Stays per rollout call.")] = 512,
     spread_pilot_stays: Annotated[int, typer.Option(
         "--spread-pilot-stays", min=0,
-        help="Stays per pilot generation of the draw-knob fit (at most a quarter of --patients; six pilots): the vital "
-             "signs' draws return to each stay's level as fast as real ones, are narrowed and shifted so that their per-stay SD, "
-             "hourly change and drift match the train split's, and the labs' draws revert between charted values as the real "
-             "ones do. 0: the twin's own draws.",
+        help="Stays per pilot generation of the draw-knob fit (at most a quarter of --patients; five or six pilots): the "
+             "vital signs' draws are narrowed and shifted so that their per-stay SD, hourly change and drift match the train "
+             "split's, those not fed back (glucose, temperature) return to each stay's level as fast as real ones, and the "
+             "labs' draws revert between charted values as the real ones do. 0: the twin's own draws.",
     )] = 256,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     shards: Annotated[int, typer.Option("--shards", min=1, help="Generate in this many shards, each its own seed, written as parts under OUT.parts/.")] = 1,
@@ -149,10 +149,11 @@ def synthesize(
     each shard's part is written atomically (a rerun recomputes only missing parts) and the parts
     are merged with stay ids 1..N. The files depend on the seed and the number of shards.
 
-    Before the stays, short pilot generations fit each vital sign's reversion to its stay's level,
-    draw spread, serial correlation and shift to the train split's reversion slope, median per-stay
-    SD, hourly change and drift, and the labs' serial correlation between charted values to their
-    step ratio (--spread-pilot-stays; once, for every shard).
+    Before the stays, short pilot generations fit each vital sign's draw spread, serial correlation
+    and shift to the train split's median per-stay SD, hourly change and drift (and, for those the
+    twin does not feed back, a reversion to the stay's level to its reversion slope), and the labs'
+    serial correlation between charted values to their step ratio (--spread-pilot-stays; once, for
+    every shard).
     """
     if format not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")

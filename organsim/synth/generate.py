@@ -628,12 +628,13 @@ class CohortSynthesizer:
         """Fit the draw knobs by pilot generations (:mod:`organsim.synth.spread`): the spread and shift of
         the vital signs and frequently charted labs, the fed-back vitals' serial correlations, and the
         serial correlation between charted values of the labs charted less often
-        (:func:`~organsim.synth.spread.charted_variables`). A first pilot at the twin's own knobs
-        measures how fast the spread variables return to their stay's level
+        (:func:`~organsim.synth.spread.charted_variables`). Where some of those variables are not fed
+        back (no serial correlation damps their wander), a first pilot at the twin's own knobs
+        measures how fast they return to their stay's level
         (:func:`~organsim.synth.spread.reversion_slopes`), and those slower than the train split's get
         a reversion (:func:`~organsim.synth.spread.reversion_kappa`, ``draw_reversion``) that every
-        later pilot and the cohort use: on PhysioNet 2019 glucose, SpO2 and temperature returned at
-        -0.13, -0.48 and -0.08 (real -0.27, -0.62, -0.18).
+        later pilot and the cohort use: on PhysioNet 2019 glucose and temperature returned at -0.13
+        and -0.08 (real -0.27, -0.18).
 
         ``config.pilot_stays`` stays are drawn once (seeded by ``config.seed``, in the septic share
         of ``config``) with lengths cut at ``spread_pilot_hours`` and simulated as the cohort's are,
@@ -680,14 +681,20 @@ class CohortSynthesizer:
 
         charted = np.isin(np.array(model_variables), np.array(labs, dtype=object))  # (V_model,) labs continued between chartings
 
-        # the first pilot, at the twin's own knobs, measures how slowly each variable returns to its stay's level;
+        # the variables the twin does not feed back have no serial correlation to damp their wander (a fed-back
+        # vital's rho is fitted below; a reversion as well made heart rate return too fast, -0.37 against -0.25
+        # real): a first pilot, at the twin's own knobs, measures how slowly each returns to its stay's level, and
         # the others fit the spread, serial correlation and shift with that reversion in place
-        total = 5 + config.spread_newton_steps
-        kappa = reversion_kappa(reversion_slopes(self._simulate(simulator, drawn, pilot_config, PILOT_ROUND, lambda done: None,
-                                                                spreader, {}).hourly, variables),
-                                reversion_slopes(self.spread_targets, variables, first_hours=pilot_hours), variables)
-        if progress:
-            progress(1, total)
+        unfed = [v for v in variables if not fed_back[model_variables.index(v)]]
+        first = 1 if unfed else 0
+        total = first + 4 + config.spread_newton_steps
+        kappa: dict[str, float] = {}
+        if unfed:
+            own = self._simulate(simulator, drawn, pilot_config, PILOT_ROUND, lambda done: None, spreader, {})
+            kappa = reversion_kappa(reversion_slopes(own.hourly, unfed),
+                                    reversion_slopes(self.spread_targets, unfed, first_hours=pilot_hours), unfed)
+            if progress:
+                progress(1, total)
         pilot_config = replace(pilot_config, draw_reversion=kappa or None)
 
         def pilot(spread: np.ndarray, serial: np.ndarray, shift: np.ndarray) -> dict[str, dict[str, float]]:
@@ -698,7 +705,7 @@ class CohortSynthesizer:
         fitted = fit_draw_spread(pilot, {**{v: real[v] for v in variables}, **{v: real_labs[v] for v in labs}}, variables,
                                  model_variables, fed_back, own_serial, charted=labs, newton_steps=config.spread_newton_steps,
                                  pilot_stays=n, pilot_hours=pilot_hours,
-                                 progress=None if progress is None else lambda done, _: progress(done + 1, total))
+                                 progress=None if progress is None else lambda done, _: progress(done + first, total))
         return replace(fitted, reversion=kappa)
 
     def _draw_knobs(self, simulator: Simulator, config: SynthesisConfig) -> tuple[DrawSpread | None, dict[str, np.ndarray]]:
