@@ -56,7 +56,10 @@ change and drift (stay mean minus first value), and for the labs charted less of
 creatinine, ...) one serial correlation of their draws from one charted value to the next, to their
 step ratio (how far their charted values wander), by short pilot generations (:mod:`organsim.synth.spread`,
 :meth:`CohortSynthesizer.fit_draw_spread`) and rolls every stay out with them; the fitted knobs and
-what the pilots measured are in :attr:`SynthesisResult.draw_spread`.
+what the pilots measured are in :attr:`SynthesisResult.draw_spread`. The spread variables the twin
+does not feed back (glucose and temperature on PhysioNet) also get a reversion toward the stay's
+own mean (``draw_reversion``: each hour's draw shifted by ``-kappa (x - mean) / sigma`` on the score
+scale), ``kappa`` fitted by a first pilot to how fast real values return to their stay's level.
 
 Determinism: every random draw comes from a generator seeded by (seed, round, batch, segment), so
 the same models, seed and settings give the same cohort, whatever else runs on the machine.
@@ -169,8 +172,8 @@ class SynthesisConfig:
     spread_pilot_hours
         Longest pilot stay in hours (at most ``max_hours``).
     spread_newton_steps
-        Newton steps of the fit after its reversion pilot and the four that measure the knobs' effects
-        (each measured by one more pilot).
+        Newton steps of the fit after the pilots that measure the knobs' effects (the reversion's,
+        where there is one to fit, and four more), each step measured by one more pilot.
     draw_spread, draw_serial, draw_shift
         Fitted knobs to use instead of fitting them (:attr:`~organsim.synth.spread.DrawSpread.spread`,
         :attr:`~organsim.synth.spread.DrawSpread.serial`, :attr:`~organsim.synth.spread.DrawSpread.shift`:

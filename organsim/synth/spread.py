@@ -23,6 +23,12 @@ Three knobs per variable, all passed to :meth:`organsim.twin.PatientTwin.rollout
   over a stay that feeds its own draws back). The first hours, drawn by
   :mod:`organsim.synth.initial`, are not shifted.
 
+A fourth, for the variables the twin does not feed back (no ``rho`` damps their wander): the
+reversion ``kappa`` (``draw_reversion`` of :class:`~organsim.synth.generate.SynthesisConfig`, applied
+by the generator, which knows each stay's charted values): each hour's draw is shifted by
+``-kappa (x - mean) / sigma`` toward the stay's mean so far, ``kappa`` the gap between the
+synthetic and real :func:`reversion_slopes` measured by a first pilot (:func:`reversion_kappa`).
+
 They are fitted to two statistics of the charted values of the train split, each the median over
 stays: the per-stay standard deviation (the drift and level of a stay) and the per-stay mean
 absolute change between consecutive charted hours (its hour-to-hour noise), the features the
