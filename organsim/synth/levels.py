@@ -118,13 +118,13 @@ class StayLevels:
         known = self.scores_of(np.asarray(charted, dtype=np.float64))
         drawn = known.copy()
         noise = rng.standard_normal(known.shape)
+        r = self.correlation
         patterns, rows_of = np.unique(np.isfinite(known), axis=0, return_inverse=True)
         for index, pattern in enumerate(patterns):
             rows = np.flatnonzero(rows_of.reshape(-1) == index)
             free, given = np.flatnonzero(~pattern), np.flatnonzero(pattern)
             if not len(free):
                 continue
-            r = self.correlation
             if len(given):
                 weights = np.linalg.solve(r[np.ix_(given, given)], r[np.ix_(given, free)])  # (K, U)
                 mean = known[np.ix_(rows, given)] @ weights

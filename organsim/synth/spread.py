@@ -144,6 +144,15 @@ hours: enough values per stay for a per-stay SD (on PhysioNet potassium 7.7 %, p
 """Every statistic the fit matches, the columns of :func:`misses`."""
 
 
+def _first_hours(hourly: pl.DataFrame, variables: Sequence[str], first_hours: int | None) -> pl.DataFrame:
+    """``stay_id``, ``hour`` and ``variables`` of ``hourly``, sorted, cut at each stay's first
+    ``first_hours`` hours (from its first row; None keeps all): the rows every statistic here reads."""
+    frame = hourly.select("stay_id", "hour", *variables).sort("stay_id", "hour")
+    if first_hours is None:
+        return frame
+    return frame.filter(pl.col("hour") < pl.col("hour").min().over("stay_id") + first_hours)
+
+
 def stay_variability(hourly: pl.DataFrame, variables: Sequence[str], *, first_hours: int | None = None) -> dict[str, dict[str, float]]:
     """Median over stays of each variable's per-stay SD and mean absolute hourly change.
 
@@ -165,9 +174,7 @@ def stay_variability(hourly: pl.DataFrame, variables: Sequence[str], *, first_ho
         where a stay's level goes over its hours), "stays": stays with both}}``; a variable no stay
         has both of is left out.
     """
-    frame = hourly.select("stay_id", "hour", *variables).sort("stay_id", "hour")
-    if first_hours is not None:
-        frame = frame.filter(pl.col("hour") < pl.col("hour").min().over("stay_id") + first_hours)
+    frame = _first_hours(hourly, variables, first_hours)
     consecutive = (pl.col("hour") - pl.col("hour").shift(1)) == 1
     aggregations = []
     for v in variables:
@@ -210,9 +217,7 @@ def charted_steps(hourly: pl.DataFrame, variables: Sequence[str], *, first_hours
     Returns ``{variable: {"step_ratio": ..., "stays": stays with three values or more}}`` (cut at
     ``first_hours`` as :func:`stay_variability`); a variable no stay charted three times is left out.
     """
-    frame = hourly.select("stay_id", "hour", *variables).sort("stay_id", "hour")
-    if first_hours is not None:
-        frame = frame.filter(pl.col("hour") < pl.col("hour").min().over("stay_id") + first_hours)
+    frame = _first_hours(hourly, variables, first_hours)
     result: dict[str, dict[str, float]] = {}
     for v in variables:
         charted = frame.select("stay_id", pl.col(v).cast(pl.Float64)).drop_nulls(v)
@@ -240,9 +245,7 @@ def reversion_slopes(hourly: pl.DataFrame, variables: Sequence[str], *, first_ho
     hours from each stay's first row, as :func:`stay_variability`); a variable without two such
     values is left out.
     """
-    frame = hourly.select("stay_id", "hour", *variables).sort("stay_id", "hour")
-    if first_hours is not None:
-        frame = frame.filter(pl.col("hour") < pl.col("hour").min().over("stay_id") + first_hours)
+    frame = _first_hours(hourly, variables, first_hours)
     result: dict[str, dict[str, float]] = {}
     for v in variables:
         x = pl.col(v).cast(pl.Float64)
