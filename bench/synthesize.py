@@ -14,7 +14,7 @@ Usage::
 
     .venv/bin/python bench/synthesize.py --model MODEL_DIR --cohort COHORT_DIR
         [--patients N] [--hours 120] [--seed 0] [--work-dir DIR] [--reuse]
-        [--spread-pilot-stays 256] [--result PATH]
+        [--spread-pilot-stays 256] [--drift-control 0.5] [--result PATH]
 
 The recorded JSON came from the tiny twin trained on the PhysioNet train split (``organsim ingest
 physionet2019`` then ``organsim train --preset tiny``), calibrated on its validation split
@@ -22,7 +22,8 @@ physionet2019`` then ``organsim train --preset tiny``), calibrated on its valida
 correlation and the bands), run with ``OMP_NUM_THREADS=1`` and ``--seed 0``.
 
 ``--spread-pilot-stays`` sets the pilot size of the draw-spread fit (:mod:`organsim.synth.spread`;
-0: the twin's own draws), as ``organsim synthesize`` does. ``--reuse`` reads a synthetic cohort
+0: the twin's own draws) and ``--drift-control`` the gain that steers the stays along the train split's
+mean course (:mod:`organsim.synth.drift`; 0: none), as ``organsim synthesize`` does. ``--reuse`` reads a synthetic cohort
 already generated in ``--work-dir`` instead of generating it again. Writes ``--result`` (default
 ``bench/results/synthesize_physionet.json``: settings, generation bookkeeping with the fitted draw
 spread and seconds, export round trips, the report's headline figures and checks, the machine) and
@@ -50,6 +51,7 @@ from organsim.evaluate.synthetic_report import (
     write_synthetic_report,
 )
 from organsim.synth import CohortSynthesizer, SynthesisConfig
+from organsim.synth.drift import GAIN as DRIFT_GAIN
 from organsim.synth.training import training_split
 from organsim.twin import PatientTwin
 from organsim.utils import atomic_write_text
@@ -74,7 +76,7 @@ def generate(args: argparse.Namespace, train: Cohort, started: float) -> tuple[C
     config = SynthesisConfig(patients=args.patients or train.stays.height, max_hours=args.hours, seed=args.seed,
                              segment_hours=args.segment_hours,
                              context_hours=min(twin.agents.config.context_hours, window - args.segment_hours),
-                             batch_size=args.batch_size, spread_pilot_stays=args.spread_pilot_stays)
+                             batch_size=args.batch_size, spread_pilot_stays=args.spread_pilot_stays, drift_control=args.drift_control)
     at = time.perf_counter()
     fitted = synthesizer.fit_draw_spread(twin, config, progress=lambda done, total: log(started, f"draw-spread pilot {done} of {total}"))
     seconds["fit_draw_spread"] = round(time.perf_counter() - at, 1)
@@ -127,6 +129,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--spread-pilot-stays", type=int, default=256,
                         help="stays per pilot of the draw-spread fit (0: the twin's own draws)")
+    parser.add_argument("--drift-control", type=float, default=DRIFT_GAIN,
+                        help="gain of the drift control toward the train split's mean course (0: none)")
     parser.add_argument("--result", type=Path, default=RESULT, help="where the JSON record goes")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

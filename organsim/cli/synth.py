@@ -20,6 +20,7 @@ from organsim.evaluate.synthetic_report import (
     write_synthetic_report,
 )
 from organsim.synth import CohortSynthesizer, SynthesisConfig
+from organsim.synth.drift import GAIN as DRIFT_GAIN
 from organsim.synth.sharded import synthesize_sharded
 from organsim.synth.training import training_split
 from organsim.twin import PatientTwin
@@ -137,6 +138,11 @@ def synthesize(
              "split's, those not fed back (glucose, temperature) return to each stay's level as fast as real ones, and the "
              "labs' draws revert between charted values as the real ones do. 0: the twin's own draws.",
     )] = 256,
+    drift_control: Annotated[float, typer.Option(
+        "--drift-control", min=0.0,
+        help="Gain that steers each batch of stays along the train split's mean course from the first charted value (per "
+             "stay-length and first-value band, organsim.synth.drift). 0: none.",
+    )] = DRIFT_GAIN,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     shards: Annotated[int, typer.Option("--shards", min=1, help="Generate in this many shards, each its own seed, written as parts under OUT.parts/.")] = 1,
     ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
@@ -153,7 +159,8 @@ def synthesize(
     and shift to the train split's median per-stay SD, hourly change and drift (and, for those the
     twin does not feed back, a reversion to the stay's level to its reversion slope), and the labs'
     serial correlation between charted values to their step ratio (--spread-pilot-stays; once, for
-    every shard).
+    every shard). While they are simulated, each batch of stays leans toward the train split's mean
+    course (--drift-control).
     """
     if format not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -168,7 +175,7 @@ def synthesize(
     config = SynthesisConfig(
         patients=patients, max_hours=hours, seed=seed, septic_fraction=septic_fraction, segment_hours=segment_hours,
         context_hours=min(twin.agents.config.context_hours, window - segment_hours), batch_size=batch_size,
-        spread_pilot_stays=spread_pilot_stays)
+        spread_pilot_stays=spread_pilot_stays, drift_control=drift_control)
     parts_dir = out.with_name(out.name + ".parts")
     with progress_bar() as bar:
         task = bar.add_task("fitting the generators on the train split", total=None)
@@ -209,6 +216,7 @@ def synthesize(
             table.add_row("labs' rho", ", ".join(f"{v} {r:.2f}" for v, r in labs.items()))
     if config.draw_reversion:
         table.add_row("reversion", ", ".join(f"{v} {k:.2f}" for v, k in config.draw_reversion.items()))
+    table.add_row("drift control", f"gain {config.drift_control:g}" if config.drift_control else "none")
     for note in exported.notes:
         table.add_row("note", note)
     console.print(table)

@@ -80,6 +80,7 @@ from organsim.data.windows import ForecastBatch
 from organsim.physiology import ObservedState
 from organsim.synth.consistency import PRESSURES, PressureConsistency
 from organsim.synth.dequantize import BinSpreader, sorted_training_changes, sorted_training_values
+from organsim.synth.drift import GAIN, MAX_CORRECTION, DriftProfile
 from organsim.synth.initial import InitialStateModel
 from organsim.synth.labels import event_counts, sepsis_onsets
 from organsim.synth.levels import StayLevels
@@ -104,6 +105,9 @@ TreatmentPolicy = Callable[[ObservedState, int], dict[str, np.ndarray]]
 ProgressCallback = Callable[[int, int], None]
 MAX_REVERSION_SHIFT = 1.0
 """Largest reversion shift (``draw_reversion``), in standard deviations of a draw's score."""
+DRIFT_MIN_STAYS = 10
+"""Stays of a batch's level band with a charted value of a steered variable for the drift control to
+read its course (else that band does not lean)."""
 PILOT_ROUND = 10_000
 """The round index that keys the pilot generations' random numbers (apart from the cohort's rounds)."""
 
@@ -205,6 +209,7 @@ class SynthesisConfig:
     draw_serial: dict[str, float] | None = None
     draw_shift: dict[str, float] | None = None
     draw_reversion: dict[str, float] | None = None
+    drift_control: float = GAIN
 
     def __post_init__(self) -> None:
         if self.patients < 1:
@@ -228,6 +233,8 @@ class SynthesisConfig:
             raise ValueError(f"every draw_shift must be a finite number, got {self.draw_shift}")
         if self.draw_reversion is not None and not all(np.isfinite(k) and k >= 0 for k in self.draw_reversion.values()):
             raise ValueError(f"every draw_reversion must be a finite number >= 0, got {self.draw_reversion}")
+        if not (np.isfinite(self.drift_control) and self.drift_control >= 0):
+            raise ValueError(f"drift_control must be a finite number >= 0 (0: none), got {self.drift_control}")
 
     @property
     def given_knobs(self) -> bool:
@@ -317,6 +324,31 @@ def _seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
+def _drift_correction(
+    profile: DriftProfile, last: np.ndarray, active: np.ndarray, hour: int, first: np.ndarray, bands: np.ndarray,
+    sigma: np.ndarray, gain: float,
+) -> np.ndarray:
+    """A batch's ``(levels, Vd)`` shift correction after its hour ``hour`` (from each stay's first row),
+    whose last charted values of the steered variables (``profile``'s) are ``last`` ``(a, Vd)`` for
+    the ``active`` stays (NaN: none yet): per level band of the first value, ``gain`` times the mean
+    over its stays of (target - (last - first)) / ``sigma``, within
+    :data:`~organsim.synth.drift.MAX_CORRECTION`; 0 where fewer than :data:`DRIFT_MIN_STAYS` stays
+    have a value (no reading, no lean: a kept lean would add up hour after hour). ``first`` ``(n, Vd)``
+    is updated in place where a stay has charted a variable for the first time; ``bands`` ``(n,)`` are
+    the stays' length bands."""
+    first[active] = np.where(np.isnan(first[active]), last, first[active])
+    levels = profile.level_of(first[active])
+    gap = profile.target(bands[active], levels, hour) - (last - first[active])  # (a, Vd)
+    counted = np.isfinite(gap)
+    correction = np.zeros((profile.level_edges.shape[0] - 1, len(profile.variables)))
+    for level in range(correction.shape[0]):
+        rows = counted & (levels == level)
+        total, count = np.where(rows, gap, 0.0).sum(axis=0), rows.sum(axis=0)
+        correction[level] = np.where(count >= DRIFT_MIN_STAYS, np.clip(gain * total / np.maximum(count, 1) / sigma,
+                                                                       -MAX_CORRECTION, MAX_CORRECTION), 0.0)
+    return correction
+
+
 @dataclass
 class _Simulated:
     """Simulated stays before labelling (temporary ids ``0 .. n-1`` of the candidate frame)."""
@@ -371,6 +403,7 @@ class CohortSynthesizer:
     training: dict[str, Any] = field(default_factory=dict)
     spread_targets: pl.DataFrame | None = None
     levels: StayLevels | None = None
+    drift: DriftProfile | None = None
 
     @property
     def treatments_recorded(self) -> bool:
@@ -404,7 +437,8 @@ class CohortSynthesizer:
                    training_values=sorted_training_values(train, variables),
                    training_changes=sorted_training_changes(train, variables), training=training,
                    spread_targets=train.hourly.select("stay_id", "hour", *targets),
-                   levels=StayLevels.fit(train))
+                   levels=StayLevels.fit(train),
+                   drift=DriftProfile.fit(train.hourly, train.stays.select("stay_id", "n_hours"), targets))
 
     # ------------------------------------------------------------------ simulation
     def _simulate_batch(
@@ -464,6 +498,15 @@ class CohortSynthesizer:
             reverting_catalog, reverting_model, rates = reversion
             charted_sum = np.nansum(values[:, :k, reverting_catalog], axis=1)
             charted_count = np.isfinite(values[:, :k, reverting_catalog]).sum(axis=1)
+        drift = self._drift_control(simulator, config)
+        if drift is not None:  # each stay's band and first charted values; the batch's correction of the shift
+            drift_catalog, drift_model, profile, drift_sigma = drift
+            bands = profile.band_of(n_hours)
+            drift_first = np.full((n, len(drift_catalog)), np.nan)
+            for hour in reversed(range(k)):
+                drift_first = np.where(np.isfinite(values[:, hour, drift_catalog]), values[:, hour, drift_catalog], drift_first)
+            correction = np.zeros((profile.level_edges.shape[0] - 1, len(drift_catalog)))  # per level band and variable
+        if reversion is not None or drift is not None:
             base_shift = rollout_knobs.get("draw_shift", np.zeros(len(simulator.agents.config.variables), dtype=np.float32))
         done = k
         segment = 0
@@ -488,11 +531,16 @@ class CohortSynthesizer:
                 held[:, level_model] = uncharted[active]
                 scores[:, level_model] = np.where(uncharted[active], level_scores[active], scores[:, level_model])
                 continued = {"draws": scores[None], "hold_draws": held[None]}
-            if reversion is not None:
-                deviation = observed.last_value[active][:, reverting_catalog] - charted_sum[active] / np.maximum(charted_count[active], 1)
-                deviation = np.where((charted_count[active] >= 2) & np.isfinite(deviation), deviation, 0.0)
+            if reversion is not None or drift is not None:
                 shift = np.tile(np.asarray(base_shift, dtype=np.float32), (len(active), 1))
-                shift[:, reverting_model] += np.clip(-rates * deviation, -MAX_REVERSION_SHIFT, MAX_REVERSION_SHIFT)
+                if reversion is not None:
+                    deviation = observed.last_value[active][:, reverting_catalog] - charted_sum[active] / np.maximum(charted_count[active], 1)
+                    deviation = np.where((charted_count[active] >= 2) & np.isfinite(deviation), deviation, 0.0)
+                    shift[:, reverting_model] += np.clip(-rates * deviation, -MAX_REVERSION_SHIFT, MAX_REVERSION_SHIFT)
+                if drift is not None:  # a stay's correction is its level band's, once it has charted the variable
+                    first = drift_first[active]
+                    leaning = np.take_along_axis(correction, profile.level_of(first), axis=0)
+                    shift[:, drift_model] += np.where(np.isfinite(first), leaning, 0.0).astype(np.float32)
                 continued["draw_shift"] = shift
             rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy,
                                         **{**rollout_knobs, **continued})
@@ -519,6 +567,9 @@ class CohortSynthesizer:
                 draw_scores[active] = np.where(recorded, returned[0], draw_scores[active])
             if levels is not None:
                 uncharted[active] &= ~np.isfinite(charted[:, :, level_catalog]).any(axis=1)
+            if drift is not None:  # the batch's lean for the next hours, from where its stays' last charted values are
+                correction = _drift_correction(profile, state.last_value[:, drift_catalog], active, done + horizon - 1, drift_first,
+                                               bands, drift_sigma, config.drift_control)
             if reversion is not None:
                 charted_sum[active] += np.nansum(charted[:, :, reverting_catalog], axis=1)
                 charted_count[active] += np.isfinite(charted[:, :, reverting_catalog]).sum(axis=1)
@@ -542,6 +593,24 @@ class CohortSynthesizer:
                           for v in names])
         return (np.array([self.catalog.variable_codes.index(v) for v in names]), np.array([model_variables.index(v) for v in names]),
                 (np.array([given[v] for v in names]) / sigma).astype(np.float32))
+
+    def _drift_control(
+        self, simulator: Simulator, config: SynthesisConfig
+    ) -> tuple[np.ndarray, np.ndarray, DriftProfile, np.ndarray] | None:
+        """The variables ``config.drift_control`` steers (:mod:`organsim.synth.drift`): every variable of
+        :attr:`drift` the twin models, but MAP where :attr:`pressure` rewrites it from SBP and DBP, as
+        catalog columns, model columns, their profile (:meth:`DriftProfile.select`) and ``sigma`` (the
+        root mean square of the training changes between charted values); None without a control."""
+        if config.drift_control <= 0 or self.drift is None or self._fed_back(simulator) is None:
+            return None
+        model_variables = list(simulator.agents.config.variables)
+        derived = {PRESSURES[2]} if self.pressure is not None else set()
+        names = [v for v in self.drift.variables if v in model_variables and v not in derived and len(self.training_changes.get(v, ()))]
+        if not names:
+            return None
+        sigma = np.array([np.sqrt(np.mean(self.training_changes[v] ** 2)) for v in names])
+        return (np.array([self.catalog.variable_codes.index(v) for v in names]), np.array([model_variables.index(v) for v in names]),
+                self.drift.select(names), np.where(sigma > 0, sigma, 1.0))
 
     def _stay_levels(
         self, simulator: Simulator, initial: np.ndarray, rng: np.random.Generator
