@@ -44,7 +44,7 @@ MIN_STAYS = 30
 """Training stays of a band charting a variable at an hour for its mean there to count."""
 MAX_CORRECTION = 0.5
 """Largest correction of the draws' shift, in standard deviations of the scores."""
-GAIN = 0.5
+GAIN = 1.0
 """The default gain of the drift control (``drift_control`` of :class:`~organsim.synth.generate.SynthesisConfig`)."""
 
 

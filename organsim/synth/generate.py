@@ -61,6 +61,14 @@ does not feed back (glucose and temperature on PhysioNet) also get a reversion t
 own mean (``draw_reversion``: each hour's draw shifted by ``-kappa (x - mean) / sigma`` on the score
 scale), ``kappa`` fitted by a first pilot to how fast real values return to their stay's level.
 
+While the stays are simulated, the drift control (``drift_control``, :mod:`organsim.synth.drift`)
+steers each batch of stays drawn as not septic along the course of the training stays that were
+not: after every hour, the batch's mean gap between each stay's target (the mean change from the
+first charted value of training stays of its length and first-value band at that hour) and its own
+change, in units of the variable's typical change, leans the next hour's draws of the stays of that
+first-value band (a shift of their scores). Septic stays run their own course, the one that tells
+of sepsis. With the control, the pilots fit no constant shift.
+
 Determinism: every random draw comes from a generator seeded by (seed, round, batch, segment), so
 the same models, seed and settings give the same cohort, whatever else runs on the machine.
 """
@@ -438,7 +446,7 @@ class CohortSynthesizer:
                    training_changes=sorted_training_changes(train, variables), training=training,
                    spread_targets=train.hourly.select("stay_id", "hour", *targets),
                    levels=StayLevels.fit(train),
-                   drift=DriftProfile.fit(train.hourly, train.stays.select("stay_id", "n_hours"), targets))
+                   drift=DriftProfile.fit(train.hourly, train.stays.filter(~pl.col("sepsis")).select("stay_id", "n_hours"), targets))
 
     # ------------------------------------------------------------------ simulation
     def _simulate_batch(
@@ -501,6 +509,7 @@ class CohortSynthesizer:
         drift = self._drift_control(simulator, config)
         if drift is not None:  # each stay's band and first charted values; the batch's correction of the shift
             drift_catalog, drift_model, profile, drift_sigma = drift
+            steered = ~drawn["sepsis"].to_numpy().astype(bool)  # septic stays run their own course (the one that tells of sepsis)
             bands = profile.band_of(n_hours)
             drift_first = np.full((n, len(drift_catalog)), np.nan)
             for hour in reversed(range(k)):
@@ -537,10 +546,10 @@ class CohortSynthesizer:
                     deviation = observed.last_value[active][:, reverting_catalog] - charted_sum[active] / np.maximum(charted_count[active], 1)
                     deviation = np.where((charted_count[active] >= 2) & np.isfinite(deviation), deviation, 0.0)
                     shift[:, reverting_model] += np.clip(-rates * deviation, -MAX_REVERSION_SHIFT, MAX_REVERSION_SHIFT)
-                if drift is not None:  # a stay's correction is its level band's, once it has charted the variable
+                if drift is not None:  # a steered stay's correction is its level band's, once it has charted the variable
                     first = drift_first[active]
                     leaning = np.take_along_axis(correction, profile.level_of(first), axis=0)
-                    shift[:, drift_model] += np.where(np.isfinite(first), leaning, 0.0).astype(np.float32)
+                    shift[:, drift_model] += np.where(np.isfinite(first) & steered[active, None], leaning, 0.0).astype(np.float32)
                 continued["draw_shift"] = shift
             rollout = simulator.rollout(batch, horizon, n_samples=1, seed=_seed(*keys, segment, 0), treatment_policy=policy,
                                         **{**rollout_knobs, **continued})
@@ -568,8 +577,9 @@ class CohortSynthesizer:
             if levels is not None:
                 uncharted[active] &= ~np.isfinite(charted[:, :, level_catalog]).any(axis=1)
             if drift is not None:  # the batch's lean for the next hours, from where its stays' last charted values are
-                correction = _drift_correction(profile, state.last_value[:, drift_catalog], active, done + horizon - 1, drift_first,
-                                               bands, drift_sigma, config.drift_control)
+                on_course = steered[active]
+                correction = _drift_correction(profile, state.last_value[on_course][:, drift_catalog], active[on_course], done + horizon - 1,
+                                               drift_first, bands, drift_sigma, config.drift_control)
             if reversion is not None:
                 charted_sum[active] += np.nansum(charted[:, :, reverting_catalog], axis=1)
                 charted_count[active] += np.isfinite(charted[:, :, reverting_catalog]).sum(axis=1)
@@ -759,7 +769,8 @@ class CohortSynthesizer:
         # the others fit the spread, serial correlation and shift with that reversion in place
         unfed = [v for v in variables if not fed_back[model_variables.index(v)]]
         first = 1 if unfed else 0
-        total = first + 4 + config.spread_newton_steps
+        fit_shift = config.drift_control == 0  # the drift control steers where the stays go: no shift to fit beside it
+        total = first + (4 if fit_shift else 3) + config.spread_newton_steps
         kappa: dict[str, float] = {}
         if unfed:
             own = self._simulate(simulator, drawn, pilot_config, PILOT_ROUND, lambda done: None, spreader, {})
@@ -776,7 +787,7 @@ class CohortSynthesizer:
 
         fitted = fit_draw_spread(pilot, {**{v: real[v] for v in variables}, **{v: real_labs[v] for v in labs}}, variables,
                                  model_variables, fed_back, own_serial, charted=labs, newton_steps=config.spread_newton_steps,
-                                 pilot_stays=n, pilot_hours=pilot_hours,
+                                 pilot_stays=n, pilot_hours=pilot_hours, fit_shift=fit_shift,
                                  progress=None if progress is None else lambda done, _: progress(done + first, total))
         return replace(fitted, reversion=kappa)
 

@@ -469,7 +469,7 @@ Pilot = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, dict[str, float
 def fit_draw_spread(
     pilot: Pilot, real: dict[str, dict[str, float]], variables: Sequence[str], model_variables: Sequence[str],
     fed_back: np.ndarray, own_serial: np.ndarray, *, charted: Sequence[str] = (), newton_steps: int = 1, pilot_stays: int = 0,
-    pilot_hours: int = 0, progress: Callable[[int, int], None] | None = None,
+    pilot_hours: int = 0, progress: Callable[[int, int], None] | None = None, fit_shift: bool = True,
 ) -> DrawSpread:
     """Fit each variable's draw knobs to the real statistics (module docstring).
 
@@ -500,6 +500,9 @@ def fit_draw_spread(
         Recorded in the result.
     progress
         ``progress(done, total)`` in pilot generations.
+    fit_shift
+        False: no shift ``m`` and no pilot for it (the synthetic-cohort generator's drift control,
+        :mod:`organsim.synth.drift`, steers where the stays go instead; one pilot fewer).
 
     Returns
     -------
@@ -512,7 +515,7 @@ def fit_draw_spread(
     lab = np.arange(len(fitted)) >= len(variables)  # (F,) rho is the variable's only knob
     columns = np.array([model_variables.index(v) for v in fitted], dtype=np.int64)
     serial_knob = np.asarray(fed_back, dtype=bool)[columns] | lab  # (F,) the variable's rho is a knob
-    total = 4 + newton_steps
+    total = (4 if fit_shift else 3) + newton_steps
     record: list[dict[str, Any]] = []
     tried: list[tuple[np.ndarray, np.ndarray]] = []  # (knobs (F, 3): log s, rho, m; misses (F, 4)) of every pilot
     base_stays = np.zeros(len(fitted))  # (F,) stays with each variable's statistics in the first pilot
@@ -547,8 +550,8 @@ def fit_draw_spread(
     narrower = measure(knobs + others * [SPREAD_STEP, 0, 0])
     serial_moved = np.clip(knobs[:, 1] + SERIAL_STEP, *SERIAL_BOUNDS)
     reverting = measure(np.column_stack([knobs[:, 0], np.where(serial_knob, serial_moved, knobs[:, 1]), knobs[:, 2]]))
-    shiftable = ~lab & (base_stays >= SHIFT_STAYS)  # (F,) m is a knob: charted in enough pilot stays for a median drift
-    shifted = measure(knobs + shiftable[:, None] * [0, 0, SHIFT_STEP])
+    shiftable = ~lab & (base_stays >= SHIFT_STAYS) & fit_shift  # (F,) m is a knob: charted in enough pilot stays for a median drift
+    shifted = measure(knobs + shiftable[:, None] * [0, 0, SHIFT_STEP]) if fit_shift else base
     serial_change = np.where(serial_moved != knobs[:, 1], serial_moved - knobs[:, 1], np.nan)
     # (F, 2 statistics, 2 knobs): derivatives of the SD's and change's log ratios by log s and by rho
     jacobian = np.stack([(narrower[:, :2] - base[:, :2]) / SPREAD_STEP, (reverting[:, :2] - base[:, :2]) / serial_change[:, None]], axis=-1)

@@ -233,6 +233,17 @@ def test_the_fit_finds_the_knobs_of_a_linear_response_in_one_newton_step() -> No
         fit_draw_spread(again, again.real, ("hr",), again.model_variables, np.ones(3, dtype=bool), again.own_serial, newton_steps=0)
 
 
+def test_without_a_shift_the_fit_runs_one_pilot_fewer_and_every_pilot_at_m_0() -> None:
+    """``fit_shift=False`` (the generator's drift control steers the stays' course instead)."""
+    pilot = LinearPilot()
+    fitted = fit_draw_spread(pilot, pilot.real, ("hr", "temperature"), pilot.model_variables, np.array([True, False, False]),
+                             pilot.own_serial, fit_shift=False)
+    assert len(pilot.calls) == 4 and len(fitted.pilots) == 4 and fitted.shift == {}
+    assert all(not shift.any() for _, _, shift in pilot.calls)
+    solution = np.linalg.solve(pilot.jacobian["hr"], -pilot.offset["hr"])
+    assert np.log(fitted.spread["hr"]) == pytest.approx(solution[0], abs=1e-3)
+
+
 class FewStaysPilot(LinearPilot):
     """The linear response, with temperature charted in fewer pilot stays than a shift needs."""
 

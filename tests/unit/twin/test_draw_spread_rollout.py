@@ -155,7 +155,8 @@ def test_a_shift_per_problem_is_each_problem_s_own_shift(twin, test_batch):
 @pytest.mark.slow
 def test_the_generator_fits_the_draw_spread_records_it_and_stays_deterministic(twin, engine_cohort):
     synthesizer = CohortSynthesizer.fit(engine_cohort, initial_hours=2)  # all 24 stays: a median needs 20 (MIN_STAYS)
-    config = SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6, spread_pilot_stays=24, spread_pilot_hours=8)
+    config = SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6, spread_pilot_stays=24, spread_pilot_hours=8,
+                             drift_control=0.0)  # the shift is fitted only without the drift control
     result = synthesizer.generate(twin, config)
     record = result.summary()["draw_spread"]
     # the vital signs and the variables charted in at least a fifth of the training hours
@@ -176,13 +177,16 @@ def test_the_generator_fits_the_draw_spread_records_it_and_stays_deterministic(t
     assert again.cohort.hourly.equals(result.cohort.hourly) and again.summary() == result.summary()
     # the fitted knobs given back: no pilots, the same cohort
     given = SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6, draw_spread=record["spread"], draw_serial=record["serial"],
-                            draw_shift=record["shift"])
+                            draw_shift=record["shift"], drift_control=0.0)
     reused = synthesizer.generate(twin, given)
     assert reused.cohort.hourly.equals(result.cohort.hourly) and reused.summary()["draw_spread"]["pilots"] == []
-    plain = synthesizer.generate(twin, SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6))
+    plain = synthesizer.generate(twin, SynthesisConfig(patients=8, max_hours=10, seed=2, context_hours=6, drift_control=0.0))
     assert plain.summary()["draw_spread"] is None and not plain.cohort.hourly.equals(result.cohort.hourly)
     with pytest.raises(ValueError, match="does not model: not_a_variable"):
         synthesizer.generate(twin, SynthesisConfig(patients=8, max_hours=10, context_hours=6, draw_spread={"not_a_variable": 0.9}))
+    # with the drift control (the default), no shift and no pilot for it
+    steered = synthesizer.fit_draw_spread(twin, replace(config, drift_control=1.0))
+    assert steered.shift == {} and len(steered.pilots) == 4 and steered.spread
 
 
 @pytest.mark.slow
@@ -235,7 +239,8 @@ def test_the_generator_shifts_a_reverting_variable_toward_each_stay_s_own_mean(t
         return rollout(batch, horizon, **keywords)
 
     monkeypatch.setattr(twin, "rollout", spy)
-    config = SynthesisConfig(patients=6, max_hours=7, seed=4, context_hours=6, max_rounds=1, draw_reversion={"hr": 0.5})
+    config = SynthesisConfig(patients=6, max_hours=7, seed=4, context_hours=6, max_rounds=1, draw_reversion={"hr": 0.5},
+                             drift_control=0.0)  # the reversion alone in the shift
     synthesizer.generate(twin, config)
     shifted = 0
     for history, shift in calls:  # the context holds every hour simulated so far (context_hours >= hours done)
@@ -254,16 +259,17 @@ def test_the_generator_shifts_a_reverting_variable_toward_each_stay_s_own_mean(t
 
 def test_the_drift_control_steers_the_cohort_s_course_toward_the_profile(twin, engine_cohort):
     """A profile whose heart rate climbs 3 beats/min an hour from the first value: with the drift
-    control, the stays' heart rate climbs above that of the same stays without it, and every other
-    steered variable whose course is flat stays about where it was; the same seed gives the same cohort."""
+    control, the stays' heart rate climbs above that of the same stays without it; the same seed gives
+    the same cohort; stays drawn septic are not steered."""
     synthesizer = CohortSynthesizer.fit(engine_cohort, initial_hours=2)
     assert synthesizer.drift is not None and "hr" in synthesizer.drift.variables
     course = np.zeros_like(synthesizer.drift.course[:, :1])  # one level band: every stay of a batch reads the same course
     course[..., synthesizer.drift.variables.index("hr")] = 3.0 * np.arange(course.shape[2])[None, None, :]
     synthesizer.drift = replace(synthesizer.drift, course=course, level_edges=synthesizer.drift.level_edges[[0, -1]])
 
-    def climb(gain: float) -> float:
-        config = SynthesisConfig(patients=16, max_hours=12, seed=3, context_hours=6, max_rounds=1, drift_control=gain)
+    def climb(gain: float, septic_fraction: float = 0.0) -> float:
+        config = SynthesisConfig(patients=16, max_hours=12, seed=3, context_hours=6, max_rounds=1, drift_control=gain,
+                                 septic_fraction=septic_fraction)
         hourly = synthesizer.generate(twin, config).cohort.hourly.sort("stay_id", "hour")
         change = hourly.select(pl.col("hr") - pl.col("hr").drop_nulls().first().over("stay_id"), "hour", "stay_id")
         late = change.filter(pl.col("hour") >= pl.col("hour").min().over("stay_id") + 6)
@@ -272,5 +278,6 @@ def test_the_drift_control_steers_the_cohort_s_course_toward_the_profile(twin, e
     plain, steered = climb(0.0), climb(1.0)
     assert steered > plain + 3.0
     assert climb(1.0) == steered
+    assert climb(1.0, septic_fraction=1.0) == climb(0.0, septic_fraction=1.0)  # septic stays run their own course
     with pytest.raises(ValueError, match="drift_control must be a finite number >= 0"):
         SynthesisConfig(patients=2, max_hours=4, drift_control=-1.0)
