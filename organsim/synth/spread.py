@@ -17,7 +17,9 @@ Three knobs per variable, all passed to :meth:`organsim.twin.PatientTwin.rollout
   stay accumulates (its SD) more than its hour-to-hour changes;
 - the shift ``m`` (``draw_shift``): draws invert at ``Phi(s z + m)``, a location knob on the same
   scale, fitted to where a stay's level goes: the median over stays of the stay's mean minus its
-  first charted value (``drift``). Free-running, the twin let heart rate sink: on PhysioNet 2019
+  first charted value (``drift``); not fitted (``fit_shift=False``) where the generator's drift
+  control steers the stays along the real course instead (:mod:`organsim.synth.drift`, the
+  default). Free-running, the twin let heart rate sink: on PhysioNet 2019
   (1,000 stays, tiny twin) its drift was -2.3 beats/min against -0.6 in the real stays; ``m =
   0.04`` took it to -0.7 (``m = 0.1`` overshot to +1.7: a small shift of every hour's draw adds up
   over a stay that feeds its own draws back). The first hours, drawn by
