@@ -14,7 +14,7 @@ Usage::
 
     .venv/bin/python bench/synthesize.py --model MODEL_DIR --cohort COHORT_DIR
         [--patients N] [--hours 120] [--seed 0] [--work-dir DIR] [--reuse]
-        [--spread-pilot-stays 256] [--drift-control 0.5] [--result PATH]
+        [--spread-pilot-stays 256] [--drift-control 1] [--result PATH]
 
 The recorded JSON came from the tiny twin trained on the PhysioNet train split (``organsim ingest
 physionet2019`` then ``organsim train --preset tiny``), calibrated on its validation split
@@ -22,9 +22,9 @@ physionet2019`` then ``organsim train --preset tiny``), calibrated on its valida
 correlation and the bands), run with ``OMP_NUM_THREADS=1`` and ``--seed 0``.
 
 ``--spread-pilot-stays`` sets the pilot size of the draw-spread fit (:mod:`organsim.synth.spread`;
-0: the twin's own draws) and ``--drift-control`` the gain that steers the stays along the train split's
-mean course (:mod:`organsim.synth.drift`; 0: none), as ``organsim synthesize`` does. ``--reuse`` reads a synthetic cohort
-already generated in ``--work-dir`` instead of generating it again. Writes ``--result`` (default
+0: the twin's own draws) and ``--drift-control`` the gain that steers the stays along the train
+split's mean course (:mod:`organsim.synth.drift`; 0: none), as ``organsim synthesize`` does.
+``--reuse`` reads a synthetic cohort already generated in ``--work-dir`` instead of generating it again. Writes ``--result`` (default
 ``bench/results/synthesize_physionet.json``: settings, generation bookkeeping with the fitted draw
 spread and seconds, export round trips, the report's headline figures and checks, the machine) and
 the full report (metrics.json, report.html) under ``--work-dir``.

@@ -135,8 +135,9 @@ def synthesize(
         "--spread-pilot-stays", min=0,
         help="Stays per pilot generation of the draw-knob fit (at most a quarter of --patients; four to six pilots): the "
              "vital signs' draws are narrowed so that their per-stay SD and hourly change match the train split's (and "
-             "shifted to its drift with --drift-control 0), those not fed back (glucose, temperature) return to each stay's level as fast as real ones, and the "
-             "labs' draws revert between charted values as the real ones do. 0: the twin's own draws.",
+             "shifted to its drift with --drift-control 0), those not fed back (glucose, temperature) return to each "
+             "stay's level as fast as real ones, and the labs' draws revert between charted values as the real ones do. "
+             "0: the twin's own draws.",
     )] = 256,
     drift_control: Annotated[float, typer.Option(
         "--drift-control", min=0.0,
@@ -158,9 +159,8 @@ def synthesize(
     Before the stays, short pilot generations fit each vital sign's draw spread and serial correlation
     to the train split's median per-stay SD and hourly change (a shift to its drift with
     --drift-control 0; for those the twin does not feed back, a reversion to the stay's level to its
-    reversion slope), and the labs'
-    serial correlation between charted values to their step ratio (--spread-pilot-stays; once, for
-    every shard). While they are simulated, each batch of stays leans toward the train split's mean
+    reversion slope), and the labs' serial correlation between charted values to their step ratio
+    (--spread-pilot-stays; once, for every shard). While they are simulated, each batch of stays leans toward the train split's mean
     course (--drift-control).
     """
     if format not in FORMATS:

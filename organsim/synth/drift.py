@@ -46,6 +46,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.ndimage import convolve1d
+
+from organsim.agents.features import carry_forward
 
 BANDS = 4
 """Stay-length bands (quantiles of the training stays' lengths) with a course of their own."""
@@ -64,7 +67,7 @@ GAIN = 1.0
 
 @dataclass
 class DriftProfile:
-    """The training stays' mean course per stay-length band (module docstring).
+    """The training stays' mean course per stay-length band and first-value band (module docstring).
 
     Attributes
     ----------
@@ -102,8 +105,8 @@ class DriftProfile:
         kernel = np.ones(SMOOTH_HOURS)
         for j, v in enumerate(variables):
             x = pl.col(v).cast(pl.Float64)
-            change = frame.select("stay_id", "band", "t", v).drop_nulls(v).with_columns(
-                first=x.first().over("stay_id"), change=x - x.first().over("stay_id"))
+            change = frame.select("stay_id", "band", "t", v).drop_nulls(v).with_columns(first=x.first().over("stay_id"))
+            change = change.with_columns(change=x - pl.col("first"))
             if not change.height:
                 continue
             firsts = change.group_by("stay_id").agg(pl.col("first").first())["first"].to_numpy()
@@ -115,13 +118,9 @@ class DriftProfile:
             counts = np.zeros((bands, levels, hours))
             totals[cells] = means["total"].to_numpy()
             counts[cells] = means["stays"].to_numpy()
-            for band in range(bands):
-                for level in range(levels):
-                    smoothed_total = np.convolve(totals[band, level], kernel, mode="same")
-                    smoothed_count = np.convolve(counts[band, level], kernel, mode="same")
-                    enough = counts[band, level] >= min_stays
-                    mean = np.where(enough, smoothed_total / np.maximum(smoothed_count, 1), np.nan)
-                    course[band, level, :, j] = _carry_forward(mean)
+            smoothed_total, smoothed_count = convolve1d(np.stack([totals, counts]), kernel, axis=-1, mode="constant")
+            mean = np.where(counts >= min_stays, smoothed_total / np.maximum(smoothed_count, 1), np.nan)  # (bands, levels, hours)
+            course[..., j] = carry_forward(mean.reshape(-1, hours, 1))[0].reshape(bands, levels, hours)
         return cls(variables=tuple(variables), edges=edges, level_edges=level_edges, course=course)
 
     def select(self, variables: Sequence[str]) -> DriftProfile:
@@ -157,10 +156,3 @@ def _band(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The band of each value between ``edges`` (the first and last bands open)."""
     return np.clip(np.searchsorted(edges, np.asarray(values), side="right") - 1, 0, len(edges) - 2)
 
-
-def _carry_forward(values: np.ndarray) -> np.ndarray:
-    """``values`` with each NaN after a finite value replaced by the last finite value before it."""
-    finite = np.isfinite(values)
-    index = np.where(finite, np.arange(len(values)), 0)
-    np.maximum.accumulate(index, out=index)
-    return np.where(finite | (np.cumsum(finite) > 0), values[index], np.nan)

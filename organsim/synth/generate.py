@@ -332,6 +332,16 @@ def _seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
+def _first_charted(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``(n, len(columns))`` float64: each stay's earliest charted value of each of ``columns`` among the
+    hours of ``values`` ``(n, hours, V)`` (NaN: none charted)."""
+    first = np.full((len(values), len(columns)), np.nan)
+    for hour in reversed(range(values.shape[1])):  # the earliest charted hour's value wins
+        charted = values[:, hour, columns]
+        first = np.where(np.isfinite(charted), charted, first)
+    return first
+
+
 def _drift_correction(
     profile: DriftProfile, last: np.ndarray, active: np.ndarray, hour: int, first: np.ndarray, bands: np.ndarray,
     sigma: np.ndarray, gain: float,
@@ -511,9 +521,7 @@ class CohortSynthesizer:
             drift_catalog, drift_model, profile, drift_sigma = drift
             steered = ~drawn["sepsis"].to_numpy().astype(bool)  # septic stays run their own course (the one that tells of sepsis)
             bands = profile.band_of(n_hours)
-            drift_first = np.full((n, len(drift_catalog)), np.nan)
-            for hour in reversed(range(k)):
-                drift_first = np.where(np.isfinite(values[:, hour, drift_catalog]), values[:, hour, drift_catalog], drift_first)
+            drift_first = _first_charted(values[:, :k], drift_catalog)
             correction = np.zeros((profile.level_edges.shape[0] - 1, len(drift_catalog)))  # per level band and variable
         if reversion is not None or drift is not None:
             base_shift = rollout_knobs.get("draw_shift", np.zeros(len(simulator.agents.config.variables), dtype=np.float32))
@@ -599,8 +607,7 @@ class CohortSynthesizer:
             return None
         model_variables = list(simulator.agents.config.variables)  # every name is one of them (_draw_knobs checks)
         names = sorted(given, key=model_variables.index)
-        sigma = np.array([np.sqrt(np.mean(self.training_changes[v] ** 2)) if len(self.training_changes.get(v, ())) else 1.0
-                          for v in names])
+        sigma = self._change_scale(names)
         return (np.array([self.catalog.variable_codes.index(v) for v in names]), np.array([model_variables.index(v) for v in names]),
                 (np.array([given[v] for v in names]) / sigma).astype(np.float32))
 
@@ -618,9 +625,16 @@ class CohortSynthesizer:
         names = [v for v in self.drift.variables if v in model_variables and v not in derived and len(self.training_changes.get(v, ()))]
         if not names:
             return None
-        sigma = np.array([np.sqrt(np.mean(self.training_changes[v] ** 2)) for v in names])
         return (np.array([self.catalog.variable_codes.index(v) for v in names]), np.array([model_variables.index(v) for v in names]),
-                self.drift.select(names), np.where(sigma > 0, sigma, 1.0))
+                self.drift.select(names), self._change_scale(names))
+
+    def _change_scale(self, variables: list[str]) -> np.ndarray:
+        """``(len(variables),)`` each variable's typical change: the root mean square of its training
+        changes between consecutive charted values, 1 where there are none or all are 0 (the unit the
+        reversion and the drift control measure a gap in)."""
+        scale = np.array([np.sqrt(np.mean(self.training_changes[v] ** 2)) if len(self.training_changes.get(v, ())) else 1.0
+                          for v in variables])
+        return np.where(scale > 0, scale, 1.0)
 
     def _stay_levels(
         self, simulator: Simulator, initial: np.ndarray, rng: np.random.Generator
@@ -636,10 +650,7 @@ class CohortSynthesizer:
         labs = [v for v in self.levels.variables if v in model_variables and not fed_back[model_variables.index(v)]]
         if not labs:
             return None
-        first = np.full((len(initial), len(self.levels.variables)), np.nan)  # every level variable's first charted value
-        columns = np.array([self.catalog.variable_codes.index(v) for v in self.levels.variables])
-        for hour in reversed(range(initial.shape[1])):  # the earliest charted hour's value wins
-            first = np.where(np.isfinite(initial[:, hour, columns]), initial[:, hour, columns], first)
+        first = _first_charted(initial, np.array([self.catalog.variable_codes.index(v) for v in self.levels.variables]))
         scores = self.levels.sample(first, rng)[:, [self.levels.variables.index(v) for v in labs]]
         return (np.array([model_variables.index(v) for v in labs]), np.array([self.catalog.variable_codes.index(v) for v in labs]),
                 scores.astype(np.float32))

@@ -134,6 +134,8 @@ to step on (on PhysioNet EtCO2, charted in about 40 of 256 pilot stays, took a s
 moved its drift in the cohort to +2.7 mmHg, real +0.5)."""
 
 MATCHED = (*STATISTICS, "drift", "step_ratio")
+"""Every statistic the fit matches, the columns of :func:`misses`."""
+
 REVERSION_HISTORY = 5
 """Charted values a stay needs before one for its change to count in :func:`reversion_slopes`."""
 MAX_REVERSION = 0.5
@@ -143,7 +145,6 @@ CHARTED_SHARE = 0.03
 """A lab (not fed back, charted in less than :data:`FREQUENT_SHARE` of the training hours) has its
 draws' serial correlation between charted values fitted when charted in at least this share of the
 hours: enough values per stay for a per-stay SD (on PhysioNet potassium 7.7 %, phosphate 3.4 %)."""
-"""Every statistic the fit matches, the columns of :func:`misses`."""
 
 
 def _first_hours(hourly: pl.DataFrame, variables: Sequence[str], first_hours: int | None) -> pl.DataFrame:
