@@ -39,6 +39,7 @@ def test_synthesize_is_deterministic_and_readable(trained, tmp_path):
     first = runner.invoke(app, [*common, "--out", str(tmp_path / "a"), "--format", "psv"])
     assert first.exit_code == 0, first.output
     assert "behaviour policy" in first.output and str(tmp_path / "a") in first.output
+    assert "drift control" in first.output and "gain 1" in first.output  # on by default
     second = runner.invoke(app, [*common, "--out", str(tmp_path / "b"), "--format", "psv"])
     assert second.exit_code == 0, second.output
     assert _files(tmp_path / "a") == _files(tmp_path / "b")  # same seed, same bytes
@@ -96,4 +97,12 @@ def test_synthesize_refuses_more_shards_than_patients(trained, tmp_path):
     result = CliRunner().invoke(app, ["synthesize", "--model", str(model_dir), "--cohort", str(cohort_dir), "--patients", "2",
                                       "--shards", "3", "--out", str(tmp_path / "out"), "--device", "cpu"])
     assert result.exit_code != 0 and "--shards (3) cannot exceed --patients (2)" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_synthesize_refuses_a_negative_drift_control(trained, tmp_path):
+    model_dir, cohort_dir = trained
+    result = CliRunner().invoke(app, ["synthesize", "--model", str(model_dir), "--cohort", str(cohort_dir), "--patients", "2",
+                                      "--drift-control", "-0.5", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code != 0 and "--drift-control" in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()

@@ -279,5 +279,6 @@ def test_the_drift_control_steers_the_cohort_s_course_toward_the_profile(twin, e
     assert steered > plain + 3.0
     assert climb(1.0) == steered
     assert climb(1.0, septic_fraction=1.0) == climb(0.0, septic_fraction=1.0)  # septic stays run their own course
-    with pytest.raises(ValueError, match="drift_control must be a finite number >= 0"):
-        SynthesisConfig(patients=2, max_hours=4, drift_control=-1.0)
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="drift_control must be a finite number >= 0"):
+            SynthesisConfig(patients=2, max_hours=4, drift_control=bad)
