@@ -140,6 +140,7 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
             "missingness_mean_abs_difference": fidelity["missingness"]["mean_abs_difference"],
             "variables_absent_in_synthetic": fidelity["variables_absent_in_synthetic"],
             "detection": fidelity["detection"],
+            "detection_train": fidelity.get("detection_train"),
         },
         "utility": utility,
         "privacy": metrics["privacy"],

@@ -144,6 +144,11 @@ def synthesize(
         help="Gain that steers each batch of stays along the train split's mean course from the first charted value (per "
              "stay-length and first-value band, organsim.synth.drift). 0: none.",
     )] = DRIFT_GAIN,
+    screen_pool: Annotated[float, typer.Option(
+        "--screen-pool", min=1.0,
+        help="Generate this many times the stays asked for and keep those a classifier finds hardest to tell from the "
+             "train split's stays (discriminator rejection sampling, organsim.synth.screening). 1: keep every stay.",
+    )] = 1.0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     shards: Annotated[int, typer.Option("--shards", min=1, help="Generate in this many shards, each its own seed, written as parts under OUT.parts/.")] = 1,
     ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
@@ -176,7 +181,7 @@ def synthesize(
     config = SynthesisConfig(
         patients=patients, max_hours=hours, seed=seed, septic_fraction=septic_fraction, segment_hours=segment_hours,
         context_hours=min(twin.agents.config.context_hours, window - segment_hours), batch_size=batch_size,
-        spread_pilot_stays=spread_pilot_stays, drift_control=drift_control)
+        spread_pilot_stays=spread_pilot_stays, drift_control=drift_control, screen_pool=screen_pool)
     parts_dir = out.with_name(out.name + ".parts")
     with progress_bar() as bar:
         task = bar.add_task("fitting the generators on the train split", total=None)
@@ -218,6 +223,10 @@ def synthesize(
     if config.draw_reversion:
         table.add_row("reversion", ", ".join(f"{v} {k:.2f}" for v, k in config.draw_reversion.items()))
     table.add_row("drift control", f"gain {config.drift_control:g}" if config.drift_control else "none")
+    screen = summary.get("screen")
+    table.add_row("realism screen", "none: every generated stay kept" if screen is None else
+                  f"kept {screen['kept']:,} of {screen['pool_stays']:,} generated stays (pool {screen['pool']:g}); the "
+                  f"screen told the pool from the train split with AUROC {screen['auroc']:.3f}")
     for note in exported.notes:
         table.add_row("note", note)
     console.print(table)

@@ -1,6 +1,6 @@
 """Privacy of a synthetic cohort: is it closer to its training patients than unseen patients are?
 
-Every stay becomes one vector: its :func:`~organsim.evaluate.fidelity.stay_summaries` (per
+Every stay becomes one vector: its :func:`~organsim.data.summaries.stay_summaries` (per
 variable mean, std, min, max, first, last, measured fraction, mean absolute hourly change; stay
 length; statics), standardised with the real-train means and standard deviations (columns constant
 or empty in real-train are dropped), not-measured entries set to 0 (the real-train mean).
@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 from organsim.data.cohort import Cohort
-from organsim.evaluate.fidelity import stay_summaries
+from organsim.data.summaries import stay_summaries
 
 EXACT_COPY_DISTANCE = 1e-6
 """A synthetic stay this close (in standardised units) to a real-train stay counts as a copy."""

@@ -93,6 +93,7 @@ from organsim.synth.initial import InitialStateModel
 from organsim.synth.labels import event_counts, sepsis_onsets
 from organsim.synth.levels import StayLevels
 from organsim.synth.observation import ObservationModel, ObservationState
+from organsim.synth.screening import RealismScreen
 from organsim.synth.spread import (
     CHARTED_SHARE,
     MIN_STAYS,
@@ -200,6 +201,10 @@ class SynthesisConfig:
         square of the training changes between its consecutive charted values (a reversion the
         twin's free-running draws lack: :meth:`CohortSynthesizer.fit_draw_spread` measures it).
         None: no reversion.
+    screen_pool
+        Stays generated per stay kept, >= 1: with more than 1 the generator makes that many times the
+        stays asked for (of each sepsis status) and keeps those a classifier finds hardest to tell
+        from the training stays (:mod:`organsim.synth.screening`); 1 (the default) keeps every stay.
     """
 
     patients: int
@@ -218,6 +223,7 @@ class SynthesisConfig:
     draw_shift: dict[str, float] | None = None
     draw_reversion: dict[str, float] | None = None
     drift_control: float = GAIN
+    screen_pool: float = 1.0
 
     def __post_init__(self) -> None:
         if self.patients < 1:
@@ -243,6 +249,8 @@ class SynthesisConfig:
             raise ValueError(f"every draw_reversion must be a finite number >= 0, got {self.draw_reversion}")
         if not (np.isfinite(self.drift_control) and self.drift_control >= 0):
             raise ValueError(f"drift_control must be a finite number >= 0 (0: none), got {self.drift_control}")
+        if not (np.isfinite(self.screen_pool) and self.screen_pool >= 1):
+            raise ValueError(f"screen_pool must be a finite number >= 1 (1: no screen), got {self.screen_pool}")
 
     @property
     def given_knobs(self) -> bool:
@@ -284,6 +292,9 @@ class SynthesisResult:
         (:meth:`~organsim.synth.spread.DrawSpread.summary`), and ``cohort_ratios``: per fitted
         variable the cohort's median per-stay SD and mean absolute change over the train split's
         (whole stays).
+    screen
+        The realism screen's record (:meth:`~organsim.synth.screening.RealismScreen.select`), or None
+        when every generated stay was kept.
     """
 
     cohort: Cohort
@@ -294,6 +305,7 @@ class SynthesisResult:
     events: dict[str, int] = field(default_factory=dict)
     values_clipped: int = 0
     draw_spread: dict[str, Any] | None = None
+    screen: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         stays = self.cohort.stays
@@ -308,6 +320,7 @@ class SynthesisResult:
             "events": self.events,
             "values_clipped": self.values_clipped,
             "draw_spread": self.draw_spread,
+            "screen": self.screen,
         }
 
 
@@ -422,6 +435,7 @@ class CohortSynthesizer:
     spread_targets: pl.DataFrame | None = None
     levels: StayLevels | None = None
     drift: DriftProfile | None = None
+    screen: RealismScreen | None = None
 
     @property
     def treatments_recorded(self) -> bool:
@@ -456,7 +470,8 @@ class CohortSynthesizer:
                    training_changes=sorted_training_changes(train, variables), training=training,
                    spread_targets=train.hourly.select("stay_id", "hour", *targets),
                    levels=StayLevels.fit(train),
-                   drift=DriftProfile.fit(train.hourly, train.stays.filter(~pl.col("sepsis")).select("stay_id", "n_hours"), targets))
+                   drift=DriftProfile.fit(train.hourly, train.stays.filter(~pl.col("sepsis")).select("stay_id", "n_hours"), targets),
+                   screen=RealismScreen.fit(train))
 
     # ------------------------------------------------------------------ simulation
     def _simulate_batch(
@@ -878,7 +893,9 @@ class CohortSynthesizer:
         if spread is not None and spread.reversion:  # the generator applies it (draw_reversion), not the twin
             config = replace(config, draw_reversion=spread.reversion)
         septic_target = int(round(fraction * config.patients))
-        wanted = {True: septic_target, False: config.patients - septic_target}
+        asked = {True: septic_target, False: config.patients - septic_target}
+        screened = config.screen_pool > 1 and self.screen is not None
+        wanted = {label: int(np.ceil(n * config.screen_pool)) if screened else n for label, n in asked.items()}
         kept: dict[bool, list[tuple[int, int, int | None]]] = {True: [], False: []}  # (round, position, onset)
         rounds_simulated: list[_Simulated] = []
         candidates = {"septic": 0, "not_septic": 0}
@@ -912,10 +929,19 @@ class CohortSynthesizer:
                 accepted[name] += int(label == drawn_septic)
                 if len(kept[label]) < wanted[label]:
                     kept[label].append((round_index, position, onset))
-        cohort = self._assemble(rounds_simulated, sorted(kept[True] + kept[False]), config)
+        chosen = sorted(kept[True] + kept[False])
+        screen_record = None
+        if screened:
+            pool = self._assemble(rounds_simulated, chosen, config)
+            kept_ids, screen_record = self.screen.select(pool, asked, config.seed)
+            screen_record["pool"] = config.screen_pool
+            chosen = [chosen[i - 1] for i in kept_ids]  # the pool's stays are numbered 1 .. N in chosen's order
+        cohort = self._assemble(rounds_simulated, chosen, config)
         events = event_counts(cohort.hourly, catalog=self.catalog)
         events["sepsis3"] = int(cohort.stays["sepsis"].sum())
         cohort.meta["provenance"]["events"] = events
+        if screen_record is not None:
+            cohort.meta["provenance"]["screen"] = screen_record
         spread_record = None
         if spread is not None:
             spread_record = self._spread_record(spread, cohort)
@@ -923,7 +949,7 @@ class CohortSynthesizer:
                                                         "reversion": spread.reversion}
         return SynthesisResult(cohort=cohort, septic_target=septic_target, candidates=candidates, accepted=accepted,
                                rounds=rounds, events=events, values_clipped=sum(r.clipped for r in rounds_simulated),
-                               draw_spread=spread_record)
+                               draw_spread=spread_record, screen=screen_record)
 
     def _assemble(
         self, rounds: list[_Simulated], chosen: list[tuple[int, int, int | None]], config: SynthesisConfig

@@ -91,10 +91,16 @@ def merge_synthetic_parts(parts: list[Path], config: SynthesisConfig) -> Synthes
             total.update(summary.get(key, {}))
         return dict(total)
 
+    screens = [s["screen"] for s in summaries if s.get("screen")]
+    screen = None
+    if screens:  # each shard screened its own pool: counts add up, the shards' AUROCs and shares are averaged
+        screen = {"pool": config.screen_pool, "pool_stays": sum(s["pool_stays"] for s in screens),
+                  "kept": sum(s["kept"] for s in screens), "shards": len(screens),
+                  **{key: round(float(np.mean([s[key] for s in screens])), 4) for key in ("auroc", "effective_share")}}
     return SynthesisResult(
         cohort=merged, septic_target=sum(s["septic_target"] for s in summaries), candidates=added("candidates"),
         accepted=added("accepted"), rounds=max(s["rounds"] for s in summaries), events=added("events"),
-        values_clipped=sum(s["values_clipped"] for s in summaries),
+        values_clipped=sum(s["values_clipped"] for s in summaries), screen=screen,
     )
 
 

@@ -34,7 +34,7 @@ synthetic and real :func:`reversion_slopes` measured by a first pilot (:func:`re
 They are fitted to two statistics of the charted values of the train split, each the median over
 stays: the per-stay standard deviation (the drift and level of a stay) and the per-stay mean
 absolute change between consecutive charted hours (its hour-to-hour noise), the features the
-detection classifier reads (:func:`organsim.evaluate.fidelity.stay_summaries`). ``s`` alone moves
+detection classifier reads (:func:`organsim.data.summaries.stay_summaries`). ``s`` alone moves
 both together: on PhysioNet (300 pilot stays of up to 48 h, tiny twin) ``s = 0.9`` took heart
 rate's SD ratio (synthetic / real) from 1.20 to 0.99 but its change ratio from 1.04 to 0.85, and
 ``rho = -0.3`` instead of the fitted -0.10 took them to 1.08 and 1.06. Variables that are not fed

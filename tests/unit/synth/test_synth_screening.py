@@ -1,0 +1,83 @@
+"""The realism screen: density ratios from a cross-fitted classifier, exact-size sampling with
+inclusion probabilities min(1, r / M), and the generator's screened pool."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from synth_fakes import FakeTwin
+
+from organsim.synth import CohortSynthesizer, SynthesisConfig
+from organsim.synth.screening import (
+    RealismScreen,
+    inclusion_probabilities,
+    realism_ratios,
+    systematic_sample,
+)
+
+
+def test_inclusion_probabilities_are_proportional_to_the_ratio_capped_at_one_and_sum_to_n() -> None:
+    ratio = np.array([10.0, 1.0, 1.0, 2.0, 0.0])
+    probability = inclusion_probabilities(ratio, 2)
+    # 10 alone would take 2 * 10 / 14 > 1: capped at 1, the other 1 shared as 1 : 1 : 2 : 0
+    np.testing.assert_allclose(probability, [1.0, 0.25, 0.25, 0.5, 0.0])
+    np.testing.assert_allclose(inclusion_probabilities(ratio, 5), np.ones(5))
+    np.testing.assert_allclose(inclusion_probabilities(ratio, 0), np.zeros(5))
+
+
+def test_systematic_sampling_draws_exactly_n_with_the_inclusion_probabilities() -> None:
+    probability = np.array([1.0, 0.25, 0.25, 0.5, 0.0, 0.5, 0.5])  # sums to 3
+    rng = np.random.default_rng(0)
+    counts = np.zeros(len(probability))
+    for _ in range(4000):
+        picked = systematic_sample(probability, rng)
+        assert len(picked) == 3 and len(set(picked.tolist())) == 3
+        counts[picked] += 1
+    np.testing.assert_allclose(counts / 4000, probability, atol=0.03)
+
+
+def test_the_ratio_is_high_where_the_pool_looks_real_and_low_where_it_does_not() -> None:
+    rng = np.random.default_rng(1)
+    real = pl.DataFrame({"x": rng.normal(0.0, 1.0, 1500)})
+    # half the pool looks real, half lies far off
+    pool = pl.DataFrame({"x": np.concatenate([rng.normal(0.0, 1.0, 750), rng.normal(6.0, 1.0, 750)])})
+    ratios = realism_ratios(real, pool, seed=0)
+    assert ratios.auroc > 0.7
+    assert np.median(ratios.ratio[:750]) > 1.0 > 0.05 > np.median(ratios.ratio[750:])
+    # the real distribution is half the pool's density where they overlap: the ratio there is near 2
+    assert 1.4 < np.median(ratios.ratio[:750]) < 2.8
+
+
+def test_the_screen_keeps_what_is_asked_of_each_status_and_mostly_the_real_looking_stays(untreated_cohort, catalog) -> None:
+    train = untreated_cohort.subset(split="train")
+    synthesizer = CohortSynthesizer.fit(train, initial_hours=2)
+    config = SynthesisConfig(patients=24, max_hours=24, seed=3, septic_fraction=0.25, segment_hours=8, context_hours=12)
+    pool = synthesizer.generate(FakeTwin(catalog), config).cohort
+    screen = RealismScreen.fit(train)
+    kept, record = screen.select(pool, {True: 3, False: 9}, seed=0)
+    septic = dict(zip(pool.stays["stay_id"].to_list(), pool.stays["sepsis"].to_list(), strict=True))
+    assert len(kept) == 12 and sum(septic[i] for i in kept) == 3
+    assert record["pool_stays"] == 24 and record["kept"] == 12 and 0 < record["effective_share"] <= 1
+    assert kept == screen.select(pool, {True: 3, False: 9}, seed=0)[0]  # deterministic for a seed
+
+
+def test_the_generator_screens_a_pool_of_the_asked_factor(untreated_cohort, catalog) -> None:
+    synthesizer = CohortSynthesizer.fit(untreated_cohort.subset(split="train"), initial_hours=2)
+    base = SynthesisConfig(patients=12, max_hours=24, seed=5, septic_fraction=0.25, segment_hours=8, context_hours=12)
+    plain = synthesizer.generate(FakeTwin(catalog), base)
+    screened = synthesizer.generate(FakeTwin(catalog), SynthesisConfig(**{**base.__dict__, "screen_pool": 2.0}))
+    assert plain.screen is None and "screen" not in plain.cohort.meta["provenance"]
+    assert screened.cohort.stays.height == 12 and int(screened.cohort.stays["sepsis"].sum()) == 3
+    assert screened.cohort.stays["stay_id"].to_list() == list(range(1, 13))
+    assert screened.screen["pool_stays"] == 24 and screened.screen["kept"] == 12
+    assert sum(screened.candidates.values()) >= 24
+    assert screened.cohort.meta["provenance"]["screen"] == screened.screen
+    # the kept stays are stays of the pool, whole: their hours are the pool's hours of that stay
+    assert screened.cohort.hourly.group_by("stay_id").len().height == 12
+
+
+@pytest.mark.parametrize("pool", [0.5, float("inf"), float("nan")])
+def test_a_pool_factor_below_one_or_not_finite_is_refused(pool: float) -> None:
+    with pytest.raises(ValueError, match="screen_pool"):
+        SynthesisConfig(patients=4, max_hours=12, screen_pool=pool)
