@@ -14,7 +14,7 @@ Usage::
 
     .venv/bin/python bench/synthesize.py --model MODEL_DIR --cohort COHORT_DIR
         [--patients N] [--hours 120] [--seed 0] [--work-dir DIR] [--reuse]
-        [--spread-pilot-stays 256] [--drift-control 1] [--result PATH]
+        [--spread-pilot-stays 256] [--drift-control 1] [--screen-pool 1] [--shards 1] [--result PATH]
 
 The recorded JSON came from the tiny twin trained on the PhysioNet train split (``organsim ingest
 physionet2019`` then ``organsim train --preset tiny``), calibrated on its validation split
@@ -24,6 +24,9 @@ correlation and the bands), run with ``OMP_NUM_THREADS=1`` and ``--seed 0``.
 ``--spread-pilot-stays`` sets the pilot size of the draw-spread fit (:mod:`organsim.synth.spread`;
 0: the twin's own draws) and ``--drift-control`` the gain that steers the stays along the train
 split's mean course (:mod:`organsim.synth.drift`; 0: none), as ``organsim synthesize`` does.
+``--screen-pool`` sets how many stays are generated per stay kept by the realism screen
+(:mod:`organsim.synth.screening`; 1: none) and ``--shards`` generates in that many local processes
+(each shard its own seed and its own screen, as ``organsim synthesize --shards``).
 ``--reuse`` reads a synthetic cohort already generated in ``--work-dir`` instead of generating it again. Writes ``--result`` (default
 ``bench/results/synthesize_physionet.json``: settings, generation bookkeeping with the fitted draw
 spread and seconds, export round trips, the report's headline figures and checks, the machine) and
@@ -52,6 +55,7 @@ from organsim.evaluate.synthetic_report import (
 )
 from organsim.synth import CohortSynthesizer, SynthesisConfig
 from organsim.synth.drift import GAIN as DRIFT_GAIN
+from organsim.synth.sharded import synthesize_sharded
 from organsim.synth.training import training_split
 from organsim.twin import PatientTwin
 from organsim.utils import atomic_write_text
@@ -76,7 +80,8 @@ def generate(args: argparse.Namespace, train: Cohort, started: float) -> tuple[C
     config = SynthesisConfig(patients=args.patients or train.stays.height, max_hours=args.hours, seed=args.seed,
                              segment_hours=args.segment_hours,
                              context_hours=min(twin.agents.config.context_hours, window - args.segment_hours),
-                             batch_size=args.batch_size, spread_pilot_stays=args.spread_pilot_stays, drift_control=args.drift_control)
+                             batch_size=args.batch_size, spread_pilot_stays=args.spread_pilot_stays, drift_control=args.drift_control,
+                             screen_pool=args.screen_pool)
     at = time.perf_counter()
     fitted = synthesizer.fit_draw_spread(twin, config, progress=lambda done, total: log(started, f"draw-spread pilot {done} of {total}"))
     seconds["fit_draw_spread"] = round(time.perf_counter() - at, 1)
@@ -90,7 +95,12 @@ def generate(args: argparse.Namespace, train: Cohort, started: float) -> tuple[C
             reported["done"] = done
             log(started, f"simulated {done:,} of {total:,} stays")
 
-    result = synthesizer.generate(twin, config, progress=progress)
+    if args.shards == 1:
+        result = synthesizer.generate(twin, config, progress=progress)
+    else:  # as `organsim synthesize --shards N`: the knobs fitted once, each shard its own seed and screen
+        result = synthesize_sharded(args.model, args.cohort, config, shards=args.shards, parts_dir=args.work_dir / "parts",
+                                    initial_hours=args.initial_hours, device=args.device, workers=args.shards,
+                                    progress=lambda done, total: log(started, f"shard {done} of {total} written"))
     seconds["generate"] = round(time.perf_counter() - at, 1)
     generation = result.summary()
     if fitted is not None:  # the fit's targets and pilots beside the knobs the cohort was rolled out with
@@ -131,6 +141,9 @@ def main() -> None:
                         help="stays per pilot of the draw-spread fit (0: the twin's own draws)")
     parser.add_argument("--drift-control", type=float, default=DRIFT_GAIN,
                         help="gain of the drift control toward the train split's mean course (0: none)")
+    parser.add_argument("--screen-pool", type=float, default=1.0,
+                        help="stays generated per stay kept by the realism screen (1: no screen)")
+    parser.add_argument("--shards", type=int, default=1, help="generate in this many local processes")
     parser.add_argument("--result", type=Path, default=RESULT, help="where the JSON record goes")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

@@ -69,6 +69,12 @@ change, in units of the variable's typical change, leans the next hour's draws o
 first-value band (a shift of their scores). Septic stays run their own course, the one that tells
 of sepsis. With the control, the pilots fit no constant shift.
 
+With ``screen_pool > 1`` the rounds generate that many times the stays asked for, of each label,
+and the realism screen (:mod:`organsim.synth.screening`) keeps the asked number of each: the stays a
+classifier of the train split's stays against this pool finds most real-looking are kept most
+often (discriminator rejection sampling). The kept stays are renumbered ``1 .. N`` in the order
+generated; :attr:`SynthesisResult.screen` records the pool and the classifier's AUROC.
+
 Determinism: every random draw comes from a generator seeded by (seed, round, batch, segment), so
 the same models, seed and settings give the same cohort, whatever else runs on the machine.
 """

@@ -11,6 +11,7 @@ from synth_fakes import FakeTwin
 from organsim.synth import CohortSynthesizer, SynthesisConfig
 from organsim.synth.screening import (
     RealismScreen,
+    allocate,
     inclusion_probabilities,
     realism_ratios,
     systematic_sample,
@@ -81,3 +82,25 @@ def test_the_generator_screens_a_pool_of_the_asked_factor(untreated_cohort, cata
 def test_a_pool_factor_below_one_or_not_finite_is_refused(pool: float) -> None:
     with pytest.raises(ValueError, match="screen_pool"):
         SynthesisConfig(patients=4, max_hours=12, screen_pool=pool)
+
+
+def test_allocation_follows_the_shares_and_gives_what_a_group_lacks_to_the_others() -> None:
+    np.testing.assert_array_equal(allocate(10, np.array([0.5, 0.3, 0.2, 0.0]), np.array([9, 9, 9, 9])), [5, 3, 2, 0])
+    # the first group holds only 2: its other 3 go to the rest in proportion 3 : 2
+    np.testing.assert_array_equal(allocate(10, np.array([0.5, 0.3, 0.2, 0.0]), np.array([2, 9, 9, 9])), [2, 5, 3, 0])
+    # only groups without a share have room left: they take the rest alike
+    np.testing.assert_array_equal(allocate(6, np.array([1.0, 0.0, 0.0]), np.array([2, 2, 9])), [2, 2, 2])
+    assert allocate(50, np.array([0.5, 0.5]), np.array([3, 4])).sum() == 7  # never more than the pool holds
+
+
+def test_the_kept_lengths_follow_the_training_stays_length_bands(untreated_cohort, catalog) -> None:
+    train = untreated_cohort.subset(split="train")
+    synthesizer = CohortSynthesizer.fit(train, initial_hours=2)
+    config = SynthesisConfig(patients=40, max_hours=36, seed=4, septic_fraction=0.0, segment_hours=8, context_hours=12)
+    pool = synthesizer.generate(FakeTwin(catalog), config).cohort
+    screen = RealismScreen.fit(train)
+    kept, _ = screen.select(pool, {True: 0, False: 12}, seed=1)
+    bands = np.searchsorted(screen.length_edges, pool.subset(kept).stays["n_hours"].to_numpy(), side="right")
+    available = np.bincount(np.searchsorted(screen.length_edges, pool.stays["n_hours"].to_numpy(), side="right"), minlength=4)
+    expected = allocate(12, screen.shares[0], available)
+    np.testing.assert_array_equal(np.bincount(bands, minlength=4), expected)
