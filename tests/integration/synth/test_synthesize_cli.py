@@ -106,3 +106,37 @@ def test_synthesize_refuses_a_negative_drift_control(trained, tmp_path):
                                       "--drift-control", "-0.5", "--out", str(tmp_path / "out"), "--device", "cpu"])
     assert result.exit_code != 0 and "--drift-control" in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_synthesize_with_a_realism_screen_keeps_the_asked_stays_of_a_larger_pool(trained, tmp_path):
+    model_dir, cohort_dir = trained
+    result = CliRunner().invoke(app, ["synthesize", "--model", str(model_dir), "--cohort", str(cohort_dir), "--patients", "6",
+                                      "--hours", "12", "--seed", "5", "--device", "cpu", "--septic-fraction", "0.5",
+                                      "--screen-pool", "2", "--out", str(tmp_path / "screened")])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "realism screen" in output and "kept 6 of 12 generated stays" in output
+    cohort = Cohort.load(tmp_path / "screened")
+    assert cohort.stay_ids == [1, 2, 3, 4, 5, 6] and int(cohort.stays["sepsis"].sum()) == 3
+    assert cohort.meta["provenance"]["screen"]["pool_stays"] == 12
+    assert cohort.meta["provenance"]["settings"]["screen_pool"] == 2.0
+
+
+def test_synthesize_refuses_a_pool_below_one(trained, tmp_path):
+    model_dir, cohort_dir = trained
+    result = CliRunner().invoke(app, ["synthesize", "--model", str(model_dir), "--cohort", str(cohort_dir), "--patients", "2",
+                                      "--screen-pool", "0.5", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code == 2 and "--screen-pool" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_each_shard_screens_its_own_pool_and_the_records_add_up(trained, tmp_path):
+    model_dir, cohort_dir = trained
+    result = CliRunner().invoke(app, ["synthesize", "--model", str(model_dir), "--cohort", str(cohort_dir), "--patients", "6",
+                                      "--hours", "10", "--seed", "4", "--device", "cpu", "--shards", "2", "--workers", "1",
+                                      "--screen-pool", "2", "--out", str(tmp_path / "sharded")])
+    assert result.exit_code == 0, result.output
+    assert "kept 6 of 12 generated stays" in " ".join(result.output.split())
+    assert Cohort.load(tmp_path / "sharded").stay_ids == [1, 2, 3, 4, 5, 6]
