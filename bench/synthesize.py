@@ -104,7 +104,7 @@ def generate(args: argparse.Namespace, train: Cohort, started: float) -> tuple[C
     seconds["generate"] = round(time.perf_counter() - at, 1)
     generation = result.summary()
     if fitted is not None:  # the fit's targets and pilots beside the knobs the cohort was rolled out with
-        generation["draw_spread"] = {**generation["draw_spread"], **fitted.summary()}
+        generation["draw_spread"] = {**(generation["draw_spread"] or {}), **fitted.summary()}  # sharded: knobs only
     record = {"settings": {**config.__dict__, "initial_hours": args.initial_hours, "device": args.device,
                            "coordinated": twin.coordinated},
               "generation": generation, "seconds": seconds}
