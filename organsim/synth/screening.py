@@ -28,8 +28,11 @@ and never moves a value. The synthetic report's privacy checks (distance to clos
 membership inference) still measure whether the kept stays lie closer to training patients than
 unseen patients do.
 
-Written by hand (about 30 lines): the cross-fitting loop and the exact-size sampling; no library
-offers rejection sampling with a fixed sample size.
+Written by hand (about 60 lines): the cross-fitting loop, the exact-size sampling and the split of
+the kept count over the strata; no library we know offers rejection sampling with a fixed sample
+size. The classifier's settings repeat those of the report's detection classifier
+(:func:`organsim.evaluate.fidelity.lightgbm_classifier`, a higher layer that synth cannot import),
+with larger leaves.
 """
 
 from __future__ import annotations
@@ -53,8 +56,6 @@ TREES = 200
 MIN_LEAF = 40
 """Fewest stays in a leaf of the screen's trees: the classifier learns how generated stays look, not
 how one training stay looks."""
-
-
 SHARPNESS = 2.0
 """Power the density ratios are raised to before sampling. Measured on PhysioNet 2019 (one pool of
 12,600 stays from the tiny twin, 4,200 kept within sepsis and length strata, two sampling seeds;
