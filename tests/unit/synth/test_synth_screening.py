@@ -18,6 +18,17 @@ from organsim.synth.screening import (
 )
 
 
+@pytest.fixture(scope="module")
+def synthesizer(untreated_cohort) -> CohortSynthesizer:
+    """Fitted on the PhysioNet-like engine cohort's train split; its ``screen`` is the realism screen."""
+    return CohortSynthesizer.fit(untreated_cohort.subset(split="train"), initial_hours=2)
+
+
+def _pool(synthesizer: CohortSynthesizer, catalog, **settings):
+    """A generated pool of stays (fake twin, 8-hour segments)."""
+    return synthesizer.generate(FakeTwin(catalog), SynthesisConfig(segment_hours=8, context_hours=12, **settings)).cohort
+
+
 def test_inclusion_probabilities_are_proportional_to_the_ratio_capped_at_one_and_sum_to_n() -> None:
     ratio = np.array([10.0, 1.0, 1.0, 2.0, 0.0])
     probability = inclusion_probabilities(ratio, 2)
@@ -50,12 +61,10 @@ def test_the_ratio_is_high_where_the_pool_looks_real_and_low_where_it_does_not()
     assert 1.4 < np.median(ratios.ratio[:750]) < 2.8
 
 
-def test_the_screen_keeps_what_is_asked_of_each_status_and_mostly_the_real_looking_stays(untreated_cohort, catalog) -> None:
-    train = untreated_cohort.subset(split="train")
-    synthesizer = CohortSynthesizer.fit(train, initial_hours=2)
-    config = SynthesisConfig(patients=24, max_hours=24, seed=3, septic_fraction=0.25, segment_hours=8, context_hours=12)
-    pool = synthesizer.generate(FakeTwin(catalog), config).cohort
-    screen = RealismScreen.fit(train)
+def test_the_screen_keeps_what_is_asked_of_each_status_and_mostly_the_real_looking_stays(synthesizer, catalog) -> None:
+    pool = _pool(synthesizer, catalog, patients=24, max_hours=24, seed=3, septic_fraction=0.25)
+    screen = synthesizer.screen
+    assert isinstance(screen, RealismScreen)
     kept, record = screen.select(pool, {True: 3, False: 9}, seed=0)
     septic = dict(zip(pool.stays["stay_id"].to_list(), pool.stays["sepsis"].to_list(), strict=True))
     assert len(kept) == 12 and sum(septic[i] for i in kept) == 3
@@ -63,8 +72,7 @@ def test_the_screen_keeps_what_is_asked_of_each_status_and_mostly_the_real_looki
     assert kept == screen.select(pool, {True: 3, False: 9}, seed=0)[0]  # deterministic for a seed
 
 
-def test_the_generator_screens_a_pool_of_the_asked_factor(untreated_cohort, catalog) -> None:
-    synthesizer = CohortSynthesizer.fit(untreated_cohort.subset(split="train"), initial_hours=2)
+def test_the_generator_screens_a_pool_of_the_asked_factor(synthesizer, catalog) -> None:
     base = SynthesisConfig(patients=12, max_hours=24, seed=5, septic_fraction=0.25, segment_hours=8, context_hours=12)
     plain = synthesizer.generate(FakeTwin(catalog), base)
     screened = synthesizer.generate(FakeTwin(catalog), SynthesisConfig(**{**base.__dict__, "screen_pool": 2.0}))
@@ -93,12 +101,9 @@ def test_allocation_follows_the_shares_and_gives_what_a_group_lacks_to_the_other
     assert allocate(50, np.array([0.5, 0.5]), np.array([3, 4])).sum() == 7  # never more than the pool holds
 
 
-def test_the_kept_lengths_follow_the_training_stays_length_bands(untreated_cohort, catalog) -> None:
-    train = untreated_cohort.subset(split="train")
-    synthesizer = CohortSynthesizer.fit(train, initial_hours=2)
-    config = SynthesisConfig(patients=40, max_hours=36, seed=4, septic_fraction=0.0, segment_hours=8, context_hours=12)
-    pool = synthesizer.generate(FakeTwin(catalog), config).cohort
-    screen = RealismScreen.fit(train)
+def test_the_kept_lengths_follow_the_training_stays_length_bands(synthesizer, catalog) -> None:
+    pool = _pool(synthesizer, catalog, patients=40, max_hours=36, seed=4, septic_fraction=0.0)
+    screen = synthesizer.screen
     kept, _ = screen.select(pool, {True: 0, False: 12}, seed=1)
     bands = np.searchsorted(screen.length_edges, pool.subset(kept).stays["n_hours"].to_numpy(), side="right")
     available = np.bincount(np.searchsorted(screen.length_edges, pool.stays["n_hours"].to_numpy(), side="right"), minlength=4)
