@@ -3,6 +3,8 @@ inclusion probabilities min(1, r / M), and the generator's screened pool."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -75,7 +77,7 @@ def test_the_screen_keeps_what_is_asked_of_each_status_and_mostly_the_real_looki
 def test_the_generator_screens_a_pool_of_the_asked_factor(synthesizer, catalog) -> None:
     base = SynthesisConfig(patients=12, max_hours=24, seed=5, septic_fraction=0.25, segment_hours=8, context_hours=12)
     plain = synthesizer.generate(FakeTwin(catalog), base)
-    screened = synthesizer.generate(FakeTwin(catalog), SynthesisConfig(**{**base.__dict__, "screen_pool": 2.0}))
+    screened = synthesizer.generate(FakeTwin(catalog), replace(base, screen_pool=2.0))
     assert plain.screen is None and "screen" not in plain.cohort.meta["provenance"]
     assert screened.cohort.stays.height == 12 and int(screened.cohort.stays["sepsis"].sum()) == 3
     assert screened.cohort.stays["stay_id"].to_list() == list(range(1, 13))
