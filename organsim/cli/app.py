@@ -37,7 +37,7 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except (OrgansimError, FileNotFoundError, ValueError, KeyError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError quotes str()
-            err_console.print(f"[bold red]error:[/] {message}")
+            err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line: a path is never cut
             raise typer.Exit(code=2) from exc
 
     return wrapper
