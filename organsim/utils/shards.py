@@ -205,7 +205,7 @@ def _ray_results(task: ShardTask, todo: list[int], address: str, workers: int | 
         if address == "local":
             # a cluster started for this job alone, whose driver only waits: its workers run at normal
             # priority, not at Ray's default niceness 15, which yields to every other busy process on
-            # the machine (a 2-shard test took 214 s instead of 42 s beside one busy process)
+            # the machine (a 2-shard test took 214 s instead of 27 s beside one busy process)
             ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, _system_config={"worker_niceness": 0})
         else:
             ray.init(address=address)

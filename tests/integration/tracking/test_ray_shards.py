@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -45,3 +46,15 @@ def test_ray_sharding_generates_the_same_cohort_and_redoes_only_failed_shards(tm
         ray.shutdown()
     assert sorted(int(f.name.split("-")[0]) for f in calls.iterdir()) == [0, 1, 2, 2, 3]
     assert missing_shards(tmp_path / "toy", 4) == []
+
+
+@pytest.mark.slow
+def test_a_local_cluster_started_for_a_job_runs_its_workers_at_normal_priority(tmp_path: Path) -> None:
+    """Ray starts its workers at niceness 15, so beside any busy process they starve; a cluster
+    organsim starts for one job runs them at the driver's niceness (0)."""
+    def task(index: int) -> dict[str, bytes]:
+        return {"niceness.txt": str(os.nice(0)).encode()}
+
+    parts = run_shards(task, 1, tmp_path / "nice", ray_address="local", workers=1)
+    assert (Path(parts[0]) / "niceness.txt").read_text() == str(os.nice(0))
+    assert not ray.is_initialized()
