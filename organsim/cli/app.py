@@ -22,7 +22,7 @@ ingest_app = typer.Typer(help="Read an ICU data set into a canonical cohort dire
 app.add_typer(ingest_app, name="ingest")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # error lines are never hard-wrapped: a path in one is never cut
 
 RAY_HELP = "Run the shards on Ray: 'local' or a cluster address (needs organsim\\[distributed])."
 """Help of every ``--ray`` option (rich markup would swallow a bare ``[distributed]``)."""
@@ -37,7 +37,7 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except (OrgansimError, FileNotFoundError, ValueError, KeyError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError quotes str()
-            err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line: a path is never cut
+            err_console.print(f"[bold red]error:[/] {message}")
             raise typer.Exit(code=2) from exc
 
     return wrapper

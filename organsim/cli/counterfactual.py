@@ -79,7 +79,7 @@ def validate(
             strategy = read_strategy_file(path)
         except (StrategyError, FileNotFoundError) as exc:
             failed += 1
-            err_console.print(f"[bold red]invalid:[/] {escape(str(exc))}", soft_wrap=True)
+            err_console.print(f"[bold red]invalid:[/] {escape(str(exc))}")
             continue
         console.print(f"[green]valid:[/] {path} ({strategy.name}: governs {_rules(strategy)}; others: {strategy.others})")
     console.print(f"{len(files) - failed} of {len(files)} file{'s' if len(files) != 1 else ''} valid")
