@@ -226,7 +226,9 @@ def synthesize(
     screen = summary.get("screen")
     table.add_row("realism screen", "none: every generated stay kept" if screen is None else
                   f"kept {screen['kept']:,} of {screen['pool_stays']:,} generated stays (pool {screen['pool']:g}); the "
-                  f"screen told the pool from the train split with AUROC {screen['auroc']:.3f}")
+                  f"screen told the pool from the train split with AUROC {screen['auroc']:.3f}; "
+                  f"{screen['too_close']:,} lay nearer a training stay than the closeness floor "
+                  f"({screen['closeness_floor']:.2f}), passed over unless too few lay beyond it")
     for note in exported.notes:
         table.add_row("note", note)
     console.print(table)

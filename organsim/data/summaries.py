@@ -6,13 +6,21 @@ absolute hour-to-hour change, with the stay's length and statics. The synthetic 
 classifier and distance-to-closest-record read these (:mod:`organsim.evaluate.fidelity`,
 :mod:`organsim.evaluate.privacy`), and so does the generator's realism screen
 (:mod:`organsim.synth.screening`), which is why they live in the data layer.
+
+:class:`StayEmbedding` standardises them into the vectors both the report's privacy checks and the
+screen's closeness floor measure distances between (:func:`nearest_distances`; exact Euclidean
+nearest neighbours, ``sklearn.neighbors.NearestNeighbors``).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+from sklearn.neighbors import NearestNeighbors
 
 from organsim.data.cohort import Cohort
 
@@ -42,3 +50,47 @@ def stay_summaries(cohort: Cohort, variables: Sequence[str]) -> pl.DataFrame:
     statics = cohort.stays.select("stay_id", pl.col("n_hours").cast(pl.Float64),
                                   *[pl.col(s).cast(pl.Float64) for s in STATIC_FEATURES])
     return statics.join(per_stay.drop("n_rows"), on="stay_id", how="left", maintain_order="left")
+
+
+@dataclass
+class StayEmbedding:
+    """Standardisation fitted on real-train stay summaries: ``columns`` kept, their ``mean`` and ``std``.
+
+    Every stay becomes one vector: its :func:`stay_summaries`, standardised with the real-train means
+    and standard deviations (columns constant or empty in real-train are dropped), not-measured
+    entries set to 0 (the real-train mean).
+    """
+
+    variables: list[str]
+    columns: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, real_train: Cohort, variables: Sequence[str]) -> StayEmbedding:
+        summaries = stay_summaries(real_train, variables).drop("stay_id")
+        values = summaries.to_numpy().astype(np.float64)  # (stays, F), NaN = not measured
+        with warnings.catch_warnings():  # "mean of empty slice" for columns real-train never measured: dropped below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        keep = np.isfinite(mean) & (std > 0)
+        return cls(list(variables), [c for c, k in zip(summaries.columns, keep, strict=True) if k], mean[keep], std[keep])
+
+    def transform(self, cohort: Cohort) -> np.ndarray:
+        """``(stays, F)`` float64 standardised vectors in ``cohort.stays`` order, missing = 0."""
+        values = stay_summaries(cohort, self.variables).select(self.columns).to_numpy().astype(np.float64)
+        return np.nan_to_num((values - self.mean) / self.std, nan=0.0)
+
+
+def nearest_distances(queries: np.ndarray, records: np.ndarray, *, leave_one_out: bool = False) -> np.ndarray:
+    """``(Q,)`` Euclidean distance of each query row to its nearest row of ``records``.
+
+    ``leave_one_out``: ``queries`` are the ``records`` themselves, and each row's distance is to its
+    nearest *other* row (the distance an unseen stay drawn like the records would have to them).
+    """
+    if not len(records):
+        raise ValueError("no records to measure distances to")
+    if leave_one_out and len(records) < 2:
+        raise ValueError("leave-one-out distances need at least two records")
+    distances, _ = NearestNeighbors(n_neighbors=1 + leave_one_out).fit(records).kneighbors(queries)
+    return distances[:, int(leave_one_out)]

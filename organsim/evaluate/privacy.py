@@ -1,9 +1,12 @@
 """Privacy of a synthetic cohort: is it closer to its training patients than unseen patients are?
 
-Every stay becomes one vector: its :func:`~organsim.data.summaries.stay_summaries` (per
-variable mean, std, min, max, first, last, measured fraction, mean absolute hourly change; stay
-length; statics), standardised with the real-train means and standard deviations (columns constant
-or empty in real-train are dropped), not-measured entries set to 0 (the real-train mean).
+Every stay becomes one vector (:class:`~organsim.data.summaries.StayEmbedding`): its
+:func:`~organsim.data.summaries.stay_summaries` (per variable mean, std, min, max, first, last,
+measured fraction, mean absolute hourly change; stay length; statics), standardised with the
+real-train means and standard deviations (columns constant or empty in real-train are dropped),
+not-measured entries set to 0 (the real-train mean). The embedding lives in the data layer because
+the generator's realism screen measures the same distances for its closeness floor
+(:mod:`organsim.synth.screening`).
 
 - Distance to closest record (:func:`distance_to_closest_record`): the Euclidean distance of each
   synthetic stay to its nearest real-train stay, against the same distance for each real-test
@@ -19,54 +22,19 @@ Nearest neighbours: ``sklearn.neighbors.NearestNeighbors`` (exact, Euclidean).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
-from sklearn.neighbors import NearestNeighbors
 
 from organsim.data.cohort import Cohort
-from organsim.data.summaries import stay_summaries
+from organsim.data.summaries import StayEmbedding, nearest_distances
 
 EXACT_COPY_DISTANCE = 1e-6
 """A synthetic stay this close (in standardised units) to a real-train stay counts as a copy."""
 BOOTSTRAP_RESAMPLES = 500
-
-
-@dataclass
-class StayEmbedding:
-    """Standardisation fitted on real-train stay summaries: ``columns`` kept, their ``mean`` and ``std``."""
-
-    variables: list[str]
-    columns: list[str]
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, real_train: Cohort, variables: Sequence[str]) -> StayEmbedding:
-        summaries = stay_summaries(real_train, variables).drop("stay_id")
-        values = summaries.to_numpy().astype(np.float64)  # (stays, F), NaN = not measured
-        with warnings.catch_warnings():  # "mean of empty slice" for columns real-train never measured: dropped below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
-        keep = np.isfinite(mean) & (std > 0)
-        return cls(list(variables), [c for c, k in zip(summaries.columns, keep, strict=True) if k], mean[keep], std[keep])
-
-    def transform(self, cohort: Cohort) -> np.ndarray:
-        """``(stays, F)`` float64 standardised vectors in ``cohort.stays`` order, missing = 0."""
-        values = stay_summaries(cohort, self.variables).select(self.columns).to_numpy().astype(np.float64)
-        return np.nan_to_num((values - self.mean) / self.std, nan=0.0)
-
-
-def nearest_distances(queries: np.ndarray, records: np.ndarray) -> np.ndarray:
-    """``(Q,)`` Euclidean distance of each query row to its nearest row of ``records``."""
-    if not len(records):
-        raise ValueError("no records to measure distances to")
-    distances, _ = NearestNeighbors(n_neighbors=1).fit(records).kneighbors(queries)
-    return distances[:, 0]
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:

@@ -96,6 +96,7 @@ def merge_synthetic_parts(parts: list[Path], config: SynthesisConfig) -> Synthes
     if screens:  # each shard screened its own pool: counts add up, the shards' AUROCs and shares are averaged
         screen = {"pool": config.screen_pool, "pool_stays": sum(s["pool_stays"] for s in screens),
                   "kept": sum(s["kept"] for s in screens), "shards": len(screens),
+                  "closeness_floor": screens[0]["closeness_floor"], "too_close": sum(s["too_close"] for s in screens),
                   **{key: round(float(np.mean([s[key] for s in screens])), 4) for key in ("auroc", "effective_share")}}
     return SynthesisResult(
         cohort=merged, septic_target=sum(s["septic_target"] for s in summaries), candidates=added("candidates"),

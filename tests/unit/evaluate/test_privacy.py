@@ -8,13 +8,8 @@ import pytest
 from synthetic_cohorts import random_cohort
 
 from organsim.data import Cohort
-from organsim.evaluate.privacy import (
-    DistanceToClosestRecord,
-    MembershipInference,
-    StayEmbedding,
-    nearest_distances,
-    privacy_metrics,
-)
+from organsim.data.summaries import StayEmbedding, nearest_distances
+from organsim.evaluate.privacy import DistanceToClosestRecord, MembershipInference, privacy_metrics
 
 VARIABLES = ["hr", "map", "lactate"]
 
@@ -25,6 +20,11 @@ def test_nearest_distances_by_hand() -> None:
     assert nearest_distances(queries, records).tolist() == [1.0, 0.0, 5.0]
     with pytest.raises(ValueError, match="no records"):
         nearest_distances(queries, np.zeros((0, 2)))
+    # leave one out: each record's distance to its nearest other record
+    points = np.array([[0.0, 0.0], [0.0, 2.0], [10.0, 0.0]])
+    assert nearest_distances(points, points, leave_one_out=True).tolist() == [2.0, 2.0, 10.0]
+    with pytest.raises(ValueError, match="two records"):
+        nearest_distances(points[:1], points[:1], leave_one_out=True)
 
 
 def test_dcr_summary_by_hand() -> None:

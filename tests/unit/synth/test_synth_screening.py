@@ -10,8 +10,10 @@ import polars as pl
 import pytest
 from synth_fakes import FakeTwin
 
+from organsim.data import Cohort
 from organsim.synth import CohortSynthesizer, SynthesisConfig
 from organsim.synth.screening import (
+    CLOSENESS_QUANTILE,
     RealismScreen,
     allocate,
     inclusion_probabilities,
@@ -111,3 +113,35 @@ def test_the_kept_lengths_follow_the_training_stays_length_bands(synthesizer, ca
     available = np.bincount(np.searchsorted(screen.length_edges, pool.stays["n_hours"].to_numpy(), side="right"), minlength=4)
     expected = allocate(12, screen.shares[0], available)
     np.testing.assert_array_equal(np.bincount(bands, minlength=4), expected)
+
+
+def test_the_closeness_floor_is_a_low_quantile_of_the_training_stays_leave_one_out_distances(synthesizer, untreated_cohort) -> None:
+    screen = synthesizer.screen
+    train = untreated_cohort.subset(split="train")
+    vectors = screen.embedding.transform(train)
+    assert vectors.shape == screen.train_vectors.shape == (train.stays.height, len(screen.embedding.columns))
+    # the floor sits at CLOSENESS_QUANTILE of the distances from each training stay to its nearest other one
+    others = np.linalg.norm(vectors[:, None, :] - vectors[None, :, :], axis=2) + np.diag(np.full(len(vectors), np.inf))
+    assert screen.closeness_floor == pytest.approx(float(np.quantile(others.min(axis=1), CLOSENESS_QUANTILE)))
+    assert 0 < screen.closeness_floor < float(np.median(others.min(axis=1)))
+
+
+def test_the_screen_never_keeps_a_stay_nearer_a_training_stay_than_the_floor(synthesizer, untreated_cohort, catalog) -> None:
+    generated = _pool(synthesizer, catalog, patients=24, max_hours=24, seed=6, septic_fraction=0.0)
+    # six training stays without sepsis copied into the pool under new ids: as real as can be, at distance 0
+    train = untreated_cohort.subset(split="train")
+    copied = train.stays.filter(~pl.col("sepsis"))["stay_id"].to_list()[:6]
+    offset = int(generated.stays["stay_id"].max())
+    copies = train.subset(copied)
+    stays = copies.stays.with_columns(pl.col("stay_id") + offset, pl.col("subject_id") + offset)
+    hourly = copies.hourly.with_columns(pl.col("stay_id") + offset)
+    pool = Cohort.from_frames(pl.concat([generated.stays, stays.select(generated.stays.columns)], how="vertical_relaxed"),
+                              pl.concat([generated.hourly, hourly.select(generated.hourly.columns)], how="vertical_relaxed"),
+                              source="synthetic")
+    copy_ids = {i + offset for i in copied}
+    kept, record = synthesizer.screen.select(pool, {True: 0, False: 12}, seed=0)
+    assert len(kept) == 12 and not copy_ids & set(kept)
+    assert record["too_close"] >= 6 and record["closeness_floor"] == round(synthesizer.screen.closeness_floor, 4)
+    # asked for more than lie beyond the floor, the screen keeps the farthest: every stay when all are asked for
+    everything, _ = synthesizer.screen.select(pool, {True: 0, False: pool.stays.height}, seed=0)
+    assert set(everything) == set(pool.stays["stay_id"].to_list())
