@@ -19,7 +19,8 @@ Usage::
 The recorded JSON came from the tiny twin trained on the PhysioNet train split (``organsim ingest
 physionet2019`` then ``organsim train --preset tiny``), calibrated on its validation split
 (``organsim calibrate --model MODEL_DIR --cohort COHORT_DIR --out CALIBRATED_DIR``: the draw
-correlation and the bands), run with ``OMP_NUM_THREADS=1`` and ``--seed 0``.
+correlation and the bands), run with ``OMP_NUM_THREADS=1``, ``--seed 0``, ``--screen-pool 8`` and
+``--shards 2``.
 
 ``--spread-pilot-stays`` sets the pilot size of the draw-spread fit (:mod:`organsim.synth.spread`;
 0: the twin's own draws) and ``--drift-control`` the gain that steers the stays along the train
