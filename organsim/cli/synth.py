@@ -147,7 +147,8 @@ def synthesize(
     screen_pool: Annotated[float, typer.Option(
         "--screen-pool", min=1.0,
         help="Generate this many times the stays asked for and keep those a classifier finds hardest to tell from the "
-             "train split's stays (discriminator rejection sampling, organsim.synth.screening). 1: keep every stay.",
+             "train split's stays (discriminator rejection sampling, organsim.synth.screening), passing over stays nearer a "
+             "training stay than the closeness floor. 1: keep every stay.",
     )] = 1.0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     shards: Annotated[int, typer.Option("--shards", min=1, help="Generate in this many shards, each its own seed, written as parts under OUT.parts/.")] = 1,
