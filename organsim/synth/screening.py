@@ -26,11 +26,12 @@ rejection sampling*): stays that look real are kept, stays that look generated m
 The screen is not a copy: it chooses among stays the twin generated, by how their summaries look,
 and never moves a value. But the stays that look most real are also those nearest a training stay,
 so the screen pulls the cohort toward its training patients, the more the larger the pool. A
-closeness floor bounds that: no stay is kept that lies nearer its nearest training stay (distance
-between standardised stay summaries, :class:`~organsim.data.summaries.StayEmbedding`, the report's
-privacy embedding over the variables the screen reads) than the :data:`CLOSENESS_QUANTILE` quantile of the training stays' distances to
-their nearest *other* training stay (leave one out: the distance an unseen patient drawn like them
-has). A status whose pool holds too few stays beyond the floor keeps its farthest ones. The
+closeness floor bounds that: no stay is kept that lies nearer its nearest training stay than the
+:data:`CLOSENESS_QUANTILE` quantile of the training stays' distances to their nearest *other*
+training stay (leave one out: the distance an unseen patient drawn like them has). Distances are
+between standardised stay summaries (:class:`~organsim.data.summaries.StayEmbedding`, the report's
+privacy embedding, over the variables the screen reads). A status whose pool holds too few stays
+beyond the floor keeps its farthest ones. The
 synthetic report's privacy checks (distance to closest record, membership inference) still measure
 the kept stays against the held-out real stays.
 
@@ -209,7 +210,7 @@ class RealismScreen:
         ``(stays, F)`` the training stays' :attr:`embedding` vectors.
     closeness_floor
         The :data:`CLOSENESS_QUANTILE` quantile of the training stays' leave-one-out nearest
-        distances: kept stays lie at least this far from every training stay.
+        distances: kept stays lie at least this far from every training stay (unless too few do).
     """
 
     variables: list[str]
