@@ -68,7 +68,12 @@ class StayEmbedding:
 
     @classmethod
     def fit(cls, real_train: Cohort, variables: Sequence[str]) -> StayEmbedding:
-        summaries = stay_summaries(real_train, variables).drop("stay_id")
+        return cls.from_summaries(stay_summaries(real_train, variables), variables)
+
+    @classmethod
+    def from_summaries(cls, summaries: pl.DataFrame, variables: Sequence[str]) -> StayEmbedding:
+        """:meth:`fit` on real-train stays whose :func:`stay_summaries` (over ``variables``) are at hand."""
+        summaries = summaries.drop("stay_id")
         values = summaries.to_numpy().astype(np.float64)  # (stays, F), NaN = not measured
         with warnings.catch_warnings():  # "mean of empty slice" for columns real-train never measured: dropped below
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -78,7 +83,11 @@ class StayEmbedding:
 
     def transform(self, cohort: Cohort) -> np.ndarray:
         """``(stays, F)`` float64 standardised vectors in ``cohort.stays`` order, missing = 0."""
-        values = stay_summaries(cohort, self.variables).select(self.columns).to_numpy().astype(np.float64)
+        return self.vectors(stay_summaries(cohort, self.variables))
+
+    def vectors(self, summaries: pl.DataFrame) -> np.ndarray:
+        """:meth:`transform` of stays whose :func:`stay_summaries` (over :attr:`variables`) are at hand."""
+        values = summaries.select(self.columns).to_numpy().astype(np.float64)
         return np.nan_to_num((values - self.mean) / self.std, nan=0.0)
 
 

@@ -85,7 +85,11 @@ seeds) and 1.051-1.066, against 0.735 / 0.740 and 1.032 without it."""
 
 def screen_features(cohort: Cohort, variables: Sequence[str]) -> pl.DataFrame:
     """The screen's view of each stay: :func:`stay_summaries` and the sepsis status, without ``stay_id``."""
-    summaries = stay_summaries(cohort, variables)
+    return _with_sepsis(cohort, stay_summaries(cohort, variables))
+
+
+def _with_sepsis(cohort: Cohort, summaries: pl.DataFrame) -> pl.DataFrame:
+    """:func:`screen_features` from the cohort's :func:`stay_summaries`, when they are at hand."""
     sepsis = cohort.stays.select("stay_id", pl.col("sepsis").cast(pl.Float64))
     return summaries.join(sepsis, on="stay_id", how="left", maintain_order="left").drop("stay_id")
 
@@ -231,10 +235,11 @@ class RealismScreen:
         septic = train.stays["sepsis"].to_numpy()
         shares = np.array([np.bincount(bands[septic == status], minlength=LENGTH_BANDS) / max((septic == status).sum(), 1)
                            for status in (False, True)])
-        embedding = StayEmbedding.fit(train, variables)
-        vectors = embedding.transform(train)
+        summaries = stay_summaries(train, variables)  # once, for the classifier's reference and the embedding
+        embedding = StayEmbedding.from_summaries(summaries, variables)
+        vectors = embedding.vectors(summaries)
         floor = float(np.quantile(nearest_distances(vectors, vectors, leave_one_out=True), CLOSENESS_QUANTILE))
-        return cls(variables=variables, reference=screen_features(train, variables), length_edges=edges, shares=shares,
+        return cls(variables=variables, reference=_with_sepsis(train, summaries), length_edges=edges, shares=shares,
                    embedding=embedding, train_vectors=vectors, closeness_floor=floor)
 
     def select(self, pool: Cohort, wanted: dict[bool, int], seed: int) -> tuple[list[int], dict[str, float | int]]:
@@ -248,12 +253,13 @@ class RealismScreen:
         over the pool's size: the share of the pool the ratios leave in play), the closeness floor
         and the pool stays nearer a training stay than it (``too_close``).
         """
-        ratios = realism_ratios(self.reference, screen_features(pool, self.variables), seed=seed)
+        summaries = stay_summaries(pool, self.variables)  # once, for the classifier and the distances
+        ratios = realism_ratios(self.reference, _with_sepsis(pool, summaries), seed=seed)
         weight = ratios.ratio ** SHARPNESS
         septic = pool.stays["sepsis"].to_numpy()
         bands = np.searchsorted(self.length_edges, pool.stays["n_hours"].to_numpy(), side="right")
         ids = pool.stays["stay_id"].to_numpy()
-        distance = nearest_distances(self.embedding.transform(pool), self.train_vectors)
+        distance = nearest_distances(self.embedding.vectors(summaries), self.train_vectors)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
         kept: list[int] = []
         for status in (True, False):
