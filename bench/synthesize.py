@@ -14,7 +14,7 @@ Usage::
 
     .venv/bin/python bench/synthesize.py --model MODEL_DIR --cohort COHORT_DIR
         [--patients N] [--hours 120] [--seed 0] [--work-dir DIR] [--reuse]
-        [--spread-pilot-stays 256] [--drift-control 1] [--screen-pool 1] [--shards 1] [--result PATH]
+        [--spread-pilot-stays 256] [--drift-control 1] [--screen-pool 1] [--volatility 0] [--shards 1] [--result PATH]
 
 The recorded JSON came from the tiny twin trained on the PhysioNet train split (``organsim ingest
 physionet2019`` then ``organsim train --preset tiny``), calibrated on its validation split
@@ -82,7 +82,7 @@ def generate(args: argparse.Namespace, train: Cohort, started: float) -> tuple[C
                              segment_hours=args.segment_hours,
                              context_hours=min(twin.agents.config.context_hours, window - args.segment_hours),
                              batch_size=args.batch_size, spread_pilot_stays=args.spread_pilot_stays, drift_control=args.drift_control,
-                             screen_pool=args.screen_pool)
+                             screen_pool=args.screen_pool, volatility=args.volatility)
     at = time.perf_counter()
     fitted = synthesizer.fit_draw_spread(twin, config, progress=lambda done, total: log(started, f"draw-spread pilot {done} of {total}"))
     seconds["fit_draw_spread"] = round(time.perf_counter() - at, 1)
@@ -142,6 +142,8 @@ def main() -> None:
                         help="stays per pilot of the draw-spread fit (0: the twin's own draws)")
     parser.add_argument("--drift-control", type=float, default=DRIFT_GAIN,
                         help="gain of the drift control toward the train split's mean course (0: none)")
+    parser.add_argument("--volatility", type=float, default=0.0,
+                        help="SD of each stay's log volatility factors (SynthesisConfig.volatility; 0: none)")
     parser.add_argument("--screen-pool", type=float, default=1.0,
                         help="stays generated per stay kept by the realism screen (1: no screen)")
     parser.add_argument("--shards", type=int, default=1, help="generate in this many local processes")

@@ -150,6 +150,11 @@ def synthesize(
              "train split's stays (discriminator rejection sampling, organsim.synth.screening), passing over stays nearer a "
              "training stay than the closeness floor. 1: keep every stay.",
     )] = 1.0,
+    volatility: Annotated[float, typer.Option(
+        "--volatility", min=0.0,
+        help="SD on the log scale of each stay's own volatility factors, which multiply the vital signs' draw spread "
+             "(correlated as the train split's stays' volatilities are): a wider pool for --screen-pool to choose from. 0: none.",
+    )] = 0.0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     shards: Annotated[int, typer.Option("--shards", min=1, help="Generate in this many shards, each its own seed, written as parts under OUT.parts/.")] = 1,
     ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
@@ -182,7 +187,8 @@ def synthesize(
     config = SynthesisConfig(
         patients=patients, max_hours=hours, seed=seed, septic_fraction=septic_fraction, segment_hours=segment_hours,
         context_hours=min(twin.agents.config.context_hours, window - segment_hours), batch_size=batch_size,
-        spread_pilot_stays=spread_pilot_stays, drift_control=drift_control, screen_pool=screen_pool)
+        spread_pilot_stays=spread_pilot_stays, drift_control=drift_control, screen_pool=screen_pool,
+        volatility=volatility)
     parts_dir = out.with_name(out.name + ".parts")
     with progress_bar() as bar:
         task = bar.add_task("fitting the generators on the train split", total=None)
@@ -224,6 +230,8 @@ def synthesize(
     if config.draw_reversion:
         table.add_row("reversion", ", ".join(f"{v} {k:.2f}" for v, k in config.draw_reversion.items()))
     table.add_row("drift control", f"gain {config.drift_control:g}" if config.drift_control else "none")
+    if config.volatility:
+        table.add_row("volatility", f"each stay's vital signs drawn at its own spread factors, exp({config.volatility:g} u)")
     screen = summary.get("screen")
     table.add_row("realism screen", "none: every generated stay kept" if screen is None else
                   f"kept {screen['kept']:,} of {screen['pool_stays']:,} generated stays (pool {screen['pool']:g}); the "

@@ -112,6 +112,7 @@ from organsim.synth.spread import (
     reversion_slopes,
     spread_variables,
     stay_variability,
+    volatility_correlation,
 )
 from organsim.twin.behaviour import BehaviourPolicy, BehaviourPolicyConfig
 
@@ -211,6 +212,14 @@ class SynthesisConfig:
         Stays generated per stay kept, >= 1: with more than 1 the generator makes that many times the
         stays asked for (of each sepsis status) and keeps those a classifier finds hardest to tell
         from the training stays (:mod:`organsim.synth.screening`); 1 (the default) keeps every stay.
+    volatility
+        Standard deviation ``tau`` >= 0 of each stay's volatility on the log scale: every stay draws one
+        factor ``exp(tau u)``, ``u`` standard normal, that multiplies the draw spread of the variables
+        the twin feeds back (the vital signs), so some stays run smoother and some more volatile
+        than the twin's own draws. Its median is 1, so the fitted spreads keep their meaning. Alone
+        it blurs how a real stay's volatility goes with its level; with a screen
+        (``screen_pool``) the widened pool gives the screen smoother and more volatile stays to
+        choose from. 0 (the default): every stay draws at the same spread.
     """
 
     patients: int
@@ -230,6 +239,7 @@ class SynthesisConfig:
     draw_reversion: dict[str, float] | None = None
     drift_control: float = GAIN
     screen_pool: float = 1.0
+    volatility: float = 0.0
 
     def __post_init__(self) -> None:
         if self.patients < 1:
@@ -257,6 +267,8 @@ class SynthesisConfig:
             raise ValueError(f"drift_control must be a finite number >= 0 (0: none), got {self.drift_control}")
         if not (np.isfinite(self.screen_pool) and self.screen_pool >= 1):
             raise ValueError(f"screen_pool must be a finite number >= 1 (1: no screen), got {self.screen_pool}")
+        if not (np.isfinite(self.volatility) and self.volatility >= 0):
+            raise ValueError(f"volatility must be a finite number >= 0 (0: none), got {self.volatility}")
 
     @property
     def given_knobs(self) -> bool:
@@ -525,6 +537,7 @@ class CohortSynthesizer:
         fed_back = self._fed_back(simulator)  # (V_model,) bool: the twin's variables whose draws continue
         rollout_knobs = dict(knobs)
         charted_serial = rollout_knobs.pop("charted_serial", None)  # (V_model,) bool
+        stay_spread = self._stay_spread(simulator, rollout_knobs.get("draw_spread"), config.volatility, n, keys)  # (n, V_model)
         model_columns = None if charted_serial is None else np.array(
             [catalog.variable_codes.index(v) for v in simulator.agents.config.variables])  # catalog column of each model variable
         levels = self._stay_levels(simulator, values[:, :k], rng)
@@ -569,6 +582,8 @@ class CohortSynthesizer:
                 held[:, level_model] = uncharted[active]
                 scores[:, level_model] = np.where(uncharted[active], level_scores[active], scores[:, level_model])
                 continued = {"draws": scores[None], "hold_draws": held[None]}
+            if stay_spread is not None:
+                continued["draw_spread"] = stay_spread[active]
             if reversion is not None or drift is not None:
                 shift = np.tile(np.asarray(base_shift, dtype=np.float32), (len(active), 1))
                 if reversion is not None:
@@ -618,6 +633,31 @@ class CohortSynthesizer:
             done += horizon
             segment += 1
         return values, treatments, clipped
+
+    def _stay_spread(
+        self, simulator: Simulator, spread: np.ndarray | None, volatility: float, n: int, keys: tuple[int, ...]
+    ) -> np.ndarray | None:
+        """``(n, V_model)`` the draw spread of each of a batch's ``n`` stays: ``spread`` (the fitted
+        ``(V_model,)``, 1 without one) times each stay's factors ``exp(volatility u)`` on the variables
+        the twin feeds back (``SynthesisConfig.volatility``), ``u`` standard normal and correlated
+        across them as the train split's volatilities are (:func:`~organsim.synth.spread.volatility_correlation`),
+        from its own stream of ``keys`` so the other draws keep their random numbers; None without a
+        volatility or a twin with agents."""
+        fed_back = self._fed_back(simulator)
+        if volatility <= 0 or fed_back is None:
+            return None
+        base = np.ones(len(fed_back), dtype=np.float32) if spread is None else np.asarray(spread, dtype=np.float32)
+        columns = np.flatnonzero(fed_back)
+        names = [simulator.agents.config.variables[c] for c in columns]
+        known = [v for v in names if self.spread_targets is not None and v in self.spread_targets.columns]
+        correlation = np.eye(len(names))
+        if known:
+            at = [names.index(v) for v in known]
+            correlation[np.ix_(at, at)] = volatility_correlation(self.spread_targets, known)
+        u = _generator(*keys, 7).multivariate_normal(np.zeros(len(names)), correlation, size=n, method="eigh")  # (n, V_fed)
+        stay_spread = np.tile(base, (n, 1))
+        stay_spread[:, columns] *= np.exp(volatility * u)
+        return stay_spread.astype(np.float32)
 
     def _reversion(self, simulator: Simulator, config: SynthesisConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``config.draw_reversion``'s variables as catalog columns, model columns and ``kappa / sigma``

@@ -413,6 +413,7 @@ class SynthesizeParams(StageParams):
     format: Literal["parquet", "csv", "psv", "meds"] = Field("parquet", description="Output format (parquet: a canonical cohort).")
     septic_fraction: float | None = Field(None, ge=0, le=1, description="Share of septic stays (default: the training split's).")
     screen_pool: float = Field(1.0, ge=1, description="Stays generated per stay kept by the realism screen (1: every stay kept).")
+    volatility: float = Field(0.0, ge=0, description="SD of each stay's log volatility factors of the vital signs' draw spread (0: none).")
     device: Device = Field("auto", description=DEVICE_DOC)
     seed: int = Field(0, ge=0, description="Seed of every draw.")
 
@@ -433,7 +434,7 @@ class Synthesize(Stage):
         run_organsim([
             "synthesize", "--model", ctx.input("model"), "--cohort", ctx.input("cohort"), "--patients", params.patients,
             "--hours", params.hours, "--seed", params.seed, "--format", params.format, *fraction, "--device", params.device,
-            "--screen-pool", params.screen_pool, "--out", ctx.out, "--overwrite",
+            "--screen-pool", params.screen_pool, "--volatility", params.volatility, "--out", ctx.out, "--overwrite",
         ], ctx, f"synthesizing {params.patients} stays x {params.hours} h")
 
     def metrics(self, out: Path) -> StageMetrics:

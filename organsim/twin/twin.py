@@ -273,7 +273,7 @@ class PersistentDraws:
         their difference is the treatments', not the noise's). None draws redraws from
         ``generator`` too, as before.
     spread
-        ``(V,)`` positive factors ``s`` of a sampling temperature on the quantile scale: a
+        ``(V,)`` (or ``(n, V)``, one per row) positive factors ``s`` of a sampling temperature on the quantile scale: a
         variable's draw inverts its predictive distribution at ``Phi(s z + m)`` instead of
         ``Phi(z)``, so ``s < 1`` moves every hour's draw toward its predictive median (``s = 0``
         would give the median) and ``s > 1`` away from it. Only the uniform numbers change: the
@@ -301,9 +301,9 @@ class PersistentDraws:
         if held is not None and (previous is None or tuple(held.shape) != (n, n_variables)
                                  or bool((held & torch.isnan(previous)).any())):
             raise ValueError(f"held must be ({n}, {n_variables}) bool, given with previous scores, and hold only finite ones")
-        if spread is not None and (tuple(spread.shape) != (n_variables,) or not bool((spread > 0).all())
+        if spread is not None and (tuple(spread.shape) not in ((n_variables,), (n, n_variables)) or not bool((spread > 0).all())
                                    or not bool(torch.isfinite(spread).all())):
-            raise ValueError(f"the spread must be ({n_variables},) finite factors above 0, got {spread.tolist()}")
+            raise ValueError(f"the spread must be ({n_variables},) or ({n}, {n_variables}) finite factors above 0, got {spread.tolist()}")
         if shift is not None and (tuple(shift.shape) not in ((n_variables,), (n, n_variables)) or not bool(torch.isfinite(shift).all())):
             raise ValueError(f"the shift must be ({n_variables},) or ({n}, {n_variables}) finite numbers, got {shift.tolist()}")
         self.persistence = persistence
@@ -634,6 +634,12 @@ class PatientTwin:
             raise ValueError(f"{name} must be {allowed} = {' or '.join(map(str, shapes))}, got {np.shape(knob)}")
         return torch.as_tensor(np.asarray(knob, dtype=np.float32), device=self.device)
 
+    @staticmethod
+    def _knob_rows(knob: torch.Tensor | None, rows: np.ndarray) -> torch.Tensor | None:
+        """A draw knob for the simulated ``rows`` (problem indices): as it is when ``(V_model,)``, its
+        rows of the problems when ``(B, V_model)``."""
+        return knob if knob is None or knob.ndim == 1 else knob[torch.as_tensor(rows, device=knob.device)]
+
     def rollout(
         self,
         batch: ForecastBatch,
@@ -695,7 +701,8 @@ class PatientTwin:
             persistence of one ``h1 + h2``-hour rollout; a NaN starts that process fresh. None (the
             default) starts every one fresh.
         draw_spread
-            ``(V_model,)`` positive spread factors ``s`` of the draws, in the twin's variable order
+            ``(V_model,)`` positive spread factors ``s`` of the draws, or ``(B, V_model)``, one per
+            problem (the synthetic-cohort generator's volatility of each stay), in the twin's variable order
             (:attr:`variables`): each draw inverts its predictive distribution at ``Phi(s z)``, so
             ``s < 1`` narrows a variable's draws toward the predictive median on the quantile scale
             while keeping its serial and within-hour correlation (``spread`` of
@@ -728,7 +735,7 @@ class PatientTwin:
         if correct and self.corrector is None:
             raise ValueError("this twin has no error corrector: give one to PatientTwin, or roll out with correct=False")
         chooser = self.reference_chooser(references)
-        spread, shift = self._draw_knob("draw_spread", draw_spread), self._draw_knob("draw_shift", draw_shift, rows=batch.size)
+        spread, shift = self._draw_knob("draw_spread", draw_spread, rows=batch.size), self._draw_knob("draw_shift", draw_shift, rows=batch.size)
         persistence = self._persistence
         if draw_serial is not None:
             if np.shape(draw_serial) != (len(self.variables),) or not np.all(np.abs(np.asarray(draw_serial)) <= 1):
@@ -760,7 +767,7 @@ class PatientTwin:
                 batch.select(rows), horizon, chooser=chooser, generator=generator, mean=mean,
                 treatment_policy=treatment_policy, correct=correct, hide_treatments=hide_treatments, use_cache=use_cache,
                 previous_draws=previous, redraw_key=(seed, chunk), draw_persistence=persistence,
-                draw_spread=spread, draw_shift=shift if shift is None or shift.ndim == 1 else shift[torch.as_tensor(rows, device=shift.device)],
+                draw_spread=self._knob_rows(spread, rows), draw_shift=self._knob_rows(shift, rows),
                 held_draws=held,
             )
             shape = (len(index), n_samples, horizon)
@@ -811,7 +818,7 @@ class PatientTwin:
         samples sets and records them). Values come back in model variable order.
         ``previous_draws`` ``(n, V_model)`` continues the rows' draw processes and ``redraw_key``
         seeds the error corrector's redraws apart from them, ``draw_spread`` and ``draw_shift``
-        ``(V_model,)`` (``draw_shift`` also ``(n, V_model)``) scale and shift the draws' normal scores
+        ``(V_model,)`` or ``(n, V_model)`` scale and shift the draws' normal scores
         (:class:`PersistentDraws` ``spread`` and ``shift``) and ``draw_persistence`` ``(V_model,)``
         replaces their hour-to-hour correlations (default: :attr:`serial_correlations`);
         ``held_draws`` ``(n, V_model)`` bool holds those of ``previous_draws`` for every hour

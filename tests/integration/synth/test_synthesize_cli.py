@@ -113,23 +113,26 @@ def test_synthesize_with_a_realism_screen_keeps_the_asked_stays_of_a_larger_pool
     model_dir, cohort_dir = trained
     result = CliRunner().invoke(app, ["synthesize", "--model", str(model_dir), "--cohort", str(cohort_dir), "--patients", "6",
                                       "--hours", "12", "--seed", "5", "--device", "cpu", "--septic-fraction", "0.5",
-                                      "--screen-pool", "2", "--out", str(tmp_path / "screened")])
+                                      "--screen-pool", "2", "--volatility", "0.3", "--out", str(tmp_path / "screened")])
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert "realism screen" in output and "kept 6 of 12 generated stays" in output
     assert "nearer a training stay than the closeness floor" in " ".join(result.output.replace("│", " ").split())
+    assert "own spread factors, exp(0.3 u)" in output
     cohort = Cohort.load(tmp_path / "screened")
     assert cohort.stay_ids == [1, 2, 3, 4, 5, 6] and int(cohort.stays["sepsis"].sum()) == 3
     assert cohort.meta["provenance"]["screen"]["pool_stays"] == 12
     assert cohort.meta["provenance"]["screen"]["closeness_floor"] > 0
     assert cohort.meta["provenance"]["settings"]["screen_pool"] == 2.0
+    assert cohort.meta["provenance"]["settings"]["volatility"] == 0.3
 
 
-def test_synthesize_refuses_a_pool_below_one(trained, tmp_path):
+@pytest.mark.parametrize(("option", "value"), [("--screen-pool", "0.5"), ("--volatility", "-0.1")])
+def test_synthesize_refuses_a_pool_below_one_or_a_negative_volatility(trained, tmp_path, option, value):
     model_dir, cohort_dir = trained
     result = CliRunner().invoke(app, ["synthesize", "--model", str(model_dir), "--cohort", str(cohort_dir), "--patients", "2",
-                                      "--screen-pool", "0.5", "--out", str(tmp_path / "out"), "--device", "cpu"])
-    assert result.exit_code == 2 and "--screen-pool" in result.output
+                                      option, value, "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code == 2 and option in result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -31,6 +31,7 @@ from organsim.synth.spread import (
     shift_step,
     spread_variables,
     stay_variability,
+    volatility_correlation,
 )
 
 
@@ -330,3 +331,22 @@ def test_the_labs_fit_one_serial_correlation_between_chartings_from_fresh_draws(
     assert fitted.pilots[4]["ratios"]["potassium"] == {"step_ratio": pytest.approx(1.0)}
     solution = np.linalg.solve(pilot.jacobian["hr"], -pilot.offset["hr"])
     assert fitted.serial["hr"] == pytest.approx(-0.1 + solution[1], abs=1e-3)  # the vitals' fit as without the labs
+
+
+def test_volatility_correlation_is_the_correlation_of_the_stays_log_mean_absolute_changes() -> None:
+    """Three variables over 60 stays: ``b``'s hourly changes scale with ``a``'s, ``c``'s are drawn
+    apart; a variable no stay charts twice in a row is uncorrelated with the others."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for stay in range(60):
+        scale_a, scale_c = np.exp(rng.normal(0, 0.7)), np.exp(rng.normal(0, 0.7))
+        for hour in range(12):
+            rows.append({"stay_id": stay, "hour": hour, "a": scale_a * rng.normal(), "b": 2 * scale_a * rng.normal(),
+                         "c": scale_c * rng.normal(), "d": float(hour) if hour == 0 else None})
+    hourly = pl.DataFrame(rows)
+    correlation = volatility_correlation(hourly, ["a", "b", "c", "d"])
+    assert correlation.shape == (4, 4)
+    np.testing.assert_allclose(np.diag(correlation), 1.0)
+    assert correlation[0, 1] > 0.8 and abs(correlation[0, 2]) < 0.35
+    np.testing.assert_allclose(correlation[3, :3], 0.0, atol=1e-9)
+    assert np.linalg.eigvalsh(correlation).min() > -1e-9

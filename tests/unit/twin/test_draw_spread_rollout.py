@@ -12,7 +12,7 @@ import torch
 from twin_helpers import RangeCorrector
 
 from organsim.synth import CohortSynthesizer, SynthesisConfig
-from organsim.synth.spread import FREQUENT_SHARE, MAX_REVERSION
+from organsim.synth.spread import FREQUENT_SHARE, MAX_REVERSION, volatility_correlation
 from organsim.twin import PatientTwin
 from organsim.twin.twin import PersistentDraws
 
@@ -82,6 +82,18 @@ def test_a_shift_per_row_shifts_each_row_s_scores_by_its_own() -> None:
         PersistentDraws(persistence, n, torch.Generator(), shift=torch.zeros(n + 1, 3))
 
 
+def test_a_spread_per_row_scales_each_row_s_scores_by_its_own() -> None:
+    n, persistence = 6, torch.tensor([0.0, -0.3, 1.0])
+    spread = torch.linspace(0.5, 1.5, n * 3).reshape(n, 3)
+    plain = PersistentDraws(persistence, n, torch.Generator().manual_seed(4))
+    scaled = PersistentDraws(persistence, n, torch.Generator().manual_seed(4), spread=spread)
+    uniform = scaled.next()
+    plain.next()
+    torch.testing.assert_close(uniform, torch.special.ndtr(spread * plain.score))
+    with pytest.raises(ValueError, match="the spread must be"):
+        PersistentDraws(persistence, n, torch.Generator(), spread=torch.ones(n + 1, 3))
+
+
 # ------------------------------------------------------------------------------- PatientTwin.rollout
 def test_a_rollout_with_unit_spread_and_its_own_serial_correlations_is_the_rollout_without_them(twin, test_batch):
     batch = test_batch.select(np.arange(6))
@@ -120,7 +132,7 @@ def test_rollout_refuses_knobs_of_the_wrong_shape_or_range(twin, test_batch):
     with pytest.raises(ValueError, match="draw_shift must be"):
         twin.rollout(batch, 1, draw_shift=np.zeros((3, len(twin.variables))))  # 2 problems
     with pytest.raises(ValueError, match="draw_spread must be"):
-        twin.rollout(batch, 1, draw_spread=np.ones((2, len(twin.variables))))  # only the shift goes per problem
+        twin.rollout(batch, 1, draw_spread=np.ones((3, len(twin.variables))))  # 2 problems
 
 
 def test_a_zero_shift_is_no_shift_and_a_positive_one_draws_higher(twin, test_batch):
@@ -149,6 +161,17 @@ def test_a_shift_per_problem_is_each_problem_s_own_shift(twin, test_batch):
     plain = twin.rollout(batch, 2, n_samples=3, seed=5)
     np.testing.assert_array_equal(per_problem.values[:, 0], plain.values[:, 0])
     assert not np.array_equal(per_problem.values[:, 1], plain.values[:, 1])
+
+
+def test_a_spread_per_problem_is_each_problem_s_own_spread(twin, test_batch):
+    batch = test_batch.select(np.arange(4))
+    values = (1.0, 0.4, 1.0, 1.6)
+    spreads = np.repeat(np.array(values, dtype=np.float32)[:, None], len(twin.variables), axis=1)
+    per_problem = twin.rollout(batch, 2, n_samples=3, seed=5, draw_spread=spreads)
+    for row, value in enumerate(values):
+        alone = twin.rollout(batch, 2, n_samples=3, seed=5, draw_spread=np.full(len(twin.variables), value))
+        np.testing.assert_array_equal(per_problem.values[:, row], alone.values[:, row])
+    assert not np.array_equal(per_problem.values[:, 1], twin.rollout(batch, 2, n_samples=3, seed=5).values[:, 1])
 
 
 # ------------------------------------------------------------------------------- synthetic cohorts
@@ -282,3 +305,39 @@ def test_the_drift_control_steers_the_cohort_s_course_toward_the_profile(twin, e
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="drift_control must be a finite number >= 0"):
             SynthesisConfig(patients=2, max_hours=4, drift_control=bad)
+
+
+def test_a_volatility_gives_each_stay_its_own_spread_of_the_fed_back_variables(twin, engine_cohort):
+    """With a volatility each stay's vital signs are drawn at the fitted spread times the stay's own
+    factors ``exp(tau u)`` (median 1, correlated across the vitals as the training stays'
+    volatilities are), the other variables at the fitted spread; the same seed gives the same
+    cohort, and a volatility of 0 is the cohort without one."""
+    synthesizer = CohortSynthesizer.fit(engine_cohort, initial_hours=2)
+    fed_back = twin.agents.config.fed_back
+    base = np.linspace(0.8, 1.0, len(fed_back)).astype(np.float32)
+    spread = synthesizer._stay_spread(twin, base, 0.5, 4000, (1, 2, 3))
+    assert spread.shape == (4000, len(fed_back))
+    np.testing.assert_array_equal(spread[:, ~fed_back], np.broadcast_to(base[~fed_back], (4000, int((~fed_back).sum()))))
+    logs = np.log(spread[:, fed_back] / base[fed_back])
+    np.testing.assert_allclose(logs.std(axis=0), 0.5, atol=0.03)
+    np.testing.assert_allclose(np.median(logs, axis=0), 0.0, atol=0.04)
+    names = [v for v, fed in zip(twin.agents.config.variables, fed_back, strict=True) if fed]
+    expected = volatility_correlation(synthesizer.spread_targets, names)
+    np.testing.assert_allclose(np.corrcoef(logs.T), expected, atol=0.06)
+    np.testing.assert_array_equal(spread, synthesizer._stay_spread(twin, base, 0.5, 4000, (1, 2, 3)))
+    assert synthesizer._stay_spread(twin, base, 0.0, 4000, (1, 2, 3)) is None
+
+    def cohort(volatility: float) -> pl.DataFrame:
+        config = SynthesisConfig(patients=12, max_hours=10, seed=3, context_hours=6, max_rounds=1, volatility=volatility,
+                                 draw_spread={"hr": 1.0})
+        return synthesizer.generate(twin, config).cohort.hourly.sort("stay_id", "hour")
+
+    plain, volatile = cohort(0.0), cohort(1.0)
+    assert volatile.equals(cohort(1.0))
+    assert not volatile["hr"].equals(plain["hr"])
+    change = {name: frame.select(pl.col("hr").diff().abs().mean().over("stay_id").alias("c"), "stay_id").unique("stay_id")["c"]
+              for name, frame in (("plain", plain), ("volatile", volatile))}
+    assert np.nanstd(np.log(change["volatile"].to_numpy() + 1e-3)) > np.nanstd(np.log(change["plain"].to_numpy() + 1e-3))
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="volatility must be a finite number >= 0"):
+            SynthesisConfig(patients=2, max_hours=4, volatility=bad)
