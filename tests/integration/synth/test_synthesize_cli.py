@@ -117,8 +117,9 @@ def test_synthesize_with_a_realism_screen_keeps_the_asked_stays_of_a_larger_pool
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert "realism screen" in output and "kept 6 of 12 generated stays" in output
-    assert "nearer a training stay than the closeness floor" in " ".join(result.output.replace("│", " ").split())
-    assert "own spread factors, exp(0.3 u)" in output
+    table = " ".join(result.output.replace("│", " ").split())
+    assert "nearer a training stay than the closeness floor" in table
+    assert "own spread factors, exp(0.3 u)" in table
     cohort = Cohort.load(tmp_path / "screened")
     assert cohort.stay_ids == [1, 2, 3, 4, 5, 6] and int(cohort.stays["sepsis"].sum()) == 3
     assert cohort.meta["provenance"]["screen"]["pool_stays"] == 12
