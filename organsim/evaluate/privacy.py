@@ -89,12 +89,11 @@ class DistanceToClosestRecord:
         }
 
 
-def distance_to_closest_record(embedding: StayEmbedding, real_train: Cohort, synthetic: Cohort, real_test: Cohort
+def distance_to_closest_record(real_train: np.ndarray, synthetic: np.ndarray, real_test: np.ndarray
                                ) -> DistanceToClosestRecord:
-    """Nearest-real-train distances of synthetic and of real-test stays (see the module docstring)."""
-    train = embedding.transform(real_train)
-    return DistanceToClosestRecord(nearest_distances(embedding.transform(synthetic), train),
-                                   nearest_distances(embedding.transform(real_test), train))
+    """Nearest-real-train distances of synthetic and of real-test stays (see the module docstring),
+    from their embedded vectors (:meth:`StayEmbedding.transform`)."""
+    return DistanceToClosestRecord(nearest_distances(synthetic, real_train), nearest_distances(real_test, real_train))
 
 
 @dataclass
@@ -121,12 +120,10 @@ class MembershipInference:
         return {"auroc": self.auroc, "members": int(len(self.members)), "non_members": int(len(self.non_members))}
 
 
-def membership_inference(embedding: StayEmbedding, real_train: Cohort, synthetic: Cohort, real_test: Cohort
-                         ) -> MembershipInference:
-    """Score real-train and real-test stays by closeness to the synthetic cohort (see the module docstring)."""
-    records = embedding.transform(synthetic)
-    return MembershipInference(-nearest_distances(embedding.transform(real_train), records),
-                               -nearest_distances(embedding.transform(real_test), records))
+def membership_inference(real_train: np.ndarray, synthetic: np.ndarray, real_test: np.ndarray) -> MembershipInference:
+    """Score real-train and real-test stays by closeness to the synthetic cohort (see the module
+    docstring), from their embedded vectors (:meth:`StayEmbedding.transform`)."""
+    return MembershipInference(-nearest_distances(real_train, synthetic), -nearest_distances(real_test, synthetic))
 
 
 def privacy_metrics(real_train: Cohort, synthetic: Cohort, real_test: Cohort, variables: Sequence[str], *, seed: int = 0
@@ -134,8 +131,9 @@ def privacy_metrics(real_train: Cohort, synthetic: Cohort, real_test: Cohort, va
     """Both measures with one embedding fitted on ``real_train``: (JSON summary, DCR, attack); ``seed``
     seeds the bootstrap interval."""
     embedding = StayEmbedding.fit(real_train, variables)
-    dcr = distance_to_closest_record(embedding, real_train, synthetic, real_test)
-    attack = membership_inference(embedding, real_train, synthetic, real_test)
+    train, records, test = (embedding.transform(cohort) for cohort in (real_train, synthetic, real_test))
+    dcr = distance_to_closest_record(train, records, test)
+    attack = membership_inference(train, records, test)
     summary = {"features": len(embedding.columns), "distance_to_closest_record": dcr.summary(seed),
                "membership_inference": attack.summary()}
     return summary, dcr, attack
