@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 from scipy import stats
@@ -35,6 +34,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from organsim.data.cohort import Cohort
 from organsim.data.summaries import stay_summaries
+from organsim.utils.boosting import lightgbm_classifier
 
 MIN_VALUES = 20
 """Fewest measured values per cohort for a variable's distribution to be compared."""
@@ -244,19 +244,6 @@ def missingness_rates(reference: Cohort, candidate: Cohort, variables: Sequence[
 
 
 # ------------------------------------------------------------------------------------------ detection
-def lightgbm_classifier(seed: int, n_estimators: int = DETECTION_TREES, threads: int = 1) -> lgb.LGBMClassifier:
-    """The gradient-boosted trees used by detection and utility: seeded and deterministic.
-
-    One thread by default: LightGBM's OpenMP threads busy-wait, and on cores shared with other
-    work two threads ran 16 times slower than one (measured on the 2-core development machine).
-    """
-    return lgb.LGBMClassifier(
-        n_estimators=n_estimators, learning_rate=0.05, num_leaves=31, min_child_samples=20, subsample=0.8,
-        subsample_freq=1, colsample_bytree=0.8, random_state=seed, deterministic=True, force_row_wise=True,
-        n_jobs=threads, verbose=-1,
-    )
-
-
 def detection_auroc(
     reference: Cohort,
     candidate: Cohort,
@@ -298,7 +285,7 @@ def detection_auroc(
     fold_aurocs = []
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fold, (fit_rows, held_rows) in enumerate(splitter.split(features, labels)):
-        model = lightgbm_classifier(seed + fold, threads=threads).fit(features[fit_rows], labels[fit_rows])
+        model = lightgbm_classifier(seed + fold, DETECTION_TREES, threads=threads).fit(features[fit_rows], labels[fit_rows])
         out_of_fold[held_rows] = model.predict_proba(features[held_rows])[:, 1]
         fold_aurocs.append(float(roc_auc_score(labels[held_rows], out_of_fold[held_rows])))
         gain += model.booster_.feature_importance(importance_type="gain")

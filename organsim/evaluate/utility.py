@@ -51,7 +51,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from organsim.data.cohort import Cohort
-from organsim.evaluate.fidelity import lightgbm_classifier, subsample_stays
+from organsim.evaluate.fidelity import subsample_stays
+from organsim.utils.boosting import lightgbm_classifier
 
 TASKS = ("sepsis_6h", "hypotension_4h", "mortality_24h")
 CLASSIFIERS = ("logistic", "lightgbm")

@@ -37,9 +37,8 @@ the kept stays against the held-out real stays.
 
 Written by hand (about 60 lines): the cross-fitting loop, the exact-size sampling and the split of
 the kept count over the strata; no library we know offers rejection sampling with a fixed sample
-size. The classifier's settings repeat those of the report's detection classifier
-(:func:`organsim.evaluate.fidelity.lightgbm_classifier`, a higher layer that synth cannot import),
-with larger leaves.
+size. The classifier is the report's detection classifier
+(:func:`organsim.utils.boosting.lightgbm_classifier`) with larger leaves.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
@@ -55,6 +53,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from organsim.data import Cohort
 from organsim.data.summaries import StayEmbedding, nearest_distances, stay_summaries
+from organsim.utils.boosting import lightgbm_classifier
 
 FOLDS = 5
 """Cross-fitting folds: each pool stay's ratio comes from a classifier fitted on the other folds."""
@@ -94,14 +93,6 @@ def _with_sepsis(cohort: Cohort, summaries: pl.DataFrame) -> pl.DataFrame:
     return summaries.join(sepsis, on="stay_id", how="left", maintain_order="left").drop("stay_id")
 
 
-def _classifier(seed: int) -> lgb.LGBMClassifier:
-    return lgb.LGBMClassifier(
-        n_estimators=TREES, learning_rate=0.05, num_leaves=31, min_child_samples=MIN_LEAF, subsample=0.8,
-        subsample_freq=1, colsample_bytree=0.8, random_state=seed, deterministic=True, force_row_wise=True,
-        n_jobs=1, verbose=-1,
-    )
-
-
 @dataclass(frozen=True)
 class RealismRatios:
     """The cross-fitted density ratios of a pool of stays against real stays.
@@ -129,7 +120,7 @@ def realism_ratios(real: pl.DataFrame, pool: pl.DataFrame, *, seed: int = 0) -> 
     labels = np.concatenate([np.ones(real.height, dtype=int), np.zeros(pool.height, dtype=int)])
     real_probability = np.zeros(len(labels))
     for fold, (fit_rows, held_rows) in enumerate(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(features, labels)):
-        model = _classifier(seed + fold).fit(features[fit_rows], labels[fit_rows])
+        model = lightgbm_classifier(seed + fold, TREES, min_leaf=MIN_LEAF).fit(features[fit_rows], labels[fit_rows])
         real_probability[held_rows] = model.predict_proba(features[held_rows])[:, 1]
     p = np.clip(real_probability[real.height:], 1e-6, 1 - 1e-6)
     ratio = p / (1 - p) * (pool.height / real.height)
