@@ -9,10 +9,6 @@ import pytest
 from organsim.catalog import Catalog, load_catalog
 
 REPO = Path(__file__).resolve().parents[1]
-# test files that start a local Ray cluster or a two-process torch.distributed group (one rendezvous
-# port): under pytest-xdist they share one group, so no two of them run at once
-EXCLUSIVE = {"test_ray_shards.py", "test_cf_sharded.py", "test_cf_stage_shards.py", "test_accelerate_train.py",
-             "test_distributed_training.py"}
 SHARED = Path(__import__("os").environ.get("ORGANSIM_SHARED", REPO.parent / "shared"))
 PHYSIONET_ARCHIVE = SHARED / "data" / "physionet2019" / "training_setB_part.tar.gz"
 
@@ -32,9 +28,11 @@ def physionet_archive() -> Path:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group the tests for pytest-xdist's ``--dist loadgroup`` (``make test`` runs a worker per core):
-    each test file runs on one worker, so its module fixtures are built once, and the files of
-    :data:`EXCLUSIVE` run on one worker, one after another."""
+    each test file runs on one worker, so its module fixtures are built once, and the tests marked
+    ``exclusive`` (a local Ray cluster or a two-process torch.distributed group on one rendezvous
+    port) run on one worker, one after another."""
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            group = "exclusive" if item.path.name in EXCLUSIVE else item.path.relative_to(REPO).as_posix()
+            exclusive = item.get_closest_marker("exclusive") is not None
+            group = "exclusive" if exclusive else item.path.relative_to(REPO).as_posix()
             item.add_marker(pytest.mark.xdist_group(group))

@@ -188,7 +188,8 @@ class SynthesisConfig:
     spread_pilot_stays
         Stays per pilot generation of the draw-spread fit (:meth:`CohortSynthesizer.fit_draw_spread`),
         at most a quarter of ``patients`` (and at least :data:`~organsim.synth.spread.MIN_STAYS`);
-        0 (the default) fits none and draws as the twin does, unless ``draw_spread`` is given.
+        0 (the default) fits none and draws as the twin does, unless ``draw_spread`` is given;
+        ``organsim synthesize`` fits with 256 (its ``--spread-pilot-stays``).
     spread_pilot_hours
         Longest pilot stay in hours (at most ``max_hours``).
     spread_newton_steps

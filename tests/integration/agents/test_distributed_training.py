@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.exclusive  # one rendezvous port or one local cluster at a time (tests/conftest.py)
+
 SCRIPT = """
 import json, sys
 sys.path.insert(0, {helpers!r})

@@ -22,6 +22,8 @@ from organsim.counterfactual.sharded import TwinSource, sharded_cf_benchmark, sh
 from organsim.data import Cohort
 from organsim.utils.shards import ShardsFailed, missing_shards
 
+pytestmark = pytest.mark.exclusive  # one rendezvous port or one local cluster at a time (tests/conftest.py)
+
 CONTRAST = ("liberal_fluids", "restrictive_fluids")
 BENCHMARK = {"contrasts": [CONTRAST], "n_stays": 6, "decision_hours": (6, 12), "horizon": 24, "seed": 3}
 

@@ -18,6 +18,8 @@ from organsim.tracking import load_pipeline, run_pipeline
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "agents"))
 from agent_cohorts import synthetic_agent_cohort  # noqa: E402
 
+pytestmark = pytest.mark.exclusive  # one rendezvous port or one local cluster at a time (tests/conftest.py)
+
 BATCH = 4
 
 

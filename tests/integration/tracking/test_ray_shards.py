@@ -12,6 +12,8 @@ from organsim.physiology import EngineConfig, PhysiologyEngine
 from organsim.tracking.distributed import generate_sharded
 from organsim.utils.shards import ShardsFailed, missing_shards, run_shards
 
+pytestmark = pytest.mark.exclusive  # one rendezvous port or one local cluster at a time (tests/conftest.py)
+
 ray = pytest.importorskip("ray", reason="the optional extra organsim[distributed] (ray) is not installed")
 
 

@@ -9,6 +9,8 @@ import pytest
 from organsim.tracking import PipelineConfigError, command_stages, load_pipeline
 from organsim.tracking.registry import StageContext
 
+pytestmark = pytest.mark.exclusive  # one rendezvous port or one local cluster at a time (tests/conftest.py)
+
 PIPELINES = Path(__file__).resolve().parents[3] / "pipelines"
 TRIAL = """name: t
 stages:
