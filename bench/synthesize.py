@@ -19,8 +19,8 @@ Usage::
 The recorded JSON came from the tiny twin trained on the PhysioNet train split (``organsim ingest
 physionet2019`` then ``organsim train --preset tiny``), calibrated on its validation split
 (``organsim calibrate --model MODEL_DIR --cohort COHORT_DIR --out CALIBRATED_DIR``: the draw
-correlation and the bands), run with ``OMP_NUM_THREADS=1``, ``--seed 0``, ``--screen-pool 8`` and
-``--shards 2``.
+correlation and the bands), run with ``OMP_NUM_THREADS=1``, ``--seed 0``, ``--screen-pool 8``,
+``--volatility 0.25`` and ``--shards 2``.
 
 ``--spread-pilot-stays`` sets the pilot size of the draw-spread fit (:mod:`organsim.synth.spread`;
 0: the twin's own draws) and ``--drift-control`` the gain that steers the stays along the train
@@ -28,6 +28,8 @@ split's mean course (:mod:`organsim.synth.drift`; 0: none), as ``organsim synthe
 ``--screen-pool`` sets how many stays are generated per stay kept by the realism screen
 (:mod:`organsim.synth.screening`; 1: none) and ``--shards`` generates in that many local processes
 (each shard its own seed and its own screen, as ``organsim synthesize --shards``).
+``--volatility`` gives each stay its own spread factors of the vital signs' draws
+(``SynthesisConfig.volatility``; 0: none), a wider pool for the screen.
 ``--reuse`` reads a synthetic cohort already generated in ``--work-dir`` instead of generating it again. Writes ``--result`` (default
 ``bench/results/synthesize_physionet.json``: settings, generation bookkeeping with the fitted draw
 spread and seconds, export round trips, the report's headline figures and checks, the machine) and
