@@ -153,7 +153,8 @@ def synthesize(
     volatility: Annotated[float, typer.Option(
         "--volatility", min=0.0,
         help="SD on the log scale of each stay's own volatility factors, which multiply the vital signs' draw spread "
-             "(correlated as the train split's stays' volatilities are): a wider pool for --screen-pool to choose from. 0: none.",
+             "(correlated as the train split's stays' volatilities are): a wider pool for --screen-pool to choose from "
+             "(0.25 paid at --screen-pool 8, not at 3). 0: none.",
     )] = 0.0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     shards: Annotated[int, typer.Option("--shards", min=1, help="Generate in this many shards, each its own seed, written as parts under OUT.parts/.")] = 1,
