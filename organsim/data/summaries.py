@@ -28,6 +28,13 @@ SUMMARY_STATISTICS = ("mean", "std", "min", "max", "first", "last", "measured_fr
 STATIC_FEATURES = ("age", "sex", "hosp_adm_hours")
 
 
+def mean_abs_change(variable: str) -> pl.Expr:
+    """Per stay, the mean ``|x_h - x_{h-1}|`` of ``variable`` over consecutive hours both charted
+    (null without two): an aggregation for ``group_by("stay_id")`` over rows sorted by stay and hour."""
+    x = pl.col(variable).cast(pl.Float64)
+    return (x - x.shift(1)).abs().filter((pl.col("hour") - pl.col("hour").shift(1)) == 1).mean()
+
+
 def stay_summaries(cohort: Cohort, variables: Sequence[str]) -> pl.DataFrame:
     """One row per stay: ``stay_id``, ``n_hours``, statics and, per variable, the :data:`SUMMARY_STATISTICS`.
 
@@ -39,12 +46,11 @@ def stay_summaries(cohort: Cohort, variables: Sequence[str]) -> pl.DataFrame:
     aggregations = [pl.len().alias("n_rows")]
     for v in variables:
         x = pl.col(v).cast(pl.Float64)
-        consecutive = (pl.col("hour") - pl.col("hour").shift(1)) == 1
         aggregations += [
             x.mean().alias(f"{v}_mean"), x.std().alias(f"{v}_std"), x.min().alias(f"{v}_min"), x.max().alias(f"{v}_max"),
             x.drop_nulls().first().alias(f"{v}_first"), x.drop_nulls().last().alias(f"{v}_last"),
             x.is_not_null().mean().alias(f"{v}_measured_fraction"),
-            (x - x.shift(1)).abs().filter(consecutive).mean().alias(f"{v}_mean_abs_change"),
+            mean_abs_change(v).alias(f"{v}_mean_abs_change"),
         ]
     per_stay = hourly.group_by("stay_id").agg(aggregations)
     statics = cohort.stays.select("stay_id", pl.col("n_hours").cast(pl.Float64),

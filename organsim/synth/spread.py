@@ -91,6 +91,7 @@ import numpy as np
 import polars as pl
 
 from organsim.catalog import Catalog
+from organsim.data.summaries import mean_abs_change
 
 SPREAD_STEP = np.log(0.9)
 """The step of ``log s`` in the Jacobian's pilot."""
@@ -178,11 +179,10 @@ def stay_variability(hourly: pl.DataFrame, variables: Sequence[str], *, first_ho
         has both of is left out.
     """
     frame = _first_hours(hourly, variables, first_hours)
-    consecutive = (pl.col("hour") - pl.col("hour").shift(1)) == 1
     aggregations = []
     for v in variables:
         x = pl.col(v).cast(pl.Float64)
-        aggregations += [x.std().alias(f"{v}|sd"), (x - x.shift(1)).abs().filter(consecutive).mean().alias(f"{v}|mean_abs_change"),
+        aggregations += [x.std().alias(f"{v}|sd"), mean_abs_change(v).alias(f"{v}|mean_abs_change"),
                          (x.mean() - x.drop_nulls().first()).alias(f"{v}|drift")]
     per_stay = frame.group_by("stay_id").agg(aggregations)
     result: dict[str, dict[str, float]] = {}
@@ -204,10 +204,7 @@ def volatility_correlation(hourly: pl.DataFrame, variables: Sequence[str]) -> np
     On PhysioNet 2019 (4,200 train stays) the vitals' volatilities are only loosely tied: heart rate
     with respiratory rate 0.09, with SpO2 0.05; the pressures among themselves 0.59-0.82.
     """
-    frame = _first_hours(hourly, variables, None)
-    consecutive = (pl.col("hour") - pl.col("hour").shift(1)) == 1
-    per_stay = frame.group_by("stay_id").agg(
-        [(pl.col(v).cast(pl.Float64) - pl.col(v).cast(pl.Float64).shift(1)).abs().filter(consecutive).mean().alias(v) for v in variables])
+    per_stay = _first_hours(hourly, variables, None).group_by("stay_id").agg([mean_abs_change(v).alias(v) for v in variables])
     logs = per_stay.select([pl.col(v).log() for v in variables]).fill_nan(None).to_pandas()
     correlation = logs.replace([np.inf, -np.inf], np.nan).corr(min_periods=MIN_STAYS).to_numpy()
     correlation = np.where(np.isfinite(correlation), correlation, np.eye(len(variables)))
