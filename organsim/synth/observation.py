@@ -158,6 +158,14 @@ class ObservationState:
         return cls(last_hour=last_hour, last_value=last_value.astype(np.float64), style=np.asarray(style, dtype=np.float64),
                    first_hour=np.asarray(hours[:, 0], dtype=np.float64))
 
+    @classmethod
+    def opening(cls, style: np.ndarray, first_hour: np.ndarray) -> ObservationState:
+        """The state of stays of charting ``style`` ``(n, V)`` that begin at ICU hours ``first_hour``
+        ``(n,)`` with nothing charted yet."""
+        style = np.asarray(style, dtype=np.float64)
+        return cls(last_hour=np.full(style.shape, np.nan), last_value=np.full(style.shape, np.nan), style=style,
+                   first_hour=np.asarray(first_hour, dtype=np.float64))
+
     def select(self, index: np.ndarray) -> ObservationState:
         """The state of the stays at ``index``."""
         return ObservationState(self.last_hour[index], self.last_value[index], self.style[index], self.first_hour[index])

@@ -102,6 +102,30 @@ def test_panel_is_charted_together(panel_cohort, catalog):
     assert together > 0.9  # drawn independently given HR, they would meet in about 20 % of hours
 
 
+def test_opening_hours_are_charted_by_the_observation_model(catalog):
+    """Half the training stays chart creatinine with BUN (a panel) in about a third of their hours, from
+    the first on; the others never chart either. The generated stays' first hours (drawn by the
+    initial-state copula) chart the panel whole, and only in stays whose charting style charts it
+    later too: the copula's own indicators drew each lab apart and regardless of the stay's style.
+    (Enough stays that the style trees' leaves of 20 stays can tell the two kinds apart.)"""
+    n_stays, n_hours = 120, 30
+    stay = np.repeat(np.arange(1, n_stays + 1), n_hours)
+    panel = (stay % 2 == 0) & (np.random.default_rng(2).random(n_stays * n_hours) < 0.3)
+    cohort = _cohort(catalog, {"hr": np.full(n_stays * n_hours, 80.0), "creatinine": np.where(panel, 1.0, np.nan),
+                               "bun": np.where(panel, 20.0, np.nan)}, n_stays, n_hours)
+    train = cohort.split((0.8, 0.1, 0.1), seed=0).subset(split="train")
+    synthesizer = CohortSynthesizer.fit(train, initial_hours=2)
+    result = synthesizer.generate(FakeTwin(catalog), SynthesisConfig(patients=60, max_hours=30, seed=1, septic_fraction=0.0))
+    hourly = result.cohort.hourly.sort("stay_id", "hour").with_columns(pl.int_range(pl.len()).over("stay_id").alias("index"))
+    opening = hourly.filter(pl.col("index") < 2)
+    creatinine, bun = (opening[c].is_not_null().to_numpy() for c in ("creatinine", "bun"))
+    assert creatinine.sum() >= 5  # the panel is charted in some first hours
+    np.testing.assert_array_equal(creatinine, bun)
+    later = hourly.filter(pl.col("index") >= 2).group_by("stay_id").agg(pl.col("creatinine").is_not_null().any().alias("later"))
+    first = opening.group_by("stay_id").agg(pl.col("creatinine").is_not_null().any().alias("first")).join(later, on="stay_id")
+    assert first.filter(pl.col("first"))["later"].all()  # no stay charts the panel in its first hours only
+
+
 # ------------------------------------------------------------------------------------------ bin spreading
 @pytest.fixture(scope="module")
 def spreader() -> BinSpreader:

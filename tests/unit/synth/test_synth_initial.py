@@ -32,6 +32,22 @@ def test_sample_shapes_and_columns(fitted, catalog):
     assert np.isfinite(values).any() and np.isnan(values).any()  # some charted, some not
 
 
+def test_uncharted_sample_keeps_every_drawn_value(fitted, catalog):
+    """charted=False: the same draws, with the value of every variable its stratum's training stays
+    measured in that hour filled in (for the observation model to chart), the others still null."""
+    septic = np.array([True, False] * 10)
+    charted = fitted.initial_values(fitted.sample(septic, np.random.default_rng(3)))
+    every = fitted.initial_values(fitted.sample(septic, np.random.default_rng(3), charted=False))
+    measured = np.isfinite(charted)
+    np.testing.assert_array_equal(every[measured], charted[measured])
+    assert (~measured & np.isfinite(every)).any()
+    for stratum in (True, False):
+        observed = {c.name: not c.empty for c in fitted.strata_[stratum].columns}
+        expected = np.array([[observed[fitted.value_column(k, v)] for v in catalog.variable_codes] for k in range(2)])
+        assert expected.any() and not expected.all()
+        np.testing.assert_array_equal(np.isfinite(every[septic == stratum]), np.broadcast_to(expected, every[septic == stratum].shape))
+
+
 def test_same_seed_same_stays(fitted):
     septic = np.array([True] * 4 + [False] * 8)
     first = fitted.sample(septic, np.random.default_rng(5))
