@@ -407,6 +407,17 @@ def _drift_correction(
     return correction
 
 
+PLANNED_ONSET = (pl.col("first_hour") + pl.col("n_hours") - 1 - pl.col("onset_to_end")).alias("hour")
+"""The ICU hour a drawn septic stay's sepsis comes on, as drawn: its last hour less its
+``onset_to_end``. It is the suspicion hour its label is read around (:mod:`organsim.synth.labels`)
+and the onset its charting leads up to (:class:`~organsim.synth.observation.ObservationState`)."""
+
+
+def _planned_onsets(drawn: pl.DataFrame) -> np.ndarray:
+    """``(n,)`` each drawn stay's :data:`PLANNED_ONSET`, NaN for a stay drawn as not septic."""
+    return drawn.select(pl.when(pl.col("sepsis")).then(PLANNED_ONSET).cast(pl.Float64)).to_series().fill_null(np.nan).to_numpy()
+
+
 @dataclass
 class _Simulated:
     """Simulated stays before labelling (temporary ids ``0 .. n-1`` of the candidate frame)."""
@@ -536,7 +547,7 @@ class CohortSynthesizer:
                 initial[:, hour], pressure_residuals = self.pressure.apply(initial[:, hour], pressure_residuals, rng)
         hours = first_hour[:, None] + np.arange(length)[None, :]  # (n, L) ICU hours
         observed = ObservationState.opening(
-            self.observation.draw_styles(n, rng, drawn["sepsis"].to_numpy(), n_hours=n_hours), first_hour)
+            self.observation.draw_styles(n, rng, drawn["sepsis"].to_numpy(), n_hours=n_hours), first_hour, _planned_onsets(drawn))
         values[:, :k] = self.observation.mask(initial, hours[:, :k], observed, rng)  # drawn hours, charted as the rest
         defaults = np.array([catalog.treatment(c).default for c in treatment_codes], dtype=np.float32)
         treatments = np.tile(defaults, (n, length, 1))
@@ -766,8 +777,7 @@ class CohortSynthesizer:
     def _label(self, simulated: _Simulated) -> pl.DataFrame:
         """``(stay_id, onset_hour)`` of every simulated stay (module docstring of :mod:`organsim.synth.labels`)."""
         drawn = simulated.candidates.with_row_index("stay_id").with_columns(pl.col("stay_id").cast(pl.Int64))
-        suspicion = drawn.filter(pl.col("sepsis")).select(
-            "stay_id", (pl.col("first_hour") + pl.col("n_hours") - 1 - pl.col("onset_to_end")).alias("hour"))
+        suspicion = drawn.filter(pl.col("sepsis")).select("stay_id", PLANNED_ONSET)
         return sepsis_onsets(simulated.hourly, treatments=simulated.treatments, suspicion=suspicion, catalog=self.catalog)
 
     def bin_spreader(self, simulator: Simulator) -> BinSpreader | None:

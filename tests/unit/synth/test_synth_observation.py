@@ -8,6 +8,7 @@ import pytest
 
 from organsim.data import Cohort
 from organsim.synth import ObservationModel, ObservationState
+from organsim.synth.generate import _planned_onsets
 from organsim.synth.observation import (
     MIN_LEAF_STAYS,
     N_LENGTH_BANDS,
@@ -190,3 +191,40 @@ def test_a_decile_charts_at_the_rate_of_its_length_band(catalog):
         assert rare.mean() == pytest.approx(0.1, abs=0.05)
         assert shares[rare].mean() == pytest.approx(rate, abs=0.08)
         assert shares[~rare].mean() > 0.9
+
+
+def test_septic_stays_chart_more_as_their_onset_comes_on(catalog):
+    """Septic training stays chart lactate every hour from 6 h before their onset (hour 30), every
+    8th hour before; the others every 8th hour throughout. Masked with its onset a stay charts
+    lactate in most of those hours; without one (not septic) at the background rate."""
+    n_stays, n_hours, onset = 60, 40, 30
+    hours = np.tile(np.arange(1, n_hours + 1), n_stays)
+    septic = np.repeat(np.arange(n_stays) < n_stays // 2, n_hours)
+    near = septic & (hours >= onset - 6) & (hours <= onset + 2)
+    hourly = pl.DataFrame({"stay_id": np.repeat(np.arange(1, n_stays + 1), n_hours), "hour": hours,
+                           "hr": np.full(len(hours), 80.0), "lactate": np.where(near | (hours % 8 == 0), 1.5, np.nan)},
+                          nan_to_null=True).with_columns(pl.col("hour").cast(pl.Int32))
+    stays = pl.DataFrame({"stay_id": np.arange(1, n_stays + 1), "sepsis": np.arange(n_stays) < n_stays // 2,
+                          "sepsis_onset_hour": [onset if i < n_stays // 2 else None for i in range(n_stays)]})
+    model = ObservationModel.for_catalog(("hr", "lactate"), catalog).fit(
+        Cohort.from_frames(stays, hourly, source="test", catalog=catalog))
+    n = 200
+    simulated = np.full((n, n_hours, 2), 1.5, dtype=np.float32)
+    window = slice(onset - 6 - 1, onset - 1)  # ICU hours 24 .. 29
+
+    def lactate_share(onsets):
+        rng = np.random.default_rng(1)
+        state = ObservationState.opening(model.draw_styles(n, rng, np.full(n, onsets is not None)), np.ones(n), onsets)
+        return np.isfinite(model.mask(simulated, np.tile(np.arange(1, n_hours + 1), (n, 1)), state, rng))[:, window, 1].mean()
+
+    assert lactate_share(np.full(n, float(onset))) > 0.8
+    assert lactate_share(None) < 0.3
+    assert lactate_share(np.full(n, np.nan)) == lactate_share(None)  # NaN onsets: not septic
+
+
+def test_a_drawn_septic_stay_s_charting_leads_up_to_its_drawn_suspicion_hour():
+    """The generator hands the mask each stay's planned onset: its last hour less its onset_to_end,
+    the hour its label is read around; none for a stay drawn as not septic."""
+    drawn = pl.DataFrame({"first_hour": [1, 5, 1], "n_hours": [40, 20, 30], "onset_to_end": [3, 0, None],
+                          "sepsis": [True, True, False]})
+    np.testing.assert_array_equal(_planned_onsets(drawn), [37.0, 24.0, np.nan])
