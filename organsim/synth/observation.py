@@ -26,6 +26,10 @@ probability that the variable is charted in an hour, given
   platelets 34 %, 35 % and 36 %), so what told of sepsis in the synthetic stays was that a stay
   charted blood gases at all, not that it had begun to, and trees trained on them read real stays
   that way. A synthetic stay's onset is the one its initial state drew (:mod:`organsim.synth.generate`).
+  With the feature (``bench/synthesize.py``, recorded configuration) the synthetic septic stays chart
+  FiO2 in 15 %, 19 % and 33 % of those hours, platelets 30 %, 32 % and 42 %, and the LightGBM
+  sepsis-within-6-hours AUROC drop fell from 0.045 to 0.020 (mean AUROC over four seeds of the
+  utility protocol 0.811 -> 0.827, real-train 0.838).
 
 A stay's *style* for a variable is the decile (:data:`N_STYLES`) of its share of charted hours
 among the training stays of similar length (:data:`N_LENGTH_BANDS` quantile bands of stay
