@@ -163,10 +163,10 @@ class ObservationState:
     onset_hour: np.ndarray | None = None
 
     @classmethod
-    def from_history(cls, values: np.ndarray, hours: np.ndarray, style: np.ndarray, onset_hour: np.ndarray | None = None) -> ObservationState:
+    def from_history(cls, values: np.ndarray, hours: np.ndarray, style: np.ndarray) -> ObservationState:
         """The state after the charted hours ``values`` ``(n, L, V)`` (NaN = not charted) at ICU hours
         ``hours`` ``(n, L)``, for stays of charting ``style`` ``(n, V)`` (:meth:`ObservationModel.draw_styles`)
-        and sepsis ``onset_hour`` ``(n,)`` (NaN or None: not septic)."""
+        that are not septic."""
         charted = np.isfinite(values)  # (n, L, V)
         any_charted = charted.any(axis=1)
         last_index = values.shape[1] - 1 - np.argmax(charted[:, ::-1, :], axis=1)  # (n, V)
@@ -174,7 +174,7 @@ class ObservationState:
         last_hour = np.where(any_charted, hours[rows, last_index], np.nan).astype(np.float64)
         last_value = np.where(any_charted, values[rows, last_index, np.arange(values.shape[2])[None, :]], np.nan)
         return cls(last_hour=last_hour, last_value=last_value.astype(np.float64), style=np.asarray(style, dtype=np.float64),
-                   first_hour=np.asarray(hours[:, 0], dtype=np.float64), onset_hour=_onsets(onset_hour))
+                   first_hour=np.asarray(hours[:, 0], dtype=np.float64))
 
     @classmethod
     def opening(cls, style: np.ndarray, first_hour: np.ndarray, onset_hour: np.ndarray | None = None) -> ObservationState:
@@ -182,7 +182,8 @@ class ObservationState:
         ``(n,)`` with nothing charted yet, with sepsis ``onset_hour`` ``(n,)`` (NaN or None: not septic)."""
         style = np.asarray(style, dtype=np.float64)
         return cls(last_hour=np.full(style.shape, np.nan), last_value=np.full(style.shape, np.nan), style=style,
-                   first_hour=np.asarray(first_hour, dtype=np.float64), onset_hour=_onsets(onset_hour))
+                   first_hour=np.asarray(first_hour, dtype=np.float64),
+                   onset_hour=None if onset_hour is None else np.asarray(onset_hour, dtype=np.float64))
 
     def select(self, index: np.ndarray) -> ObservationState:
         """The state of the stays at ``index``."""
@@ -199,10 +200,6 @@ class ObservationState:
     def stay_hours(self, now: np.ndarray) -> np.ndarray:
         """``(n, 1)`` hours since each stay began at ICU hours ``now`` ``(n, 1)`` (1 in the first hour)."""
         return now - self.first_hour[:, None] + 1
-
-
-def _onsets(onset_hour: np.ndarray | None) -> np.ndarray | None:
-    return None if onset_hour is None else np.asarray(onset_hour, dtype=np.float64)
 
 
 def hazard_classifier(seed: int) -> lgb.LGBMClassifier:

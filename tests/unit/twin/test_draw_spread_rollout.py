@@ -11,7 +11,7 @@ import pytest
 import torch
 from twin_helpers import RangeCorrector
 
-from organsim.synth import CohortSynthesizer, SynthesisConfig
+from organsim.synth import CohortSynthesizer, ObservationState, SynthesisConfig
 from organsim.synth.spread import FREQUENT_SHARE, MAX_REVERSION, volatility_correlation
 from organsim.twin import PatientTwin
 from organsim.twin.twin import PersistentDraws
@@ -305,6 +305,29 @@ def test_the_drift_control_steers_the_cohort_s_course_toward_the_profile(twin, e
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="drift_control must be a finite number >= 0"):
             SynthesisConfig(patients=2, max_hours=4, drift_control=bad)
+
+
+def test_a_stay_drawn_septic_is_charted_toward_its_drawn_onset(twin, engine_cohort, monkeypatch):
+    """The generator opens each batch's charting with the stays' planned onsets: within each stay
+    drawn as septic, none for a stay drawn as not septic."""
+    synthesizer = CohortSynthesizer.fit(engine_cohort, initial_hours=2)
+    opened = []
+    opening = ObservationState.opening
+
+    def spy(style, first_hour, onset_hour=None):
+        opened.append((np.asarray(first_hour), onset_hour))
+        return opening(style, first_hour, onset_hour)
+
+    monkeypatch.setattr(ObservationState, "opening", staticmethod(spy))
+    for fraction in (1.0, 0.0):
+        opened.clear()
+        synthesizer.generate(twin, SynthesisConfig(patients=6, max_hours=12, seed=1, context_hours=6, max_rounds=1,
+                                                   septic_fraction=fraction))
+        first_hour, onsets = opened[0]
+        if fraction:
+            assert np.isfinite(onsets).all() and (onsets >= first_hour).all() and (onsets < first_hour + 12).all()
+        else:
+            assert np.isnan(onsets).all()
 
 
 def test_a_volatility_gives_each_stay_its_own_spread_of_the_fed_back_variables(twin, engine_cohort):
